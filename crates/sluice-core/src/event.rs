@@ -1,0 +1,98 @@
+//! Events: what a client sends ([`NewEvent`]) and what the store keeps ([`StoredEvent`]).
+
+use crate::ids::{EventId, RequestId};
+use crate::tenant::Tenant;
+use serde_json::Value;
+use std::fmt;
+use std::sync::LazyLock;
+use time::OffsetDateTime;
+
+static TYPE_RE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new(r"^[a-z][a-z0-9_.-]{0,127}$").ok());
+
+/// Why a string is not an event type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an event type matches ^[a-z][a-z0-9_.-]{{0,127}}$")]
+pub struct InvalidEventType;
+
+/// An event type such as `order.created`: `^[a-z][a-z0-9_.-]{0,127}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    /// Parses an event type.
+    pub fn parse(s: &str) -> Result<Self, InvalidEventType> {
+        match TYPE_RE.as_ref() {
+            Some(re) if re.is_match(s) => Ok(Self(s.to_owned())),
+            _ => Err(InvalidEventType),
+        }
+    }
+
+    /// The type as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A validated event as a client submitted it, before it has an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The event type.
+    pub event_type: EventType,
+    /// The payload, already checked against the type's schema if one is configured.
+    pub data: Value,
+    /// When the event happened, if the client said so.
+    pub occurred_at: Option<OffsetDateTime>,
+}
+
+/// An event as the store keeps it and the query API returns it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredEvent {
+    /// Time-ordered id.
+    pub id: EventId,
+    /// The owner; never shown across tenants.
+    #[serde(skip_serializing)]
+    pub tenant: Tenant,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The payload.
+    pub data: Value,
+    /// When the event happened (the client's claim, or `received_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// When the ingest step accepted it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The request that carried it, for tracing one event through every log (R-1).
+    pub request_id: RequestId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_follow_the_contract() {
+        for ok in ["order.created", "a", "x_1-2.y"] {
+            assert!(EventType::parse(ok).is_ok(), "{ok}");
+        }
+        let too_long = format!("a{}", "b".repeat(128));
+        for bad in ["", "Order", "1a", "a b", "a\n", "a/b", too_long.as_str()] {
+            assert_eq!(EventType::parse(bad), Err(InvalidEventType), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The ingest use case: validate, assign ids, seal envelopes, enqueue durably, answer with ids.
+//!
+//! Free of HTTP types, so the axum route and the Lambda function share it unchanged.
+
+use crate::clock::Clock;
+use crate::envelope::{Envelope, Sealer, VERSION};
+use crate::ids::{EventId, IdempotencyKey, RequestId};
+use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, OutgoingMessage, Queue, QueueError};
+use crate::tenant::Tenant;
+use crate::validate::{Submission, ValidationError, Validator};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Who sent a request and how to trace it.
+#[derive(Debug, Clone)]
+pub struct IngestContext {
+    /// The authenticated tenant.
+    pub tenant: Tenant,
+    /// The request id.
+    pub request_id: RequestId,
+    /// The caller's address.
+    pub source_ip: Option<String>,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// What the client gets back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Accepted {
+    /// `{"id": ...}` for a single event.
+    One {
+        /// The id.
+        id: EventId,
+    },
+    /// `{"ids": [...]}` for a batch.
+    Many {
+        /// The ids, in request order.
+        ids: Vec<EventId>,
+    },
+}
+
+impl Accepted {
+    /// The ids, in request order.
+    pub fn ids(&self) -> &[EventId] {
+        match self {
+            Accepted::One { id } => std::slice::from_ref(id),
+            Accepted::Many { ids } => ids,
+        }
+    }
+}
+
+/// Why ingest refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body is invalid (400 or 422).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The idempotency key was used before with another body (422).
+    #[error("the idempotency key was used with a different request body")]
+    IdempotencyMismatch,
+    /// The queue is over its bound: backpressure (503, D-3).
+    #[error("the queue is full")]
+    Overloaded,
+    /// The queue or idempotency store failed (503).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<QueueError> for IngestError {
+    fn from(e: QueueError) -> Self {
+        IngestError::Unavailable(e.to_string())
+    }
+}
+
+/// A queue-depth bound checked on every request (D-3). The depth is refreshed by a poller so the
+/// hot path reads an atomic, not the queue.
+#[derive(Debug)]
+pub struct Backpressure {
+    depth: AtomicU64,
+    bound: u64,
+}
+
+impl Backpressure {
+    /// Refuse new events once the queue holds `bound` messages.
+    pub fn new(bound: u64) -> Self {
+        Self {
+            depth: AtomicU64::new(0),
+            bound,
+        }
+    }
+
+    /// Records the latest observed depth.
+    pub fn observe(&self, depth: u64) {
+        self.depth.store(depth, Ordering::Relaxed);
+    }
+
+    /// Counts messages just sent, so a burst between polls is still bounded.
+    pub fn add(&self, n: u64) {
+        self.depth.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether `n` more messages would exceed the bound.
+    pub fn would_exceed(&self, n: u64) -> bool {
+        self.depth.load(Ordering::Relaxed).saturating_add(n) > self.bound
+    }
+}
+
+/// The ingest use case.
+pub struct IngestService {
+    validator: Arc<Validator>,
+    queue: Arc<dyn Queue>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    sealer: Arc<Sealer>,
+    clock: Arc<dyn Clock>,
+    idempotency_ttl: Duration,
+    backpressure: Option<Arc<Backpressure>>,
+}
+
+impl std::fmt::Debug for IngestService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestService").finish_non_exhaustive()
+    }
+}
+
+/// SQS's limit on one `SendMessageBatch`.
+const SEND_BATCH: usize = 10;
+
+impl IngestService {
+    /// Wires the use case to its ports.
+    pub fn new(
+        validator: Arc<Validator>,
+        queue: Arc<dyn Queue>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            validator,
+            queue,
+            idempotency,
+            sealer,
+            clock,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            backpressure: None,
+        }
+    }
+
+    /// Refuse work beyond a queue-depth bound.
+    pub fn with_backpressure(mut self, bp: Arc<Backpressure>) -> Self {
+        self.backpressure = Some(bp);
+        self
+    }
+
+    /// How long an idempotency key is remembered (default 24 h).
+    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
+        self
+    }
+
+    /// The validator in use (its limits size the transport's body limit).
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Validates `body` and enqueues its events; `Ok` means every event is durably in the queue.
+    pub async fn ingest(&self, ctx: &IngestContext, body: &[u8]) -> Result<Accepted, IngestError> {
+        let now = self.clock.now();
+        let submission = self.validator.parse_body(body, now)?;
+        let events = submission.events();
+        if let Some(bp) = &self.backpressure
+            && bp.would_exceed(events.len() as u64)
+        {
+            return Err(IngestError::Overloaded);
+        }
+        let mut ids = Vec::with_capacity(events.len());
+        let mut next = EventId::new_at(now);
+        let mut messages = Vec::with_capacity(events.len());
+        for e in events {
+            let id = next;
+            next = id.successor().unwrap_or_else(|| EventId::new_at(now));
+            ids.push(id);
+            let env = Envelope {
+                v: VERSION,
+                id,
+                tenant: ctx.tenant.clone(),
+                event_type: e.event_type.clone(),
+                data: e.data.clone(),
+                occurred_at: e.occurred_at.unwrap_or(now),
+                received_at: now,
+                request_id: ctx.request_id.clone(),
+                source_ip: ctx.source_ip.clone(),
+            };
+            messages.push(
+                self.sealer
+                    .seal(&env)
+                    .map_err(|e| IngestError::Unavailable(e.to_string()))?,
+            );
+        }
+        let accepted = match submission {
+            Submission::One(_) => Accepted::One { id: ids[0] },
+            Submission::Many(_) => Accepted::Many { ids },
+        };
+        let Some(key) = &ctx.idempotency_key else {
+            self.send_all(messages).await?;
+            return Ok(accepted);
+        };
+        let record = IdempotencyRecord {
+            tenant: ctx.tenant.clone(),
+            key: key.clone(),
+            fingerprint: hex::encode(Sha256::digest(body)),
+            ids: accepted.ids().to_vec(),
+            single: matches!(accepted, Accepted::One { .. }),
+            payload: encode_payload(&messages),
+            completed: false,
+            expires_at: now + self.idempotency_ttl,
+        };
+        let claim = self
+            .idempotency
+            .claim(&record, now)
+            .await
+            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        let (accepted, messages) = match claim {
+            Claim::Claimed => (accepted, messages),
+            Claim::Existing(prior) if prior.fingerprint != record.fingerprint => {
+                return Err(IngestError::IdempotencyMismatch);
+            }
+            Claim::Existing(prior) => {
+                let accepted = if prior.single {
+                    Accepted::One {
+                        id: prior
+                            .ids
+                            .first()
+                            .copied()
+                            .ok_or_else(|| IngestError::Unavailable("empty idempotency record".into()))?,
+                    }
+                } else {
+                    Accepted::Many { ids: prior.ids.clone() }
+                };
+                if prior.completed {
+                    return Ok(accepted);
+                }
+                // The first attempt may have died between claim and send: send exactly its
+                // envelopes again; the store's conditional put keeps each event once.
+                let messages = decode_payload(&prior.payload)
+                    .ok_or_else(|| IngestError::Unavailable("corrupt idempotency record".into()))?;
+                (accepted, messages)
+            }
+        };
+        self.send_all(messages).await?;
+        self.idempotency
+            .complete(&ctx.tenant, key)
+            .await
+            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        Ok(accepted)
+    }
+
+    async fn send_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), IngestError> {
+        let n = messages.len() as u64;
+        let mut chunks = Vec::new();
+        let mut it = messages.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(SEND_BATCH).collect::<Vec<_>>());
+        }
+        // Concurrent chunks share one group commit in the embedded queue and overlap round trips on SQS.
+        let results = futures::future::join_all(chunks.into_iter().map(|c| self.queue.send_batch(c))).await;
+        for r in results {
+            r?;
+        }
+        if let Some(bp) = &self.backpressure {
+            bp.add(n);
+        }
+        Ok(())
+    }
+}
+
+fn encode_payload(messages: &[OutgoingMessage]) -> String {
+    let v: Vec<(&str, &crate::ports::MessageAttributes)> =
+        messages.iter().map(|m| (m.body.as_str(), &m.attributes)).collect();
+    serde_json::to_string(&v).unwrap_or_default()
+}
+
+fn decode_payload(s: &str) -> Option<Vec<OutgoingMessage>> {
+    let v: Vec<(String, crate::ports::MessageAttributes)> = serde_json::from_str(s).ok()?;
+    Some(
+        v.into_iter()
+            .map(|(body, attributes)| OutgoingMessage { body, attributes })
+            .collect(),
+    )
+}

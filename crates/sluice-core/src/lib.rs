@@ -1,0 +1,35 @@
+//! Sluice's core: the domain of an event ingestion pipeline and the ports its adapters implement.
+//!
+//! # Layout
+//! - [`tenant`], [`ids`], [`event`]: parsed domain types (a value of these types is valid by construction).
+//! - [`json`]: a strict JSON reader (nesting depth limit, duplicate keys rejected) for untrusted bytes.
+//! - [`validate`]: turns untrusted request bytes into [`event::NewEvent`]s, with JSON Pointer violations.
+//! - [`envelope`]: what travels through the queue, signed at ingest and verified by the process step.
+//! - [`cursor`]: opaque, signed list cursors bound to one tenant.
+//! - [`keys`]: API keys: generation, hashing, constant-time verification.
+//! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
+//!   semantics), idempotency store and key store.
+//! - [`ingest`], [`query`]: the use cases behind the HTTP routes, free of any HTTP type.
+//! - [`process`]: the process step and the worker loop (Lambda partial-batch semantics).
+//! - [`clock`]: injectable time, so tests control expiry windows.
+//!
+//! This crate has no HTTP, SQLite or AWS dependency: the same rules run in `sluice serve` and on Lambda.
+
+pub mod clock;
+pub mod cursor;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod ingest;
+pub mod json;
+pub mod keys;
+pub mod ports;
+pub mod process;
+pub mod query;
+pub mod tenant;
+pub mod validate;
+
+pub use clock::{Clock, SystemClock};
+pub use event::{EventType, NewEvent, StoredEvent};
+pub use ids::{EventId, IdempotencyKey, KeyId, RequestId};
+pub use tenant::Tenant;

@@ -1,0 +1,59 @@
+//! The idempotency port: remembers which event ids an `Idempotency-Key` produced, per tenant.
+//!
+//! The protocol is claim, send, complete. A retry that finds a completed record gets the same ids
+//! back and nothing is sent. A retry that finds a pending record (the first attempt crashed or is
+//! still running) sends the *same* envelopes again: the store's conditional put on the event id
+//! makes that harmless, so no accepted event is ever lost to a half-finished first attempt.
+
+use crate::ids::{EventId, IdempotencyKey};
+use crate::tenant::Tenant;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// What the first request with a key produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The owner; keys of different tenants never collide.
+    pub tenant: Tenant,
+    /// The client's key.
+    pub key: IdempotencyKey,
+    /// SHA-256 of the request body, hex: the same key with another body is refused.
+    pub fingerprint: String,
+    /// The ids assigned, in request order.
+    pub ids: Vec<EventId>,
+    /// Whether the response was a single `{"id"}` rather than `{"ids"}`.
+    pub single: bool,
+    /// The envelopes sent, so a retry of a pending claim can resend exactly them.
+    pub payload: String,
+    /// Whether the events were durably enqueued.
+    pub completed: bool,
+    /// After this instant the record is ignored and may be replaced.
+    pub expires_at: OffsetDateTime,
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No live record existed; this one is now stored.
+    Claimed,
+    /// A live record already exists.
+    Existing(IdempotencyRecord),
+}
+
+/// Why an idempotency operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The backing store is unavailable.
+    #[error("idempotency store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Durable idempotency records with conditional create.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Stores `record` unless a record for its tenant and key exists that has not expired at `now`.
+    async fn claim(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<Claim, IdempotencyError>;
+
+    /// Marks the record for `(tenant, key)` completed.
+    async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError>;
+}

@@ -1,0 +1,16 @@
+//! The ports: narrow traits that adapters (embedded SQLite, AWS) implement.
+//!
+//! Each trait mirrors the semantics of the AWS service it stands for, including its weaknesses
+//! (at-least-once delivery, no cross-service transactions), so code written against the embedded
+//! adapters behaves the same on AWS. One conformance suite (in `sluice-testkit`) runs against every
+//! adapter.
+
+pub mod idempotency;
+pub mod keys;
+pub mod queue;
+pub mod store;
+
+pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
+pub use keys::{KeyRecord, KeyStore, KeyStoreError};
+pub use queue::{MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage};
+pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

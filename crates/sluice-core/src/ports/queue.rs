@@ -1,0 +1,103 @@
+//! The queue port: SQS semantics (at-least-once, visibility timeout, receive count, DLQ redrive).
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// String message attributes (SQS `MessageAttributes` of type `String`).
+pub type MessageAttributes = BTreeMap<String, String>;
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The body (at most 256 KiB on SQS).
+    pub body: String,
+    /// Metadata that travels beside the body and survives a move to the DLQ.
+    pub attributes: MessageAttributes,
+}
+
+/// An opaque handle that names one receipt of a message; a later receive invalidates it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReceiptHandle(pub String);
+
+/// A received message, invisible to other consumers until its visibility timeout passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The queue's id for the message (stable across receives).
+    pub message_id: String,
+    /// The handle for delete and change-visibility.
+    pub receipt: ReceiptHandle,
+    /// The body as sent.
+    pub body: String,
+    /// The attributes as sent.
+    pub attributes: MessageAttributes,
+    /// `ApproximateReceiveCount`: how many times it has been received, this time included.
+    pub receive_count: u32,
+    /// `SentTimestamp`.
+    pub sent_at: OffsetDateTime,
+}
+
+/// Approximate counts, as SQS reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// `ApproximateNumberOfMessages`: waiting to be received.
+    pub visible: u64,
+    /// `ApproximateNumberOfMessagesNotVisible`: received, not yet deleted.
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    /// Everything the queue holds.
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight
+    }
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue cannot take the message now (disk full, service down); retry later.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The receipt handle is unknown or stale (the message was received again or deleted).
+    #[error("receipt handle is no longer valid")]
+    InvalidReceipt,
+    /// The request breaks the queue's limits (batch size, body size).
+    #[error("invalid queue request: {0}")]
+    Invalid(String),
+}
+
+/// A queue with SQS semantics.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Sends up to 10 messages; returns their ids once they are durable. All or none.
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError>;
+
+    /// Receives up to `max` (1 to 10) messages, waiting up to `wait` for the first one, and hides
+    /// them for `visibility`. A message received more than the redrive policy's count moves to the
+    /// dead-letter queue instead of being returned.
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    /// Deletes a received message. Deleting with a stale receipt is an error; deleting a message
+    /// that is already gone is not (as on SQS).
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
+
+    /// Changes how long a received message stays hidden (zero makes it visible at once).
+    async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError>;
+
+    /// Approximate counts.
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+
+    /// Sends one message.
+    async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
+        let mut ids = self.send_batch(vec![message]).await?;
+        ids.pop()
+            .ok_or_else(|| QueueError::Unavailable("the queue returned no message id".into()))
+    }
+}

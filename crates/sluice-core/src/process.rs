@@ -1,0 +1,296 @@
+//! The process step: queue records in, events in the store exactly once.
+//!
+//! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: every record of a batch is
+//! processed concurrently, each gets its own [`Outcome`], a panic in one is caught and becomes that
+//! record's failure, and only records that succeeded are deleted. Retryable failures stay in the
+//! queue and come back after a backoff; permanent ones (a record that can never succeed) go to the
+//! dead-letter queue at once with the reason. Because the store write is a conditional put on the
+//! event id, a redelivered record stores nothing twice.
+
+use crate::envelope::{Envelope, EnvelopeError, Sealer, attr};
+use crate::event::StoredEvent;
+use crate::ports::{EventStore, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, StoreError};
+use crate::validate::Validator;
+use futures::FutureExt as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::watch;
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly stored.
+    Stored,
+    /// Already stored by an earlier delivery: success, nothing written.
+    Duplicate,
+    /// Failed for now (store unavailable, a panic): leave it for redelivery.
+    Retry(String),
+    /// Can never succeed (bad signature, invalid envelope): dead-letter it now.
+    Permanent(String),
+}
+
+impl Outcome {
+    /// Whether the record is done and may be deleted from the queue.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Stored | Outcome::Duplicate)
+    }
+
+    /// A short label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Retry(_) => "retry",
+            Outcome::Permanent(_) => "dead_lettered",
+        }
+    }
+}
+
+/// Verifies, re-validates and stores records.
+pub struct Processor {
+    store: Arc<dyn EventStore>,
+    sealer: Arc<Sealer>,
+    validator: Arc<Validator>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// A processor writing to `store`.
+    pub fn new(store: Arc<dyn EventStore>, sealer: Arc<Sealer>, validator: Arc<Validator>) -> Self {
+        Self {
+            store,
+            sealer,
+            validator,
+        }
+    }
+
+    /// Processes one record. Never panics outward when called through [`Processor::process_batch`].
+    pub async fn process(&self, msg: &ReceivedMessage) -> Outcome {
+        let env = match self.sealer.open(msg) {
+            Ok(env) => env,
+            Err(e @ (EnvelopeError::BadSignature | EnvelopeError::Unsigned | EnvelopeError::UnknownKey)) => {
+                return Outcome::Permanent(format!("envelope rejected: {e}"));
+            }
+            Err(e) => return Outcome::Permanent(format!("envelope rejected: {e}")),
+        };
+        if let Err(v) = self.validator.recheck(&env.event_type, &env.data) {
+            let first = v
+                .first()
+                .map(|v| format!("{} {}", v.pointer, v.message))
+                .unwrap_or_default();
+            return Outcome::Permanent(format!("event no longer valid: {first}"));
+        }
+        let event = stored_event(env);
+        match self.store.put_if_absent(&event).await {
+            Ok(PutOutcome::Created) => Outcome::Stored,
+            Ok(PutOutcome::AlreadyExists) => Outcome::Duplicate,
+            Err(StoreError::Unavailable(m)) => Outcome::Retry(format!("store unavailable: {m}")),
+            Err(StoreError::Corrupt(m)) => Outcome::Retry(format!("store error: {m}")),
+        }
+    }
+
+    /// Processes a batch concurrently; one outcome per record, in order. A panic in one record is
+    /// contained and reported as that record's retryable failure.
+    pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Outcome> {
+        let futures = batch.iter().map(|m| {
+            AssertUnwindSafe(self.process(m)).catch_unwind().map(|r| match r {
+                Ok(o) => o,
+                Err(_) => Outcome::Retry("the record's processing panicked".into()),
+            })
+        });
+        futures::future::join_all(futures).await
+    }
+}
+
+fn stored_event(env: Envelope) -> StoredEvent {
+    StoredEvent {
+        id: env.id,
+        tenant: env.tenant,
+        event_type: env.event_type,
+        data: env.data,
+        occurred_at: env.occurred_at,
+        received_at: env.received_at,
+        request_id: env.request_id,
+    }
+}
+
+/// The dead-letter copy of a record: same body and attributes, plus why and when.
+pub fn dead_letter(msg: &ReceivedMessage, reason: &str, at: OffsetDateTime) -> OutgoingMessage {
+    let mut attributes = msg.attributes.clone();
+    let mut reason = reason.to_owned();
+    if reason.len() > 512 {
+        let mut cut = 512;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    attributes.insert(attr::DLQ_REASON.into(), reason);
+    attributes.insert(attr::DLQ_AT.into(), at.format(&Rfc3339).unwrap_or_default());
+    OutgoingMessage {
+        body: msg.body.clone(),
+        attributes,
+    }
+}
+
+/// How the worker pool polls.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Concurrent pollers.
+    pub workers: usize,
+    /// Records per receive (1 to 10).
+    pub batch_size: usize,
+    /// Long-poll wait.
+    pub wait: Duration,
+    /// Visibility timeout of a received batch.
+    pub visibility: Duration,
+    /// Longest backoff before a failed record is retried.
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            batch_size: 10,
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Exponential backoff for a record's `receive_count`-th failure: 1 s, 2 s, 4 s, … capped.
+pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
+    let secs = 1u64 << receive_count.saturating_sub(1).min(16);
+    Duration::from_secs(secs).min(cap)
+}
+
+/// Settles a processed batch against the queues: deletes successes, dead-letters permanent
+/// failures, and delays retries with backoff. Returns the messages left for redelivery.
+pub async fn settle(
+    queue: &dyn Queue,
+    dlq: &dyn Queue,
+    batch: &[ReceivedMessage],
+    outcomes: &[Outcome],
+    max_backoff: Duration,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    let mut left = Vec::new();
+    for (msg, outcome) in batch.iter().zip(outcomes) {
+        let done = match outcome {
+            Outcome::Stored | Outcome::Duplicate => true,
+            Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(message_id = %msg.message_id, error = %e, "could not dead-letter a record; it stays queued");
+                    false
+                }
+            },
+            Outcome::Retry(_) => {
+                let delay = backoff(msg.receive_count, max_backoff);
+                if let Err(e) = queue.change_visibility(&msg.receipt, delay).await {
+                    tracing::debug!(message_id = %msg.message_id, error = %e, "could not set retry backoff");
+                }
+                false
+            }
+        };
+        if done {
+            if let Err(e) = queue.delete(&msg.receipt).await {
+                // The record will be redelivered; the conditional put makes that harmless.
+                tracing::warn!(message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered");
+                left.push(msg.message_id.clone());
+            }
+        } else {
+            left.push(msg.message_id.clone());
+        }
+    }
+    left
+}
+
+fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
+    let a = |k: &str| msg.attributes.get(k).map(String::as_str).unwrap_or("");
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Outcome::Stored | Outcome::Duplicate => tracing::info!(
+            request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
+            message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), latency_ms,
+            "record processed"
+        ),
+        Outcome::Retry(reason) | Outcome::Permanent(reason) => tracing::warn!(
+            request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
+            message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), reason = %reason, latency_ms,
+            "record failed"
+        ),
+    }
+}
+
+/// Runs one poller until `shutdown` turns true; the batch in hand is always finished first.
+pub async fn run_worker(
+    queue: Arc<dyn Queue>,
+    dlq: Arc<dyn Queue>,
+    processor: Arc<Processor>,
+    config: WorkerConfig,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut idle_backoff = Duration::from_millis(50);
+    while !*shutdown.borrow() {
+        let received = tokio::select! {
+            r = queue.receive(config.batch_size, config.wait, config.visibility) => r,
+            _ = shutdown.changed() => break,
+        };
+        let batch = match received {
+            Ok(b) => {
+                idle_backoff = Duration::from_millis(50);
+                b
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed; backing off");
+                tokio::time::sleep(idle_backoff).await;
+                idle_backoff = (idle_backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let outcomes = processor.process_batch(&batch).await;
+        for (m, o) in batch.iter().zip(&outcomes) {
+            log_outcome(m, o, started);
+        }
+        settle(
+            queue.as_ref(),
+            dlq.as_ref(),
+            &batch,
+            &outcomes,
+            config.max_backoff,
+            clock.now(),
+        )
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(backoff(1, cap), Duration::from_secs(1));
+        assert_eq!(backoff(2, cap), Duration::from_secs(2));
+        assert_eq!(backoff(4, cap), Duration::from_secs(8));
+        assert_eq!(backoff(40, cap), cap);
+        assert_eq!(backoff(0, cap), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,502 @@
+//! Input validation (T-1, E-2): untrusted request bytes in, [`NewEvent`]s or a list of violations out.
+//!
+//! Order matters: the size limit is enforced by the transport while reading; here the strict JSON
+//! reader bounds depth and refuses duplicate keys before anything looks at the content; then each
+//! event is parsed field by field, and its `data` checked against the type's JSON Schema, if any.
+//! A batch is all or nothing: one bad event refuses the whole request.
+
+use crate::event::{EventType, NewEvent};
+use crate::json::{JsonError, escape_pointer_token, parse_strict};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Limits on what one request may contain. Every one has a safe default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, in bytes (enforced while reading by the transport).
+    pub max_body_bytes: usize,
+    /// Deepest nesting of the whole body (the array of a batch counts as one level).
+    pub max_depth: usize,
+    /// Most events in one request.
+    pub max_batch: usize,
+    /// How far in the past `occurred_at` may be, in seconds.
+    pub max_past_secs: u64,
+    /// How far in the future `occurred_at` may be, in seconds (clock skew allowance).
+    pub max_future_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_depth: 32,
+            max_batch: 100,
+            max_past_secs: 30 * 24 * 3600,
+            max_future_secs: 5 * 60,
+        }
+    }
+}
+
+/// One reason an event was refused, located by a JSON Pointer into the request body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// RFC 6901 pointer into the request body.
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    /// The body is not acceptable JSON (syntax, depth, duplicate keys): 400.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The JSON is well formed but breaks the contract: 422.
+    #[error("{} violation(s)", .0.len())]
+    Invalid(Vec<Violation>),
+}
+
+/// Why a schema directory could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaLoadError {
+    /// Reading the directory or a file failed.
+    #[error("reading schema {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not named `<event type>.json`.
+    #[error("schema file {0} is not named <event type>.json")]
+    Name(String),
+    /// A file is not a valid JSON Schema.
+    #[error("schema {path} is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What the schema compiler said.
+        message: String,
+    },
+}
+
+/// Compiled per-type JSON Schemas for event `data`.
+#[derive(Default)]
+pub struct Schemas {
+    by_type: HashMap<EventType, jsonschema::Validator>,
+    require: bool,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas")
+            .field("types", &self.by_type.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Schemas {
+    /// No schemas: any `data` is accepted.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Compiles one schema per `(type, schema)` pair.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (EventType, Value)>) -> Result<Self, SchemaLoadError> {
+        let mut by_type = HashMap::new();
+        for (t, schema) in pairs {
+            let v = jsonschema::validator_for(&schema).map_err(|e| SchemaLoadError::Invalid {
+                path: t.to_string(),
+                message: e.to_string(),
+            })?;
+            by_type.insert(t, v);
+        }
+        Ok(Self {
+            by_type,
+            require: false,
+        })
+    }
+
+    /// Loads every `<event type>.json` in `dir`. Remote `$ref`s are never fetched.
+    pub fn load_dir(dir: &Path) -> Result<Self, SchemaLoadError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SchemaLoadError::Io { path, source }
+        };
+        let mut pairs = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let t = EventType::parse(name).map_err(|_| SchemaLoadError::Name(path.display().to_string()))?;
+            let text = std::fs::read(&path).map_err(io(&path))?;
+            let schema: Value = serde_json::from_slice(&text).map_err(|e| SchemaLoadError::Invalid {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            pairs.push((t, schema));
+        }
+        Self::from_pairs(pairs)
+    }
+
+    /// When set, an event whose type has no schema is refused.
+    pub fn require_schema(mut self, require: bool) -> Self {
+        self.require = require;
+        self
+    }
+
+    /// How many types have a schema.
+    pub fn len(&self) -> usize {
+        self.by_type.len()
+    }
+
+    /// Whether no type has a schema.
+    pub fn is_empty(&self) -> bool {
+        self.by_type.is_empty()
+    }
+
+    fn check(&self, t: &EventType, data: &Value, base: &str, out: &mut Vec<Violation>) {
+        match self.by_type.get(t) {
+            Some(v) => {
+                for e in v.iter_errors(data).take(MAX_VIOLATIONS) {
+                    let mut message = e.to_string();
+                    truncate(&mut message, 200);
+                    out.push(Violation {
+                        pointer: format!("{base}/data{}", e.instance_path),
+                        message,
+                    });
+                }
+            }
+            None if self.require => out.push(Violation {
+                pointer: format!("{base}/type"),
+                message: "no schema is registered for this event type".into(),
+            }),
+            None => {}
+        }
+    }
+}
+
+const MAX_VIOLATIONS: usize = 50;
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
+/// The shape of an accepted body: one event or a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    /// A single JSON object.
+    One(NewEvent),
+    /// A JSON array of events (all valid).
+    Many(Vec<NewEvent>),
+}
+
+impl Submission {
+    /// The events, in request order.
+    pub fn events(&self) -> &[NewEvent] {
+        match self {
+            Submission::One(e) => std::slice::from_ref(e),
+            Submission::Many(v) => v,
+        }
+    }
+}
+
+/// Validates request bodies against the limits and schemas.
+#[derive(Debug, Default)]
+pub struct Validator {
+    limits: Limits,
+    schemas: Schemas,
+}
+
+impl Validator {
+    /// A validator with these limits and schemas.
+    pub fn new(limits: Limits, schemas: Schemas) -> Self {
+        Self { limits, schemas }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validates a whole request body received at `now`.
+    pub fn parse_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Submission, ValidationError> {
+        let value = parse_strict(body, self.limits.max_depth)?;
+        let mut violations = Vec::new();
+        let submission = match value {
+            Value::Object(_) => self.parse_event(&value, "", now, &mut violations).map(Submission::One),
+            Value::Array(items) => {
+                if items.is_empty() {
+                    violations.push(v("", "a batch holds at least one event"));
+                } else if items.len() > self.limits.max_batch {
+                    violations.push(v(
+                        "",
+                        &format!("a batch holds at most {} events", self.limits.max_batch),
+                    ));
+                }
+                let mut events = Vec::with_capacity(items.len());
+                if violations.is_empty() {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(e) = self.parse_event(item, &format!("/{i}"), now, &mut violations) {
+                            events.push(e);
+                        }
+                        if violations.len() >= MAX_VIOLATIONS {
+                            break;
+                        }
+                    }
+                }
+                Some(Submission::Many(events))
+            }
+            _ => {
+                violations.push(v("", "the body is an event object or an array of them"));
+                None
+            }
+        };
+        match submission {
+            Some(s) if violations.is_empty() => Ok(s),
+            _ => {
+                violations.truncate(MAX_VIOLATIONS);
+                Err(ValidationError::Invalid(violations))
+            }
+        }
+    }
+
+    /// Re-checks an event that came back from the queue: type and schema, but not the time window,
+    /// which was judged at ingest.
+    pub fn recheck(&self, t: &EventType, data: &Value) -> Result<(), Vec<Violation>> {
+        let mut out = Vec::new();
+        self.schemas.check(t, data, "", &mut out);
+        if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    fn parse_event(
+        &self,
+        value: &Value,
+        base: &str,
+        now: OffsetDateTime,
+        out: &mut Vec<Violation>,
+    ) -> Option<NewEvent> {
+        let Value::Object(obj) = value else {
+            out.push(v(base, "an event is a JSON object"));
+            return None;
+        };
+        let before = out.len();
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "type" | "data" | "occurred_at") {
+                out.push(v(&format!("{base}/{}", escape_pointer_token(key)), "unknown field"));
+            }
+        }
+        let event_type = match obj.get("type") {
+            Some(Value::String(s)) => match EventType::parse(s) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    out.push(v(&format!("{base}/type"), &e.to_string()));
+                    None
+                }
+            },
+            Some(_) => {
+                out.push(v(&format!("{base}/type"), "must be a string"));
+                None
+            }
+            None => {
+                out.push(v(&format!("{base}/type"), "is required"));
+                None
+            }
+        };
+        let data = match obj.get("data") {
+            Some(d) => Some(d.clone()),
+            None => {
+                out.push(v(&format!("{base}/data"), "is required"));
+                None
+            }
+        };
+        let occurred_at = match obj.get("occurred_at") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
+                Ok(t) => {
+                    let past = now - Duration::from_secs(self.limits.max_past_secs);
+                    let future = now + Duration::from_secs(self.limits.max_future_secs);
+                    if t < past || t > future {
+                        out.push(v(&format!("{base}/occurred_at"), "is outside the accepted time window"));
+                    }
+                    Some(t.to_offset(time::UtcOffset::UTC))
+                }
+                Err(_) => {
+                    out.push(v(&format!("{base}/occurred_at"), "must be an RFC 3339 date-time"));
+                    None
+                }
+            },
+            Some(_) => {
+                out.push(v(
+                    &format!("{base}/occurred_at"),
+                    "must be an RFC 3339 date-time string",
+                ));
+                None
+            }
+        };
+        if let (Some(t), Some(d)) = (&event_type, &data) {
+            self.schemas.check(t, d, base, out);
+        }
+        match (event_type, data) {
+            (Some(event_type), Some(data)) if out.len() == before => Some(NewEvent {
+                event_type,
+                data,
+                occurred_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn v(pointer: &str, message: &str) -> Violation {
+    Violation {
+        pointer: pointer.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn pointers(e: ValidationError) -> Vec<String> {
+        match e {
+            ValidationError::Invalid(v) => v.into_iter().map(|v| v.pointer).collect(),
+            other => vec![format!("not a violation list: {other}")],
+        }
+    }
+
+    #[test]
+    fn accepts_one_event_and_a_batch() {
+        let val = Validator::default();
+        let one = val.parse_body(br#"{"type":"order.created","data":{"n":1}}"#, now());
+        assert!(matches!(one, Ok(Submission::One(_))));
+        let many = val.parse_body(
+            br#"[{"type":"a","data":1},{"type":"b","data":null,"occurred_at":"2027-01-15T08:00:00Z"}]"#,
+            now(),
+        );
+        match many {
+            Ok(Submission::Many(v)) => assert_eq!(v.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn t1_reports_every_violation_by_pointer_and_refuses_the_whole_batch() {
+        let val = Validator::default();
+        let body =
+            br#"[{"type":"ok","data":1},{"type":"Bad","data":1,"extra":true},{"data":1,"occurred_at":"yesterday"}]"#;
+        let e = val.parse_body(body, now()).map(|_| ()).map_err(pointers);
+        assert_eq!(
+            e,
+            Err(vec![
+                "/1/extra".into(),
+                "/1/type".into(),
+                "/2/type".into(),
+                "/2/occurred_at".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn t1_refuses_times_outside_the_window() {
+        let val = Validator::default();
+        for t in ["2020-01-01T00:00:00Z", "2030-01-01T00:00:00Z"] {
+            let body = json!({"type":"a","data":{},"occurred_at":t}).to_string();
+            assert_eq!(
+                val.parse_body(body.as_bytes(), now()).map(|_| ()).map_err(pointers),
+                Err(vec!["/occurred_at".into()])
+            );
+        }
+    }
+
+    #[test]
+    fn t1_refuses_empty_and_oversized_batches_and_scalars() {
+        let val = Validator::new(
+            Limits {
+                max_batch: 2,
+                ..Limits::default()
+            },
+            Schemas::none(),
+        );
+        for body in [
+            "[]",
+            r#"[{"type":"a","data":1},{"type":"a","data":1},{"type":"a","data":1}]"#,
+            "42",
+            "\"x\"",
+        ] {
+            assert_eq!(
+                val.parse_body(body.as_bytes(), now()).map(|_| ()).map_err(pointers),
+                Err(vec![String::new()]),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn t1_checks_data_against_the_type_schema() {
+        let t = EventType::parse("order.created").map_err(|e| e.to_string());
+        let schemas = Schemas::from_pairs([(
+            t.clone().unwrap_or_else(|_| unreachable!()),
+            json!({
+                "type":"object","required":["amount"],"properties":{"amount":{"type":"integer","minimum":0}}
+            }),
+        )]);
+        let val = Validator::new(
+            Limits::default(),
+            schemas.map_err(|e| e.to_string()).unwrap_or_default(),
+        );
+        assert!(
+            val.parse_body(br#"{"type":"order.created","data":{"amount":3}}"#, now())
+                .is_ok()
+        );
+        let e = val.parse_body(
+            br#"[{"type":"other","data":1},{"type":"order.created","data":{"amount":-1}}]"#,
+            now(),
+        );
+        assert_eq!(e.map(|_| ()).map_err(pointers), Err(vec!["/1/data/amount".into()]));
+    }
+
+    #[test]
+    fn require_schema_refuses_unknown_types() {
+        let val = Validator::new(Limits::default(), Schemas::none().require_schema(true));
+        let e = val.parse_body(br#"{"type":"a","data":1}"#, now());
+        assert_eq!(e.map(|_| ()).map_err(pointers), Err(vec!["/type".into()]));
+    }
+
+    #[test]
+    fn t1_depth_counts_the_batch_array() {
+        let val = Validator::new(
+            Limits {
+                max_depth: 3,
+                ..Limits::default()
+            },
+            Schemas::none(),
+        );
+        assert!(val.parse_body(br#"[{"type":"a","data":{"x":1}}]"#, now()).is_ok());
+        assert!(matches!(
+            val.parse_body(br#"[{"type":"a","data":{"x":[1]}}]"#, now()),
+            Err(ValidationError::Json(JsonError::TooDeep { max: 3 }))
+        ));
+    }
+}
