@@ -1,0 +1,295 @@
+//! Configuration: defaults, then a TOML file, then `SLUICE_*` environment variables, then flags.
+//!
+//! Everything is parsed into typed values once at start-up; nothing later can fail on a bad
+//! setting. Nested keys map to environment variables with a double underscore:
+//! `[queue] max_receive_count` is `SLUICE_QUEUE__MAX_RECEIVE_COUNT`.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_core::validate::Limits;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration of `sluice serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the queue, the store and the secrets live.
+    pub data_dir: PathBuf,
+    /// Request limits (T-1).
+    pub limits: Limits,
+    /// JSON Schema files, one `<event type>.json` each.
+    pub schema_dir: Option<PathBuf>,
+    /// Refuse event types that have no schema.
+    pub require_schema: bool,
+    /// Throttling (D-1).
+    pub throttle: Throttle,
+    /// Queue behaviour (D-2, D-3).
+    pub queue: QueueSettings,
+    /// The process step's worker pool.
+    pub worker: WorkerSettings,
+    /// Authentication (S-1).
+    pub auth: AuthSettings,
+    /// Logging (R-1, I-1).
+    pub log: LogSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".sluice"),
+            limits: Limits::default(),
+            schema_dir: None,
+            require_schema: false,
+            throttle: Throttle::default(),
+            queue: QueueSettings::default(),
+            worker: WorkerSettings::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Token buckets, per API key and global (API Gateway's defaults are 10 000 rps, burst 5 000).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Throttle {
+    /// Sustained requests per second per key.
+    pub rate_per_sec: u32,
+    /// Burst per key.
+    pub burst: u32,
+    /// Sustained requests per second in all.
+    pub global_rate_per_sec: u32,
+    /// Global burst.
+    pub global_burst: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self { rate_per_sec: 1000, burst: 2000, global_rate_per_sec: 10_000, global_burst: 5000 }
+    }
+}
+
+/// Queue settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Receives before a message moves to the DLQ (SQS `maxReceiveCount`).
+    pub max_receive_count: u32,
+    /// How long an unprocessed message is kept, in seconds.
+    pub retention_secs: u64,
+    /// How long the DLQ keeps a message, in seconds.
+    pub dlq_retention_secs: u64,
+    /// Visibility timeout of a received batch, in seconds.
+    pub visibility_timeout_secs: u64,
+    /// Refuse new events (503) once the queue holds this many (D-3).
+    pub max_depth: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_receive_count: 5,
+            retention_secs: 4 * 24 * 3600,
+            dlq_retention_secs: 14 * 24 * 3600,
+            visibility_timeout_secs: 30,
+            max_depth: 1_000_000,
+        }
+    }
+}
+
+/// Worker pool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Concurrent pollers.
+    pub workers: usize,
+    /// Records per receive, 1 to 10.
+    pub batch_size: usize,
+    /// Longest retry backoff, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { workers: 4, batch_size: 10, max_backoff_secs: 60 }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// How long a key lookup is cached; a revocation takes effect within this many seconds.
+    pub cache_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { cache_secs: 5 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default: machines read logs).
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sluice=debug,info`.
+    pub level: String,
+    /// Field names whose values are masked wherever they appear (case-insensitive substring).
+    pub redact: Vec<String>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+            redact: ["password", "secret", "token", "authorization", "api_key", "ssn", "card"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "listen",
+    "data_dir",
+    "limits",
+    "schema_dir",
+    "require_schema",
+    "throttle",
+    "queue",
+    "worker",
+    "auth",
+    "log",
+];
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `SLUICE_*` variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SLUICE_") else { continue };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if !path.first().is_some_and(|p| TOP_LEVEL.contains(&p.as_str())) {
+                continue;
+            }
+            set_path(&mut table, &path, env_value(&value)).with_context(|| format!("applying {name}"))?;
+        }
+        let config: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !(1..=10).contains(&self.worker.batch_size) {
+            bail!("worker.batch_size must be 1 to 10");
+        }
+        if self.worker.workers == 0 {
+            bail!("worker.workers must be at least 1");
+        }
+        if self.queue.max_receive_count == 0 {
+            bail!("queue.max_receive_count must be at least 1");
+        }
+        if self.limits.max_batch == 0 || self.limits.max_depth < 2 || self.limits.max_body_bytes == 0 {
+            bail!("limits must allow at least one event");
+        }
+        if self.throttle.rate_per_sec == 0
+            || self.throttle.burst == 0
+            || self.throttle.global_rate_per_sec == 0
+            || self.throttle.global_burst == 0
+        {
+            bail!("throttle rates and bursts must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are TOML literals when they parse as one (numbers, booleans, arrays), else strings.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => bail!("{first} is not a table"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.max_body_bytes, 256 * 1024);
+        assert_eq!(c.queue.max_receive_count, 5);
+        assert!(c.log.redact.iter().any(|r| r == "password"));
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sluice.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[queue]\nmax_receive_count = 3\n[limits]\nmax_depth = 8\n").unwrap();
+        let env = [
+            ("SLUICE_QUEUE__MAX_RECEIVE_COUNT".to_string(), "7".to_string()),
+            ("SLUICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("SLUICE_QUEUE_URL".to_string(), "ignored: belongs to the AWS backend".to_string()),
+            ("OTHER".to_string(), "1".to_string()),
+        ];
+        let c = Config::load(Some(&f), env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.queue.max_receive_count, 7);
+        assert_eq!(c.limits.max_depth, 8);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn typos_and_bad_values_fail_at_start_up() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(Config::load(None, env("SLUICE_QUEUE__MAX_RECIEVE_COUNT", "3")).is_err());
+        assert!(Config::load(None, env("SLUICE_WORKER__BATCH_SIZE", "11")).is_err());
+        assert!(Config::load(None, env("SLUICE_LISTEN", "not an address")).is_err());
+    }
+}

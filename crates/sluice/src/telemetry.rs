@@ -1,0 +1,243 @@
+//! Logging (R-1, I-1): structured JSON by default, with a redaction pass over every line.
+//!
+//! Redaction works on the rendered line, after `tracing` has formatted it, so it catches a
+//! sensitive field wherever it appears: a top-level field, a span field, a nested JSON object, or
+//! a `password=...` fragment inside a message. The sink is injectable so tests can capture lines.
+
+use crate::config::{LogFormat, LogSettings};
+use regex::Regex;
+use serde_json::Value;
+use std::io::{self, Write};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "[REDACTED]";
+
+/// Masks configured field names in rendered log lines.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    names: Vec<String>,
+    inline: Option<Regex>,
+}
+
+impl Redactor {
+    /// A redactor for these field names (matched case-insensitively, as substrings).
+    pub fn new(names: &[String]) -> Self {
+        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).filter(|n| !n.is_empty()).collect();
+        let inline = if names.is_empty() {
+            None
+        } else {
+            let alt = names.iter().map(|n| regex::escape(n)).collect::<Vec<_>>().join("|");
+            // `name=value`, `name: value`, `"name":"value"` inside free text.
+            Regex::new(&format!(r#"(?i)([A-Za-z0-9_-]*(?:{alt})[A-Za-z0-9_-]*\\?"?\s*[=:]\s*\\?"?)([^\s,;&"\\}}]+)"#)).ok()
+        };
+        Self { names, inline }
+    }
+
+    fn is_sensitive(&self, key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        self.names.iter().any(|n| key.contains(n.as_str()))
+    }
+
+    fn scrub_text(&self, s: &str) -> Option<String> {
+        let re = self.inline.as_ref()?;
+        if re.is_match(s) { Some(re.replace_all(s, format!("${{1}}{MASK}")).into_owned()) } else { None }
+    }
+
+    fn scrub(&self, v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, val) in map.iter_mut() {
+                    if self.is_sensitive(k) {
+                        *val = Value::String(MASK.into());
+                    } else {
+                        self.scrub(val);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.scrub(i)),
+            Value::String(s) => {
+                if let Some(clean) = self.scrub_text(s) {
+                    *s = clean;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Redacts one rendered line (JSON or plain text).
+    pub fn redact_line(&self, line: &str) -> String {
+        let trimmed = line.trim_end_matches('\n');
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(mut v) => {
+                self.scrub(&mut v);
+                let mut out = serde_json::to_string(&v).unwrap_or_default();
+                out.push('\n');
+                out
+            }
+            Err(_) => {
+                let mut out = self.scrub_text(trimmed).unwrap_or_else(|| trimmed.to_owned());
+                // Plain-text lines must stay one line each: a newline inside a field is log injection.
+                out = out.replace(['\n', '\r'], "\\n");
+                out.push('\n');
+                out
+            }
+        }
+    }
+}
+
+/// A [`MakeWriter`] that redacts each event before it reaches the inner writer.
+#[derive(Clone)]
+pub struct RedactingMakeWriter<M> {
+    inner: M,
+    redactor: Arc<Redactor>,
+}
+
+impl<M> RedactingMakeWriter<M> {
+    /// Wraps `inner`.
+    pub fn new(inner: M, redactor: Redactor) -> Self {
+        Self { inner, redactor: Arc::new(redactor) }
+    }
+}
+
+/// Buffers one event and writes it redacted when dropped.
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    redactor: Arc<Redactor>,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    fn drain(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        // One writer is made per event, so the buffer is exactly one event: redact it as a whole.
+        let out = self.redactor.redact_line(&String::from_utf8_lossy(&self.buf));
+        self.buf.clear();
+        self.inner.write_all(out.as_bytes())
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.drain();
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMakeWriter<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter { inner: self.inner.make_writer(), buf: Vec::new(), redactor: self.redactor.clone() }
+    }
+}
+
+/// Builds the subscriber for `settings`, writing through `sink`.
+pub fn subscriber<M>(settings: &LogSettings, sink: M) -> anyhow::Result<Box<dyn tracing::Subscriber + Send + Sync>>
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(&settings.level)?;
+    let writer = RedactingMakeWriter::new(sink, Redactor::new(&settings.redact));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    Ok(match settings.format {
+        LogFormat::Json => Box::new(
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).with_target(true).finish(),
+        ),
+        LogFormat::Pretty => Box::new(builder.with_ansi(false).finish()),
+    })
+}
+
+/// Installs the global subscriber writing to standard output through a background thread.
+/// Keep the returned guard alive: dropping it flushes what is buffered.
+pub fn init(settings: &LogSettings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    // Not lossy: an audit log (R-1) that drops lines under load is no audit log.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(io::stdout());
+    tracing::subscriber::set_global_default(subscriber(settings, writer)?)?;
+    Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    fn capture(settings: &LogSettings, f: impl FnOnce()) -> String {
+        let cap = Capture::default();
+        let sub = subscriber(settings, cap.clone()).unwrap();
+        tracing::subscriber::with_default(sub, f);
+        String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn i1_secret_fields_are_masked_wherever_they_appear() {
+        let out = capture(&LogSettings::default(), || {
+            let span = tracing::info_span!("req", api_key = "sk-live-1");
+            let _g = span.enter();
+            tracing::info!(password = "hunter2", user_token = "tok-9", tenant = "acme", "login password=hunter3 ok");
+            tracing::info!(payload = r#"{"card":"4111111111111111","ok":1}"#, "nested");
+        });
+        for secret in ["hunter2", "hunter3", "tok-9", "4111111111111111", "sk-live-1"] {
+            assert!(!out.contains(secret), "{secret} leaked into {out}");
+        }
+        assert!(out.contains("acme"), "non-sensitive fields stay: {out}");
+        assert!(out.contains(MASK));
+        for line in out.lines() {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn log_injection_cannot_forge_a_line() {
+        let out = capture(&LogSettings::default(), || {
+            tracing::info!(event_type = "a\n{\"level\":\"ERROR\",\"forged\":true}", "received");
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let pretty = LogSettings { format: LogFormat::Pretty, ..LogSettings::default() };
+        let out = capture(&pretty, || tracing::info!("two\nlines"));
+        assert_eq!(out.lines().count(), 1, "{out}");
+    }
+
+    #[test]
+    fn configured_names_replace_the_defaults() {
+        let settings = LogSettings { redact: vec!["iban".into()], ..LogSettings::default() };
+        let out = capture(&settings, || tracing::info!(customer_iban = "DE89", password = "visible", "x"));
+        assert!(!out.contains("DE89"));
+        assert!(out.contains("visible"));
+    }
+}

@@ -1,0 +1,215 @@
+//! `spawn_app`: the real `sluice` binary on a free loopback port, over fresh SQLite files in a
+//! temporary directory, with its log lines captured for assertions.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// Runs `sluice keys create` and returns the printed key.
+pub fn create_key(data_dir: &Path, tenant: &str, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--tenant", tenant, "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .expect("run sluice keys create");
+    assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs a `sluice` subcommand against a data dir, returning stdout.
+pub fn sluice(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).arg("--data-dir").arg(data_dir).output().expect("run sluice");
+    assert!(out.status.success(), "sluice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub key: String,
+    pub other_key: String,
+    pub client: reqwest::Client,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// A server with default settings and two tenants, `acme` and `other`.
+    pub fn spawn() -> Self {
+        Self::spawn_with(&[])
+    }
+
+    /// A server with `SLUICE_*` overrides.
+    pub fn spawn_with(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let key = create_key(&data_dir, "acme", &[]);
+        let other_key = create_key(&data_dir, "other", &[]);
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, addr, logs) = start(&data_dir, &env);
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            data_dir,
+            key,
+            other_key,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            child,
+            logs,
+            env,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Every log line the server printed so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// `kill -9`: no shutdown, no flush, nothing.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().unwrap()
+    }
+
+    /// Starts the server again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        let (child, addr, logs) = start(&self.data_dir, &self.env);
+        self.child = child;
+        self.addr = addr;
+        self.base = format!("http://{addr}");
+        self.logs = logs;
+    }
+
+    pub async fn post(&self, key: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/events"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    /// Every event of the key's tenant, following cursors.
+    pub async fn list_all(&self, key: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = "/v1/events?limit=1000".to_string();
+            if let Some(c) = &cursor {
+                path.push_str("&cursor=");
+                path.push_str(c);
+            }
+            let r = self.get(key, &path).await;
+            assert_eq!(r.status(), 200);
+            let page: serde_json::Value = r.json().await.unwrap();
+            out.extend(page["events"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    /// Waits until the event is readable, or fails after `timeout`.
+    pub async fn wait_for_event(&self, key: &str, id: &str, timeout: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let r = self.get(key, &format!("/v1/events/{id}")).await;
+            if r.status() == 200 {
+                return r.json().await.unwrap();
+            }
+            assert!(start.elapsed() < timeout, "event {id} not stored within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the tenant has `n` events stored.
+    pub async fn wait_for_count(&self, key: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let all = self.list_all(key).await;
+            if all.len() >= n {
+                return all;
+            }
+            assert!(start.elapsed() < timeout, "only {} of {n} events stored within {timeout:?}", all.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("SLUICE_LOG__LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sluice serve");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let logs = logs.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.contains("sluice listening")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["addr"].as_str()
+                {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("sluice serve did not start: {:?}", logs.lock().unwrap());
+        }
+    };
+    (child, addr, logs)
+}

