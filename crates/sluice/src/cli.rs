@@ -53,6 +53,8 @@ enum Command {
     /// Inspect and redrive the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Print the queue and dead-letter queue depths as JSON.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd)),
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd)),
+        Command::Status => runtime()?.block_on(status_command(&config)),
     }
 }
 
@@ -222,5 +225,18 @@ async fn dlq_command(config: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
             eprintln!("moved {n} message(s) back to {}", serve::QUEUE);
         }
     }
+    Ok(())
+}
+
+async fn status_command(config: &Config) -> anyhow::Result<()> {
+    use sluice_core::ports::Queue as _;
+    let embedded = serve::open_embedded(config)?;
+    let q = embedded.queue.depth().await?;
+    let d = embedded.dlq.depth().await?;
+    let status = serde_json::json!({
+        "queue": {"visible": q.visible, "in_flight": q.in_flight},
+        "dlq": {"visible": d.visible, "in_flight": d.in_flight},
+    });
+    println!("{status}");
     Ok(())
 }

@@ -91,3 +91,43 @@ async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stor
     assert!(dead[0].attributes.contains_key("request_id"));
     let _ = SystemClock;
 }
+
+/// A store that panics on one particular event, to prove a panic is contained to its record.
+struct PanickyStore(Arc<StoreDb>);
+
+#[async_trait::async_trait]
+impl EventStore for PanickyStore {
+    async fn put_if_absent(&self, e: &sluice_core::StoredEvent) -> Result<sluice_core::ports::PutOutcome, sluice_core::ports::StoreError> {
+        if e.data["n"] == 13 {
+            panic!("simulated bug while storing");
+        }
+        self.0.put_if_absent(e).await
+    }
+    async fn get(&self, t: &Tenant, id: &EventId) -> Result<Option<sluice_core::StoredEvent>, sluice_core::ports::StoreError> {
+        self.0.get(t, id).await
+    }
+    async fn list(&self, t: &Tenant, q: &ListQuery) -> Result<sluice_core::ports::Page, sluice_core::ports::StoreError> {
+        self.0.list(t, q).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+    let queue = qdb.queue("events", QueueConfig::default());
+    let dlq = qdb.queue("dlq", QueueConfig::default());
+    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+    let sealer = sealer();
+    let processor = Processor::new(Arc::new(PanickyStore(store.clone())), sealer.clone(), Arc::new(Validator::default()));
+    let msgs = [1, 13, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
+    queue.send_batch(msgs).await.unwrap();
+    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)).await.unwrap();
+    let outcomes = processor.process_batch(&batch).await;
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), 2, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Retry(r) if r.contains("panicked"))));
+    let left = settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
+    assert_eq!(left.len(), 1, "only the panicking record is left for redelivery");
+    assert_eq!(queue.depth().await.unwrap().total(), 1);
+    assert!(dlq.peek(10).await.unwrap().is_empty());
+}
