@@ -1,0 +1,102 @@
+//! `POST /v1/events`: the ingest route, a thin adapter over [`IngestService`].
+
+use crate::body::{read_limited, require_json};
+use crate::client_ip::source_ip;
+use crate::problem::{Code, Problem};
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sluice_core::RequestId;
+use sluice_core::ids::IdempotencyKey;
+use sluice_core::ingest::{IngestContext, IngestError, IngestService};
+use sluice_core::keys::Principal;
+use sluice_core::validate::ValidationError;
+use std::sync::Arc;
+
+/// The idempotency header.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Seconds a client should wait after a 503 from the queue.
+const QUEUE_RETRY_AFTER: u64 = 5;
+
+/// What the ingest route needs.
+pub(crate) struct IngestState {
+    pub(crate) service: Arc<IngestService>,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// The authenticated principal, put there by the guard.
+pub(crate) fn principal(extensions: &Extensions) -> Result<Principal, Problem> {
+    extensions
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Problem::new(Code::Unauthorized).detail("missing or invalid credentials"))
+}
+
+/// The request id, put there by the outermost layer.
+pub(crate) fn request_id(extensions: &Extensions) -> RequestId {
+    extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {
+    let invalid = || {
+        Problem::new(Code::InvalidHeader)
+            .detail("Idempotency-Key must be one value of 1 to 255 visible ASCII characters")
+    };
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let s = value.to_str().map_err(|_| invalid())?;
+    IdempotencyKey::parse(s).map(Some).map_err(|_| invalid())
+}
+
+fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
+    match e {
+        IngestError::Invalid(ValidationError::Json(json)) => Problem::new(Code::MalformedJson).detail(json.to_string()),
+        IngestError::Invalid(ValidationError::Invalid(violations)) => Problem::new(Code::ValidationFailed)
+            .detail("the request body breaks the event contract; see violations")
+            .violations(violations),
+        IngestError::IdempotencyMismatch => Problem::new(Code::IdempotencyKeyMismatch)
+            .detail("this Idempotency-Key was already used with a different request body"),
+        IngestError::Overloaded => {
+            tracing::warn!(target: "sluice::http", request_id = %request_id, "queue over its depth bound");
+            Problem::new(Code::QueueUnavailable)
+                .detail("the pipeline is busy; retry later")
+                .retry_after(QUEUE_RETRY_AFTER)
+        }
+        IngestError::Unavailable(reason) => {
+            tracing::error!(target: "sluice::http", request_id = %request_id, %reason, "ingest failed");
+            Problem::new(Code::QueueUnavailable)
+                .detail("the events could not be queued; retry later")
+                .retry_after(QUEUE_RETRY_AFTER)
+        }
+    }
+}
+
+/// `POST /v1/events`: one event or a batch in, `202 {"id"}` or `{"ids"}` out.
+pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Request) -> Result<Response, Problem> {
+    let (parts, body) = req.into_parts();
+    let principal = principal(&parts.extensions)?;
+    let request_id = request_id(&parts.extensions);
+    require_json(&parts.headers)?;
+    let idempotency_key = idempotency_key(&parts.headers)?;
+    let bytes = read_limited(&parts.headers, body, state.max_body_bytes).await?;
+    let ctx = IngestContext {
+        tenant: principal.tenant,
+        request_id,
+        source_ip: source_ip(&parts.extensions),
+        idempotency_key,
+    };
+    match state.service.ingest(&ctx, &bytes).await {
+        Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        Err(e) => Err(ingest_problem(e, &ctx.request_id)),
+    }
+}

@@ -1,0 +1,267 @@
+//! RFC 9457 problem details: the one shape every error response takes.
+//!
+//! A handler or middleware returns a [`Problem`]; its response carries the problem as a response
+//! extension, and the outermost layer ([`crate::request_id`]) renders the final
+//! `application/problem+json` body with the request id. Any other error response (axum's own 405,
+//! a layer's 413) is turned into a problem there too, so no framework text ever reaches a client
+//! (I-2).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sluice_core::validate::Violation;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Where problem type URIs live: `<BASE><code>`.
+pub const TYPE_BASE: &str = "https://sluice.dev/problems/";
+
+/// The stable, snake_case problem codes (the `code` member and the tail of `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 400: the body is not acceptable JSON.
+    MalformedJson,
+    /// 400: a query parameter is invalid.
+    InvalidParameter,
+    /// 400: the list cursor is forged, altered or foreign.
+    InvalidCursor,
+    /// 400: a request header is invalid.
+    InvalidHeader,
+    /// 401: missing or bad credentials.
+    Unauthorized,
+    /// 404: no such resource (or another tenant's).
+    NotFound,
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 413: the body is larger than allowed.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 422: the JSON breaks the event contract.
+    ValidationFailed,
+    /// 422: the idempotency key was used with another body.
+    IdempotencyKeyMismatch,
+    /// 429: over the rate limit.
+    Throttled,
+    /// 503: the queue refused the events (full or down).
+    QueueUnavailable,
+    /// 503: the event store is unavailable.
+    StoreUnavailable,
+    /// 503: the key store is unavailable.
+    AuthUnavailable,
+    /// 500: anything else.
+    Internal,
+}
+
+impl Code {
+    /// Every code, for documentation and tests.
+    pub const ALL: [Code; 16] = [
+        Code::MalformedJson,
+        Code::InvalidParameter,
+        Code::InvalidCursor,
+        Code::InvalidHeader,
+        Code::Unauthorized,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::ValidationFailed,
+        Code::IdempotencyKeyMismatch,
+        Code::Throttled,
+        Code::QueueUnavailable,
+        Code::StoreUnavailable,
+        Code::AuthUnavailable,
+        Code::Internal,
+    ];
+
+    /// The snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::MalformedJson => "malformed_json",
+            Code::InvalidParameter => "invalid_parameter",
+            Code::InvalidCursor => "invalid_cursor",
+            Code::InvalidHeader => "invalid_header",
+            Code::Unauthorized => "unauthorized",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::ValidationFailed => "validation_failed",
+            Code::IdempotencyKeyMismatch => "idempotency_key_mismatch",
+            Code::Throttled => "throttled",
+            Code::QueueUnavailable => "queue_unavailable",
+            Code::StoreUnavailable => "store_unavailable",
+            Code::AuthUnavailable => "auth_unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::MalformedJson | Code::InvalidParameter | Code::InvalidCursor | Code::InvalidHeader => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::ValidationFailed | Code::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Code::QueueUnavailable | Code::StoreUnavailable | Code::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short human text, the same for every occurrence of the code.
+    pub fn title(self) -> &'static str {
+        match self {
+            Code::MalformedJson => "Malformed JSON",
+            Code::InvalidParameter => "Invalid query parameter",
+            Code::InvalidCursor => "Invalid cursor",
+            Code::InvalidHeader => "Invalid header",
+            Code::Unauthorized => "Unauthorized",
+            Code::NotFound => "Not found",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::PayloadTooLarge => "Payload too large",
+            Code::UnsupportedMediaType => "Unsupported media type",
+            Code::ValidationFailed => "Validation failed",
+            Code::IdempotencyKeyMismatch => "Idempotency key reused with a different body",
+            Code::Throttled => "Too many requests",
+            Code::QueueUnavailable => "Queue unavailable",
+            Code::StoreUnavailable => "Store unavailable",
+            Code::AuthUnavailable => "Authentication unavailable",
+            Code::Internal => "Internal error",
+        }
+    }
+
+    /// The code for an error status produced outside this crate (axum's 405, a layer's 413).
+    pub fn for_status(status: StatusCode) -> Code {
+        match status {
+            StatusCode::BAD_REQUEST => Code::InvalidParameter,
+            StatusCode::UNAUTHORIZED => Code::Unauthorized,
+            StatusCode::NOT_FOUND => Code::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Code::ValidationFailed,
+            StatusCode::TOO_MANY_REQUESTS => Code::Throttled,
+            StatusCode::SERVICE_UNAVAILABLE => Code::QueueUnavailable,
+            _ => Code::Internal,
+        }
+    }
+}
+
+/// An error response about to be sent: status, code, optional detail and violations, and the
+/// headers some codes require (`Retry-After`, `WWW-Authenticate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    code: Code,
+    detail: Option<String>,
+    violations: Vec<Violation>,
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with no detail.
+    pub fn new(code: Code) -> Self {
+        Self {
+            code,
+            detail: None,
+            violations: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a human explanation specific to this occurrence (never internals).
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds the JSON Pointer violations of a 422.
+    pub fn violations(mut self, violations: Vec<Violation>) -> Self {
+        self.violations = violations;
+        self
+    }
+
+    /// Sets `Retry-After` in whole seconds (at least 1).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// The code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The JSON body, with the request id it answers.
+    pub fn to_json(&self, request_id: &str) -> Vec<u8> {
+        let mut body = serde_json::json!({
+            "type": format!("{TYPE_BASE}{}", self.code.as_str()),
+            "title": self.code.title(),
+            "status": self.code.status().as_u16(),
+            "code": self.code.as_str(),
+            "request_id": request_id,
+        });
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(d) = &self.detail {
+                obj.insert("detail".into(), d.clone().into());
+            }
+            if !self.violations.is_empty() {
+                let list = self
+                    .violations
+                    .iter()
+                    .map(|v| serde_json::json!({"pointer": v.pointer, "message": v.message}))
+                    .collect::<Vec<_>>();
+                obj.insert("violations".into(), list.into());
+            }
+        }
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    /// The finished response: status, headers and body (request id included).
+    pub fn render(&self, request_id: &str) -> Response {
+        let mut res = (self.code.status(), self.to_json(request_id)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.code == Code::Unauthorized {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res.extensions_mut().insert(Rendered);
+        res
+    }
+}
+
+/// Marks a response whose problem body is final.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rendered;
+
+impl IntoResponse for Problem {
+    /// A response carrying the problem as an extension; the outermost layer renders it with the
+    /// request id. Rendered here without one as well, in case the router runs without that layer.
+    fn into_response(self) -> Response {
+        let mut res = self.render("");
+        res.extensions_mut().remove::<Rendered>();
+        res.extensions_mut().insert(self);
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_back_from_its_own_status_class() {
+        for c in Code::ALL {
+            assert!(c.status().is_client_error() || c.status().is_server_error(), "{c:?}");
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /v1/events/{id}` and `GET /v1/events`: the query routes, thin adapters over
+//! [`QueryService`]. Another tenant's event is a 404 indistinguishable from an absent one (I-3).
+
+use crate::ingest::{principal, request_id};
+use crate::problem::{Code, Problem};
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use sluice_core::RequestId;
+use sluice_core::ports::StoreError;
+use sluice_core::query::{QueryError, QueryService};
+use std::sync::Arc;
+
+/// Seconds a client should wait after a 503 from the store.
+const STORE_RETRY_AFTER: u64 = 5;
+
+fn not_found() -> Problem {
+    Problem::new(Code::NotFound).detail("no event with this id")
+}
+
+fn query_problem(e: QueryError, request_id: &RequestId) -> Problem {
+    match e {
+        QueryError::NotFound => not_found(),
+        QueryError::InvalidParameter { name, message } => {
+            Problem::new(Code::InvalidParameter).detail(format!("{name}: {message}"))
+        }
+        QueryError::Cursor(e) => Problem::new(Code::InvalidCursor).detail(e.to_string()),
+        QueryError::Store(StoreError::Unavailable(reason)) => {
+            tracing::error!(target: "sluice::http", request_id = %request_id, %reason, "event store unavailable");
+            Problem::new(Code::StoreUnavailable)
+                .detail("events cannot be read right now; retry later")
+                .retry_after(STORE_RETRY_AFTER)
+        }
+        QueryError::Store(StoreError::Corrupt(reason)) => {
+            tracing::error!(target: "sluice::http", request_id = %request_id, %reason, "corrupt item in the event store");
+            Problem::new(Code::Internal)
+        }
+    }
+}
+
+/// `GET /v1/events/{id}`.
+pub(crate) async fn get_event(
+    State(service): State<Arc<QueryService>>,
+    id: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, Problem> {
+    let principal = principal(req.extensions())?;
+    let request_id = request_id(req.extensions());
+    let Ok(Path(id)) = id else {
+        return Err(not_found());
+    };
+    match service.get(&principal.tenant, &id).await {
+        Ok(event) => Ok(Json(event).into_response()),
+        Err(e) => Err(query_problem(e, &request_id)),
+    }
+}
+
+/// The list parameters, each at most once, no others.
+#[derive(Default)]
+struct ListParams {
+    ty: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn list_params(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<ListParams, Problem> {
+    let invalid = |detail: &str| Problem::new(Code::InvalidParameter).detail(detail.to_owned());
+    let Query(pairs) = query.map_err(|_| invalid("the query string is not valid UTF-8 form encoding"))?;
+    let mut params = ListParams::default();
+    for (name, value) in pairs {
+        let slot = match name.as_str() {
+            "type" => &mut params.ty,
+            "limit" => &mut params.limit,
+            "cursor" => &mut params.cursor,
+            _ => {
+                return Err(invalid(
+                    "unknown query parameter; the parameters are type, limit and cursor",
+                ));
+            }
+        };
+        if slot.replace(value).is_some() {
+            return Err(invalid("each query parameter may appear at most once"));
+        }
+    }
+    Ok(params)
+}
+
+/// `GET /v1/events?type=&limit=&cursor=`.
+pub(crate) async fn list_events(
+    State(service): State<Arc<QueryService>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    req: Request,
+) -> Result<Response, Problem> {
+    let principal = principal(req.extensions())?;
+    let request_id = request_id(req.extensions());
+    let p = list_params(query)?;
+    match service
+        .list(
+            &principal.tenant,
+            p.ty.as_deref(),
+            p.limit.as_deref(),
+            p.cursor.as_deref(),
+        )
+        .await
+    {
+        Ok(page) => Ok(Json(page).into_response()),
+        Err(e) => Err(query_problem(e, &request_id)),
+    }
+}
