@@ -153,6 +153,9 @@ impl Code {
     }
 }
 
+/// Longest `detail`, in bytes.
+const MAX_DETAIL: usize = 512;
+
 /// An error response about to be sent: status, code, optional detail and violations, and the
 /// headers some codes require (`Retry-After`, `WWW-Authenticate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,9 +177,19 @@ impl Problem {
         }
     }
 
-    /// Adds a human explanation specific to this occurrence (never internals).
+    /// Adds a human explanation specific to this occurrence (never internals). Details longer
+    /// than 512 bytes are cut, since some quote the request (a duplicate key's name).
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        self.detail = Some(detail);
         self
     }
 
@@ -256,6 +269,15 @@ impl IntoResponse for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn t1_long_details_are_cut() {
+        let p = Problem::new(Code::MalformedJson).detail("é".repeat(1000));
+        let body: serde_json::Value = serde_json::from_slice(&p.to_json("r")).unwrap();
+        assert!(body["detail"].as_str().unwrap().len() <= MAX_DETAIL + 3);
+        assert_eq!(body["request_id"], "r");
+        assert_eq!(body["type"], "https://sluice.dev/problems/malformed_json");
+    }
 
     #[test]
     fn every_code_maps_back_from_its_own_status_class() {

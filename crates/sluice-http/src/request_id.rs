@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use sluice_core::RequestId;
+use tracing::Instrument as _;
 
 /// The request id header, in and out.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,7 +32,9 @@ pub(crate) async fn finalize(mut req: Request, next: Next) -> Response {
     let id = request_id_from(req.headers());
     let head = req.method() == Method::HEAD;
     req.extensions_mut().insert(id.clone());
-    let res = next.run(req).await;
+    // Every event logged while handling the request (core's included) carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let res = next.run(req).instrument(span).await;
     finish(res, &id, head)
 }
 
