@@ -1,6 +1,6 @@
 //! Request ids and the outermost response step.
 //!
-//! [`finalize`] accepts the caller's `x-request-id` when [`RequestId::parse`] does (a short token
+//! The `finalize` middleware accepts the caller's `x-request-id` when [`RequestId::parse`] does (a short token
 //! that is safe to echo and log), otherwise generates one, and puts it into the request's
 //! extensions for handlers and logs. On the way out it sets `x-request-id` on every response and
 //! renders every error as problem+json carrying that id, whatever produced it (a handler, axum's
