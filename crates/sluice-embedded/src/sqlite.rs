@@ -1,0 +1,181 @@
+//! SQLite plumbing shared by the queue and the store: opening connections with the durability
+//! pragmas, schema migration, a small pool of read-only connections, and the mapping of SQLite
+//! errors to short, client-safe reasons.
+//!
+//! Every database file is opened in WAL mode with `synchronous=FULL`: a commit that returned is on
+//! disk, and readers never block the single writer (nor the writer them).
+
+use crate::EmbeddedError;
+use parking_lot::Mutex;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a connection waits on a lock held by another connection (another process, or a
+/// reader checkpointing) before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle read connections kept around; more are opened on demand and closed after use.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Why a database operation did not happen, in words safe to show a caller.
+///
+/// Never carries SQL or file paths: the full error is logged where it happens, and only this
+/// classification travels up to code that might put it in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DbFailure(pub(crate) &'static str);
+
+impl DbFailure {
+    /// Classifies a SQLite error.
+    pub(crate) fn from_sqlite(e: &rusqlite::Error) -> Self {
+        Self(match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => "disk full",
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "database busy",
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => "database is read-only",
+            Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => "database I/O error",
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => "database is corrupt",
+            Some(ErrorCode::OutOfMemory) => "out of memory",
+            _ => "database error",
+        })
+    }
+
+    /// The reason, for the port error types.
+    pub(crate) fn reason(self) -> String {
+        self.0.to_owned()
+    }
+}
+
+/// Opens the connection that will own all writes to `path`, creating the file if needed, and
+/// brings its schema to the current version.
+pub(crate) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Connection, EmbeddedError> {
+    let open = |source| EmbeddedError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(open)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(EmbeddedError::NotWal {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
+    migrate(&conn, migrations).map_err(|source| EmbeddedError::Migrate {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(conn)
+}
+
+/// Applies the migrations the file has not seen yet, tracked in `PRAGMA user_version`.
+///
+/// Each migration runs in its own immediate transaction so two processes opening the same fresh
+/// file cannot both apply it.
+fn migrate(conn: &Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    for (i, sql) in migrations.iter().enumerate() {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if current < version {
+                conn.execute_batch(sql)?;
+                conn.pragma_update(None, "user_version", version)?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result?;
+    }
+    Ok(())
+}
+
+/// A few read-only connections for queries that need not go through the writer.
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    /// A pool over `path`, which must already exist in WAL mode (open the writer first).
+    pub(crate) fn new(path: &Path) -> Result<Arc<Self>, EmbeddedError> {
+        let pool = Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        };
+        // Open one now so a misconfigured file fails at startup rather than on the first query.
+        let first = pool.connect().map_err(|source| EmbeddedError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        pool.idle.lock().push(first);
+        Ok(Arc::new(pool))
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a read connection on the blocking thread pool, so the async runtime never
+    /// waits on the disk.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbFailure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let taken = pool.idle.lock().pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => pool.connect()?,
+            };
+            let out = f(&conn);
+            // A connection whose read failed may hold a stale snapshot or a broken handle: drop it.
+            if out.is_ok() {
+                let mut idle = pool.idle.lock();
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(conn);
+                }
+            }
+            out
+        })
+        .await;
+        match joined {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "database read failed");
+                Err(DbFailure::from_sqlite(&e))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database read task failed");
+                Err(DbFailure("database read failed"))
+            }
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch, saturating outside `i64` (years 1677 to 2262).
+pub(crate) fn to_nanos(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(if t.unix_timestamp() < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The instant `nanos` after the Unix epoch, in UTC.
+pub(crate) fn from_nanos(nanos: i64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).ok()
+}

@@ -1,0 +1,223 @@
+//! The group-commit writer: one thread per database file that owns the only write connection.
+//!
+//! With `synchronous=FULL` every commit costs an fsync, which would cap throughput at a few
+//! hundred commits a second if each send committed alone. Instead, callers hand closures to this
+//! thread over a channel; it takes every command already waiting (up to [`MAX_GROUP`]), applies
+//! them all in one transaction, commits once and only then answers each caller. A caller that got
+//! `Ok` therefore knows its write is on disk, and a hundred concurrent callers share one fsync.
+//!
+//! A group is all or nothing: if any statement or the commit fails (disk full, busy, read-only),
+//! the transaction is rolled back and every command in the group gets the same failure. Commands
+//! report refusals that must not undo their neighbours (a stale receipt, say) as values inside
+//! their `Ok` result instead. The thread survives failed groups, and even panicking commands, so
+//! later groups succeed once the cause goes away.
+
+use crate::sqlite::DbFailure;
+use rusqlite::Connection;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The most commands applied in one transaction, so one huge burst cannot hold the write lock
+/// (and delay every reply in it) for long.
+pub(crate) const MAX_GROUP: usize = 512;
+
+/// How often housekeeping (retention, expired records) runs at most.
+pub(crate) const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Housekeeping the writer runs in its own transaction, at most once per [`MAINTENANCE_INTERVAL`].
+pub(crate) type Maintenance = Box<dyn FnMut(&Connection) -> rusqlite::Result<()> + Send>;
+
+/// Counters for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Commands applied in committed transactions.
+    pub commands: u64,
+    /// Groups rolled back because a statement or the commit failed.
+    pub failed_groups: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    commands: AtomicU64,
+    failed_groups: AtomicU64,
+}
+
+/// One command, type-erased so one channel carries every kind of write.
+trait Job: Send {
+    /// The caller stopped waiting (its future was dropped); applying the command would only
+    /// produce effects nobody learns about, such as messages hidden but never handed out.
+    fn is_abandoned(&self) -> bool;
+    /// Runs the command inside the group's transaction.
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Answers the caller once the group's fate is known.
+    fn finish(self: Box<Self>, outcome: Result<(), DbFailure>);
+}
+
+struct Typed<T, F> {
+    f: Option<F>,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T, DbFailure>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if let Some(f) = self.f.take() {
+            self.out = Some(f(conn)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), DbFailure>) {
+        let Typed { out, reply, .. } = *self;
+        let result = outcome.and_then(|()| out.ok_or(DbFailure("command was not applied")));
+        // The caller may have gone away meanwhile; the write stands either way.
+        let _ = reply.send(result);
+    }
+}
+
+/// A handle to a writer thread. Dropping every handle lets the thread finish and close the file.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Box<dyn Job>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `conn`.
+    pub(crate) fn spawn(name: &str, conn: Connection, maintenance: Option<Maintenance>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run(&conn, &rx, &thread_counters, maintenance))?;
+        Ok(Self { tx, counters })
+    }
+
+    /// Applies `f` in the next group and resolves once that group committed (or failed).
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, DbFailure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Typed {
+            f: Some(f),
+            out: None,
+            reply,
+        });
+        self.tx.send(job).map_err(|_| DbFailure("database writer stopped"))?;
+        rx.await.unwrap_or(Err(DbFailure("database writer stopped")))
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            commands: self.counters.commands.load(Ordering::Relaxed),
+            failed_groups: self.counters.failed_groups.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn run(
+    conn: &Connection,
+    rx: &mpsc::Receiver<Box<dyn Job>>,
+    counters: &Counters,
+    mut maintenance: Option<Maintenance>,
+) {
+    // Housekeeping is due right away, so leftovers from a previous run go at startup.
+    let mut last_maintenance: Option<Instant> = None;
+    loop {
+        let first = match rx.recv_timeout(MAINTENANCE_INTERVAL) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut group = Vec::with_capacity(16);
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            group.retain(|job| !job.is_abandoned());
+            if !group.is_empty() {
+                let outcome = apply_group(conn, &mut group);
+                match outcome {
+                    Ok(()) => {
+                        counters.commits.fetch_add(1, Ordering::Relaxed);
+                        counters.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        counters.failed_groups.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                for job in group {
+                    job.finish(outcome);
+                }
+            }
+        }
+        let due = last_maintenance.is_none_or(|t| t.elapsed() >= MAINTENANCE_INTERVAL);
+        if let (Some(m), true) = (maintenance.as_mut(), due) {
+            last_maintenance = Some(Instant::now());
+            if let Err(f) = in_transaction(conn, |c| m(c)) {
+                tracing::warn!(reason = f.0, "database housekeeping failed; will retry later");
+            }
+        }
+    }
+    tracing::debug!("database writer stopped");
+}
+
+fn apply_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), DbFailure> {
+    in_transaction(conn, |c| {
+        for job in group.iter_mut() {
+            job.apply(c)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` in one immediate transaction, rolling back on any error or panic.
+fn in_transaction(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<(), DbFailure> {
+    let result = catch_unwind(AssertUnwindSafe(|| -> rusqlite::Result<()> {
+        // IMMEDIATE takes the write lock up front, so another process holding it makes us wait
+        // (busy_timeout) at the start instead of failing at commit after doing all the work.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        f(conn)?;
+        conn.execute_batch("COMMIT")
+    }));
+    let failure = match result {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "database transaction failed; the whole group is rolled back");
+            DbFailure::from_sqlite(&e)
+        }
+        Err(_) => {
+            tracing::error!("a database command panicked; the whole group is rolled back");
+            DbFailure("internal error")
+        }
+    };
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(error = %e, "rollback failed");
+    }
+    Err(failure)
+}
