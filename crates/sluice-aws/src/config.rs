@@ -1,0 +1,172 @@
+//! SDK configuration and resource names: how the adapters find AWS (endpoint, region,
+//! credentials, retry policy) and which queues and tables they use.
+//!
+//! Everything comes from the standard AWS sources (environment, shared config files, container
+//! and instance metadata) through `aws-config`, so the same binary runs on Lambda, on a laptop
+//! against moto (`AWS_ENDPOINT_URL`) and in CI without code changes.
+
+use crate::dynamo::DynamoTables;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+/// Attempts per SDK call, the first included, unless `AWS_MAX_ATTEMPTS` says otherwise.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The retry policy the adapters want: standard mode (exponential backoff with full jitter and a
+/// client-side retry token bucket) with 5 attempts, starting at 100 ms and capped at 5 s.
+///
+/// Throttling (`ProvisionedThroughputExceeded`, `ThrottlingException`, `RequestLimitExceeded`),
+/// 5xx responses, timeouts and connection failures are retried by the SDK; only when the budget
+/// is spent does an adapter report `Unavailable` (D-4). The cap keeps a throttled ingest request
+/// well inside API Gateway's 29 s limit.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5))
+}
+
+/// Timeouts: a short connect timeout so an unreachable endpoint fails fast, and a per-attempt
+/// timeout above SQS's 20 s long poll so a receive is never cut short.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(3100))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// Loads the SDK configuration from the standard AWS sources and applies Sluice's retry and
+/// timeout policy.
+///
+/// Honoured: `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/
+/// `AWS_SESSION_TOKEN`, `AWS_PROFILE` and the shared config files, web identity and container
+/// credentials, `AWS_ENDPOINT_URL` and the per-service `AWS_ENDPOINT_URL_SQS` /
+/// `AWS_ENDPOINT_URL_DYNAMODB` (resolved by `aws-config` itself), and `AWS_MAX_ATTEMPTS` /
+/// `AWS_RETRY_MODE`, which win over [`retry_config`] when set.
+///
+/// Call it once per process (on Lambda: during init, outside the handler) and build each client
+/// once from the result.
+pub async fn sdk_config() -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeout_config());
+    let env_sets_retry = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if !env_sets_retry {
+        loader = loader.retry_config(retry_config());
+    }
+    loader.load().await
+}
+
+/// An SDK configuration that reads nothing from the environment: a fixed endpoint, region and
+/// static credentials. For emulators (moto, LocalStack) and tests, where global state must not
+/// leak in.
+pub fn build_sdk_config(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> SdkConfig {
+    let credentials = aws_sdk_sqs::config::Credentials::new(access_key, secret_key, None, None, "sluice-static");
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(credentials))
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .build()
+}
+
+/// Why the resource names could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourcesError {
+    /// A required variable is unset or empty.
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+}
+
+/// The queues and tables one deployment uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsResources {
+    /// The main queue's URL.
+    pub queue_url: String,
+    /// The dead-letter queue's URL.
+    pub dlq_url: String,
+    /// The events table.
+    pub table: String,
+    /// The idempotency table (TTL on `ttl`).
+    pub idempotency_table: String,
+    /// The API keys table.
+    pub keys_table: String,
+}
+
+impl AwsResources {
+    /// The variable naming the main queue's URL.
+    pub const QUEUE_URL_VAR: &'static str = "SLUICE_QUEUE_URL";
+    /// The variable naming the dead-letter queue's URL.
+    pub const DLQ_URL_VAR: &'static str = "SLUICE_DLQ_URL";
+    /// The variable naming the events table.
+    pub const TABLE_VAR: &'static str = "SLUICE_TABLE";
+    /// The variable naming the idempotency table.
+    pub const IDEMPOTENCY_TABLE_VAR: &'static str = "SLUICE_IDEMPOTENCY_TABLE";
+    /// The variable naming the keys table.
+    pub const KEYS_TABLE_VAR: &'static str = "SLUICE_KEYS_TABLE";
+
+    /// Reads `SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE` and
+    /// `SLUICE_KEYS_TABLE`; the error names the first one missing.
+    pub fn from_env() -> Result<Self, ResourcesError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`AwsResources::from_env`] over any lookup (a config file, a test map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ResourcesError> {
+        let get = |k: &'static str| {
+            lookup(k)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ResourcesError::Missing(k))
+        };
+        Ok(Self {
+            queue_url: get(Self::QUEUE_URL_VAR)?,
+            dlq_url: get(Self::DLQ_URL_VAR)?,
+            table: get(Self::TABLE_VAR)?,
+            idempotency_table: get(Self::IDEMPOTENCY_TABLE_VAR)?,
+            keys_table: get(Self::KEYS_TABLE_VAR)?,
+        })
+    }
+
+    /// The three table names, for [`crate::DynamoStore::new`].
+    pub fn tables(&self) -> DynamoTables {
+        DynamoTables {
+            events: self.table.clone(),
+            idempotency: self.idempotency_table.clone(),
+            keys: self.keys_table.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn from_lookup_names_the_missing_variable() {
+        let mut vars: HashMap<String, String> = [
+            ("SLUICE_QUEUE_URL", "http://q"),
+            ("SLUICE_DLQ_URL", "http://d"),
+            ("SLUICE_TABLE", "events"),
+            ("SLUICE_IDEMPOTENCY_TABLE", "idem"),
+            ("SLUICE_KEYS_TABLE", "keys"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let r = AwsResources::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        assert_eq!(r.tables().idempotency, "idem");
+        vars.insert("SLUICE_IDEMPOTENCY_TABLE".into(), " ".into());
+        assert_eq!(
+            AwsResources::from_lookup(|k| vars.get(k).cloned()),
+            Err(ResourcesError::Missing("SLUICE_IDEMPOTENCY_TABLE"))
+        );
+        vars.remove("SLUICE_DLQ_URL");
+        let err = AwsResources::from_lookup(|k| vars.get(k).cloned()).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable SLUICE_DLQ_URL is not set");
+    }
+}

@@ -1,0 +1,182 @@
+//! The [`IdempotencyStore`] port on the idempotency table.
+//!
+//! Item layout: `pk` = `tenant#key`, `tenant`, `key`, `fingerprint`, `ids` (a list of strings,
+//! in request order), `single`, `payload`, `completed`, `expires_at` (Unix nanoseconds, so the
+//! record round-trips exactly and the claim condition compares numbers) and `ttl` (Unix seconds,
+//! rounded up: DynamoDB TTL deletes the item some time after it expires, which is why expiry is
+//! also enforced by the condition rather than left to TTL).
+//!
+//! An item is limited to 400 KB; `payload` holds every envelope of the request, so a request
+//! body near the 256 KiB limit whose data needs much JSON escaping can exceed it. DynamoDB then
+//! refuses the claim (`ValidationException`) and the port reports `Unavailable`.
+
+use super::{Corrupt, DynamoStore, Item, PK, Reader, n, s};
+use crate::error::Failure;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use sluice_core::ids::{EventId, IdempotencyKey};
+use sluice_core::ports::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
+use sluice_core::tenant::Tenant;
+use time::OffsetDateTime;
+
+const TABLE: &str = "idempotency";
+/// How many times a claim is retried when the record it lost to vanishes before it can be read
+/// (it expired and was replaced or deleted in between).
+const CLAIM_ATTEMPTS: usize = 3;
+
+impl From<Corrupt> for IdempotencyError {
+    fn from(c: Corrupt) -> Self {
+        IdempotencyError::Unavailable(c.to_string())
+    }
+}
+
+fn unavailable(f: Failure) -> IdempotencyError {
+    IdempotencyError::Unavailable(f.to_string())
+}
+
+/// The partition key: a tenant name never contains `#`, so the first `#` splits it.
+fn pk(tenant: &Tenant, key: &IdempotencyKey) -> String {
+    format!("{}#{}", tenant.as_str(), key.as_str())
+}
+
+fn nanos(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos()
+}
+
+fn encode(r: &IdempotencyRecord) -> Item {
+    let ttl_secs = r.expires_at.unix_timestamp() + i64::from(r.expires_at.nanosecond() > 0);
+    Item::from([
+        (PK.to_owned(), s(pk(&r.tenant, &r.key))),
+        ("tenant".to_owned(), s(r.tenant.as_str())),
+        ("key".to_owned(), s(r.key.as_str())),
+        ("fingerprint".to_owned(), s(&r.fingerprint)),
+        (
+            "ids".to_owned(),
+            AttributeValue::L(r.ids.iter().map(|id| s(id.to_string())).collect()),
+        ),
+        ("single".to_owned(), AttributeValue::Bool(r.single)),
+        ("payload".to_owned(), s(&r.payload)),
+        ("completed".to_owned(), AttributeValue::Bool(r.completed)),
+        ("expires_at".to_owned(), n(nanos(r.expires_at))),
+        ("ttl".to_owned(), n(ttl_secs)),
+    ])
+}
+
+fn decode(item: &Item) -> Result<IdempotencyRecord, Corrupt> {
+    let r = Reader::new(TABLE, item);
+    let ids = r
+        .str_list("ids")?
+        .into_iter()
+        .map(|id| EventId::parse(id).map_err(|_| Corrupt::new(TABLE, "attribute ids holds a non event id")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(r.i128("expires_at")?)
+        .map_err(|_| Corrupt::new(TABLE, "attribute expires_at is out of range"))?;
+    Ok(IdempotencyRecord {
+        tenant: r.parsed("tenant", Tenant::parse)?,
+        key: r.parsed("key", IdempotencyKey::parse)?,
+        fingerprint: r.str("fingerprint")?.to_owned(),
+        ids,
+        single: r.bool("single")?,
+        payload: r.str("payload")?.to_owned(),
+        completed: r.bool("completed")?,
+        expires_at,
+    })
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<Claim, IdempotencyError> {
+        let item = encode(record);
+        for _ in 0..CLAIM_ATTEMPTS {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(nanos(now)))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(Claim::Claimed),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(unavailable(Failure::classify("DynamoDB", "PutItem", &e))),
+            }
+            // A live record exists: read it back, consistently, so the caller sees what won.
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.tables.idempotency)
+                .key(PK, s(pk(&record.tenant, &record.key)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
+            if let Some(item) = out.item() {
+                let existing = decode(item)?;
+                if existing.tenant != record.tenant || existing.key != record.key {
+                    return Err(Corrupt::new(TABLE, "the item's key does not match its attributes").into());
+                }
+                if existing.expires_at > now {
+                    return Ok(Claim::Existing(existing));
+                }
+            }
+            // It expired or vanished between the put and the read: claim again.
+        }
+        Err(IdempotencyError::Unavailable(
+            "DynamoDB idempotency claim kept racing with other writers".into(),
+        ))
+    }
+
+    async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key(PK, s(pk(tenant, key)))
+            .update_expression("SET completed = :t")
+            // Without the condition a missing record would be recreated as a stub with no fields.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                // TTL already removed it: nothing is left to complete, and a retry would claim anew.
+                tracing::debug!(tenant = %tenant, "idempotency record gone before completion");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "UpdateItem", &e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_ttl_rounds_up() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_000_000_001).unwrap();
+        let r = IdempotencyRecord {
+            tenant: Tenant::parse("acme").unwrap(),
+            key: IdempotencyKey::parse("k#1").unwrap(),
+            fingerprint: "ab".into(),
+            ids: vec![EventId::new_at(at), EventId::new_at(at)],
+            single: false,
+            payload: String::new(),
+            completed: false,
+            expires_at: at,
+        };
+        let item = encode(&r);
+        assert_eq!(item.get("ttl"), Some(&n(1_800_000_001)));
+        assert_eq!(item.get(PK), Some(&s("acme#k#1")));
+        assert_eq!(decode(&item).unwrap(), r);
+    }
+}

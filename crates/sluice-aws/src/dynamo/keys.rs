@@ -1,0 +1,191 @@
+//! The [`KeyStore`] port on the keys table.
+//!
+//! Item layout: `pk` = key id, `tenant`, `secret_hash` (SHA-256 of the secret half, hex; the
+//! secret itself is never stored), `label`, `created_at`, and the optional `expires_at` and
+//! `revoked_at` (RFC 3339 strings; absent means never).
+
+use super::{Corrupt, DynamoStore, Item, PK, Reader, s, time_attr};
+use crate::error::Failure;
+use async_trait::async_trait;
+use sluice_core::ids::KeyId;
+use sluice_core::ports::{KeyRecord, KeyStore, KeyStoreError};
+use sluice_core::tenant::Tenant;
+use time::OffsetDateTime;
+
+const TABLE: &str = "keys";
+
+impl From<Corrupt> for KeyStoreError {
+    fn from(c: Corrupt) -> Self {
+        KeyStoreError::Unavailable(c.to_string())
+    }
+}
+
+fn unavailable(f: Failure) -> KeyStoreError {
+    KeyStoreError::Unavailable(f.to_string())
+}
+
+fn encode(r: &KeyRecord) -> Result<Item, Corrupt> {
+    let mut item = Item::from([
+        (PK.to_owned(), s(r.id.as_str())),
+        ("tenant".to_owned(), s(r.tenant.as_str())),
+        ("secret_hash".to_owned(), s(&r.secret_hash)),
+        ("label".to_owned(), s(&r.label)),
+        ("created_at".to_owned(), time_attr(TABLE, r.created_at)?),
+    ]);
+    if let Some(t) = r.expires_at {
+        item.insert("expires_at".to_owned(), time_attr(TABLE, t)?);
+    }
+    if let Some(t) = r.revoked_at {
+        item.insert("revoked_at".to_owned(), time_attr(TABLE, t)?);
+    }
+    Ok(item)
+}
+
+fn decode(item: &Item) -> Result<KeyRecord, Corrupt> {
+    let r = Reader::new(TABLE, item);
+    Ok(KeyRecord {
+        id: r.parsed(PK, KeyId::parse)?,
+        tenant: r.parsed("tenant", Tenant::parse)?,
+        secret_hash: r.str("secret_hash")?.to_owned(),
+        label: r.str("label")?.to_owned(),
+        created_at: r.time("created_at")?,
+        expires_at: r.opt_time("expires_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+impl DynamoStore {
+    /// Runs an `UpdateItem` on an existing key; a missing key is [`KeyStoreError::NotFound`].
+    async fn update_key(
+        &self,
+        id: &KeyId,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<(), KeyStoreError> {
+        let result = update
+            .table_name(&self.tables.keys)
+            .key(PK, s(id.as_str()))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(KeyStoreError::NotFound)
+            }
+            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "UpdateItem", &e))),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.keys)
+            .set_item(Some(encode(record)?))
+            // Never overwrite a key (and its hash) that already exists under this id.
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(KeyStoreError::Unavailable("a key with this id already exists".into()))
+            }
+            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "PutItem", &e))),
+        }
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, KeyStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.keys)
+            .key(PK, s(id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
+        Ok(out.item().map(decode).transpose()?)
+    }
+
+    /// A full scan: the keys table holds a handful of items per tenant and is listed only by
+    /// operators, never on a request path.
+    async fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.keys)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(Failure::classify("DynamoDB", "Scan", &e)))?;
+            for item in out.items() {
+                records.push(decode(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    async fn revoke(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), KeyStoreError> {
+        let update = self
+            .client
+            .update_item()
+            // `if_not_exists` keeps the first revocation time when a key is revoked twice.
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .expression_attribute_values(":at", time_attr(TABLE, at)?);
+        self.update_key(id, update).await
+    }
+
+    async fn set_expiry(&self, id: &KeyId, expires_at: Option<OffsetDateTime>) -> Result<(), KeyStoreError> {
+        let update = match expires_at {
+            Some(t) => self
+                .client
+                .update_item()
+                .update_expression("SET expires_at = :e")
+                .expression_attribute_values(":e", time_attr(TABLE, t)?),
+            None => self.client.update_item().update_expression("REMOVE expires_at"),
+        };
+        self.update_key(id, update).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_records_round_trip_with_and_without_optional_times() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut r = KeyRecord {
+            id: KeyId::generate(),
+            tenant: Tenant::parse("acme").unwrap(),
+            secret_hash: "00".repeat(32),
+            label: "ci".into(),
+            created_at: t,
+            expires_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+        r.expires_at = Some(t);
+        r.revoked_at = Some(t);
+        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+    }
+}

@@ -1,0 +1,214 @@
+//! [`DynamoStore`]: the event store, idempotency store and key store ports on Amazon DynamoDB.
+//!
+//! Three tables, each with a string partition key `pk`:
+//! - events: `pk` = tenant, sort key `sk` = event id (`evt_<ULID>`, so the sort order is time
+//!   order); attributes `type`, `data` (the payload as a JSON string, so it round-trips exactly), `occurred_at`, `received_at` (RFC 3339) and `request_id`.
+//! - idempotency: `pk` = `tenant#key` (a tenant name cannot contain `#`, so this is unambiguous),
+//!   with a `ttl` number attribute for DynamoDB TTL.
+//! - keys: `pk` = key id.
+//!
+//! Every read is strongly consistent: the ports promise read-your-writes (the embedded adapter has
+//! it, and the idempotency protocol depends on it), and the items read are small.
+
+mod events;
+mod idempotency;
+mod keys;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The partition key attribute of every table.
+pub(crate) const PK: &str = "pk";
+/// The sort key attribute of the events table.
+pub(crate) const SK: &str = "sk";
+
+/// The names of the three tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoTables {
+    /// Events: `pk` (S, hash) = tenant, `sk` (S, range) = event id.
+    pub events: String,
+    /// Idempotency records: `pk` (S, hash) = `tenant#key`; TTL attribute `ttl`.
+    pub idempotency: String,
+    /// API keys: `pk` (S, hash) = key id.
+    pub keys: String,
+}
+
+/// DynamoDB-backed [`EventStore`](sluice_core::ports::EventStore),
+/// [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) and
+/// [`KeyStore`](sluice_core::ports::KeyStore). Cheap to clone: the client is shared.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: DynamoTables,
+    query_page_size: i32,
+    max_query_pages: usize,
+}
+
+impl DynamoStore {
+    /// A store over `tables`, reached through `client` (build the client once and share it).
+    pub fn new(client: Client, tables: DynamoTables) -> Self {
+        Self {
+            client,
+            tables,
+            query_page_size: 1000,
+            max_query_pages: 64,
+        }
+    }
+
+    /// Caps the `Limit` of each `Query` call a list makes (default 1000, at least 1).
+    ///
+    /// DynamoDB applies `Limit` before the type filter, so a filtered list may take several
+    /// queries; a small cap makes that visible in tests and bounds the read capacity one call
+    /// consumes.
+    pub fn with_query_page_size(mut self, n: usize) -> Self {
+        self.query_page_size = i32::try_from(n.clamp(1, 1000)).unwrap_or(1000);
+        self
+    }
+
+    /// The table names.
+    pub fn tables(&self) -> &DynamoTables {
+        &self.tables
+    }
+}
+
+/// An item that is not what Sluice writes (T-3).
+#[derive(Debug, thiserror::Error)]
+#[error("{table} item: {what}")]
+pub(crate) struct Corrupt {
+    table: &'static str,
+    what: String,
+}
+
+impl Corrupt {
+    pub(crate) fn new(table: &'static str, what: impl Into<String>) -> Self {
+        Self {
+            table,
+            what: what.into(),
+        }
+    }
+}
+
+/// A string attribute.
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number attribute.
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// An RFC 3339 string attribute (nanosecond precision, offset kept).
+pub(crate) fn time_attr(table: &'static str, t: OffsetDateTime) -> Result<AttributeValue, Corrupt> {
+    t.format(&Rfc3339)
+        .map(s)
+        .map_err(|_| Corrupt::new(table, "a time outside RFC 3339's range"))
+}
+
+/// Typed access to an item's attributes, naming the table in errors.
+pub(crate) struct Reader<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) item: &'a Item,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(table: &'static str, item: &'a Item) -> Self {
+        Self { table, item }
+    }
+
+    fn missing(&self, name: &str, ty: &str) -> Corrupt {
+        Corrupt::new(self.table, format!("attribute {name} is missing or not of type {ty}"))
+    }
+
+    pub(crate) fn str(&self, name: &str) -> Result<&'a str, Corrupt> {
+        match self.item.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v),
+            _ => Err(self.missing(name, "S")),
+        }
+    }
+
+    pub(crate) fn opt_str(&self, name: &str) -> Result<Option<&'a str>, Corrupt> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(v)) => Ok(Some(v)),
+            _ => Err(self.missing(name, "S")),
+        }
+    }
+
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, Corrupt> {
+        match self.item.get(name) {
+            Some(AttributeValue::Bool(v)) => Ok(*v),
+            _ => Err(self.missing(name, "BOOL")),
+        }
+    }
+
+    pub(crate) fn i128(&self, name: &str) -> Result<i128, Corrupt> {
+        match self.item.get(name) {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.missing(name, "N (integer)")),
+            _ => Err(self.missing(name, "N")),
+        }
+    }
+
+    pub(crate) fn str_list(&self, name: &str) -> Result<Vec<&'a str>, Corrupt> {
+        match self.item.get(name) {
+            Some(AttributeValue::L(items)) => items
+                .iter()
+                .map(|v| match v {
+                    AttributeValue::S(s) => Ok(s.as_str()),
+                    _ => Err(self.missing(name, "L of S")),
+                })
+                .collect(),
+            _ => Err(self.missing(name, "L")),
+        }
+    }
+
+    pub(crate) fn time(&self, name: &str) -> Result<OffsetDateTime, Corrupt> {
+        let v = self.str(name)?;
+        OffsetDateTime::parse(v, &Rfc3339).map_err(|_| self.missing(name, "S (RFC 3339)"))
+    }
+
+    pub(crate) fn opt_time(&self, name: &str) -> Result<Option<OffsetDateTime>, Corrupt> {
+        self.opt_str(name)?
+            .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| self.missing(name, "S (RFC 3339)")))
+            .transpose()
+    }
+
+    /// Parses a string attribute with `parse`, naming the attribute when it fails.
+    pub(crate) fn parsed<T, E>(&self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, Corrupt> {
+        parse(self.str(name)?).map_err(|_| Corrupt::new(self.table, format!("attribute {name} is not valid")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_names_the_table_and_attribute_on_bad_items() {
+        let item = Item::from([
+            ("a".to_owned(), s("x")),
+            ("n".to_owned(), n(5)),
+            ("l".to_owned(), AttributeValue::L(vec![s("p"), s("q")])),
+        ]);
+        let r = Reader::new("events", &item);
+        assert_eq!(r.str("a").unwrap(), "x");
+        assert_eq!(r.i128("n").unwrap(), 5);
+        assert_eq!(r.str_list("l").unwrap(), vec!["p", "q"]);
+        assert_eq!(r.opt_str("missing").unwrap(), None);
+        let e = r.str("n").unwrap_err().to_string();
+        assert_eq!(e, "events item: attribute n is missing or not of type S");
+    }
+
+    #[test]
+    fn times_round_trip_exactly() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_789).unwrap();
+        let item = Item::from([("t".to_owned(), time_attr("events", t).unwrap())]);
+        assert_eq!(Reader::new("events", &item).time("t").unwrap(), t);
+    }
+}

@@ -1,0 +1,36 @@
+//! AWS adapters for Sluice's ports: an SQS [`Queue`](sluice_core::ports::Queue) and a DynamoDB
+//! store implementing [`EventStore`](sluice_core::ports::EventStore),
+//! [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) and
+//! [`KeyStore`](sluice_core::ports::KeyStore).
+//!
+//! The adapters are thin on purpose: the ports already carry SQS and DynamoDB semantics, so each
+//! method is one (or a bounded loop of) SDK call(s). What this crate adds is the mapping of SDK
+//! failures onto the ports' errors (throttling and outages become `Unavailable`, D-4), with
+//! messages that name the operation and the AWS error code but never echo SDK error text or
+//! credentials (I-1, I-2).
+//!
+//! # Building clients
+//! Build one [`aws_config::SdkConfig`] with [`sdk_config`] and one client per service *once*, at
+//! process (or Lambda init) start, and share them: SDK clients hold connection pools, credential
+//! caches and retry token buckets that are only useful if reused. Building them per invocation
+//! costs a TLS handshake and a credential resolution per request.
+//!
+//! # Resources
+//! Queue URLs and table names come from the environment ([`AwsResources::from_env`]).
+//! [`provision`] creates them (with SSE, a redrive policy and on-demand tables) for local and test
+//! setups; production infrastructure is expected to be declared elsewhere.
+//!
+//! # Testing
+//! With the `testing` feature, [`testing::Moto`] runs a moto server for integration tests.
+
+mod config;
+pub mod dynamo;
+mod error;
+pub mod provision;
+pub mod sqs;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{AwsResources, ResourcesError, build_sdk_config, retry_config, sdk_config, timeout_config};
+pub use dynamo::{DynamoStore, DynamoTables};
+pub use sqs::SqsQueue;

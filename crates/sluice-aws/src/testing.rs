@@ -1,0 +1,259 @@
+//! A moto server for integration tests (feature `testing`), so the AWS adapters are proven
+//! against SQS and DynamoDB behaviour without an AWS account.
+//!
+//! [`Moto::shared`] starts one server per test process on a free loopback port and reuses it;
+//! tests isolate themselves by creating uniquely named queues and tables ([`unique_name`],
+//! [`Moto::provision_fresh`]). Set `SLUICE_MOTO_URL` to use an already running server instead
+//! (useful under `cargo nextest`, which runs every test in its own process).
+//!
+//! The server is a child `python3` process (override with `SLUICE_MOTO_PYTHON`) that exits when
+//! its standard input closes. The test process holds the write end of that pipe, so the server
+//! goes away with the test process however it ends (even the shared instance in a static, which
+//! is never dropped, and even on a panic or kill). It needs `pip install 'moto[server]'`.
+//!
+//! The SDK configuration built here reads nothing from the environment: a fixed region
+//! (`us-east-1`) and dummy static credentials, so a developer's real AWS settings can never leak
+//! into, or be used by, a test.
+
+use crate::config::{AwsResources, build_sdk_config};
+use crate::provision::{self, ProvisionError, QueueSettings, ResourceNames};
+use aws_config::SdkConfig;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The variable naming an already running moto server to use instead of starting one.
+pub const MOTO_URL_VAR: &str = "SLUICE_MOTO_URL";
+/// The variable naming the Python interpreter to run moto with (default `python3`).
+pub const MOTO_PYTHON_VAR: &str = "SLUICE_MOTO_PYTHON";
+/// The region every test client uses.
+pub const REGION: &str = "us-east-1";
+
+/// How long moto may take to answer after it was spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Spawn attempts: a port picked as free can be taken before moto binds it.
+const SPAWN_ATTEMPTS: usize = 3;
+
+/// Runs moto's server: quiet request logging, exit when stdin closes.
+const SCRIPT: &str = r#"
+import logging, os, sys, threading
+def _watch():
+    try:
+        sys.stdin.buffer.read()
+    finally:
+        os._exit(0)
+threading.Thread(target=_watch, daemon=True).start()
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+"#;
+
+/// Why moto could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    /// The interpreter could not be spawned.
+    #[error("could not run {python} to start moto ({source}); install it with: pip install 'moto[server]'")]
+    Spawn {
+        /// The interpreter tried.
+        python: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// moto exited or never answered.
+    #[error("moto did not start: {0}; is it installed? pip install 'moto[server]'")]
+    NotReady(String),
+}
+
+/// A running moto server. Dropping it stops the server it started.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+    child: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+static SHARED: tokio::sync::OnceCell<Moto> = tokio::sync::OnceCell::const_new();
+
+impl Moto {
+    /// The process-wide server: `SLUICE_MOTO_URL` if set, otherwise one started on first use.
+    pub async fn shared() -> Result<&'static Moto, MotoError> {
+        SHARED
+            .get_or_try_init(|| async {
+                match std::env::var(MOTO_URL_VAR) {
+                    Ok(url) if !url.trim().is_empty() => Ok(Moto::external(url.trim())),
+                    _ => Moto::start().await,
+                }
+            })
+            .await
+    }
+
+    /// A handle on a server someone else runs; dropping it stops nothing.
+    pub fn external(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            child: Mutex::new(None),
+        }
+    }
+
+    /// Starts a new server on a free loopback port and waits until it answers.
+    pub async fn start() -> Result<Self, MotoError> {
+        let mut last = None;
+        for _ in 0..SPAWN_ATTEMPTS {
+            match Self::try_start().await {
+                Ok(m) => return Ok(m),
+                Err(e @ MotoError::Spawn { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| MotoError::NotReady("no attempt was made".into())))
+    }
+
+    async fn try_start() -> Result<Self, MotoError> {
+        let port = free_port().map_err(|e| MotoError::NotReady(format!("no free port: {e}")))?;
+        let python = std::env::var(MOTO_PYTHON_VAR).unwrap_or_else(|_| "python3".into());
+        let log = std::env::temp_dir().join(format!("sluice-moto-{}-{port}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| MotoError::Spawn {
+                python: python.clone(),
+                source,
+            })?;
+        let Some(stdin) = child.stdin.take() else {
+            let _ = child.kill();
+            return Err(MotoError::NotReady("no stdin pipe to the server".into()));
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Self {
+            endpoint,
+            child: Mutex::new(Some((child, stdin))),
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = moto.exited() {
+                return Err(MotoError::NotReady(format!(
+                    "it exited with {status}: {}",
+                    log_tail(&log)
+                )));
+            }
+            if answers(port).await {
+                return Ok(moto);
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(MotoError::NotReady(format!(
+                    "no answer on port {port} within {READY_TIMEOUT:?}: {}",
+                    log_tail(&log)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The exit status, if the server it started has exited.
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut guard = self.child.lock().ok()?;
+        let (child, _) = guard.as_mut()?;
+        child.try_wait().ok().flatten()
+    }
+
+    /// The server's base URL, e.g. `http://127.0.0.1:5123`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// An SDK configuration for this server that ignores the environment.
+    pub fn sdk_config(&self) -> SdkConfig {
+        build_sdk_config(&self.endpoint, REGION, "testing", "testing")
+    }
+
+    /// A fresh SQS client. Build one per test: clients keep pooled connections on the runtime
+    /// that opened them, and every `#[tokio::test]` has its own runtime.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config())
+    }
+
+    /// A fresh DynamoDB client (see [`Moto::sqs`] on sharing).
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config())
+    }
+
+    /// Creates a uniquely named queue, dead-letter queue and the three tables.
+    pub async fn provision_fresh(&self, settings: QueueSettings) -> Result<AwsResources, ProvisionError> {
+        let names = ResourceNames::with_prefix(&unique_name("sluice"));
+        provision::provision(&self.sqs(), &self.dynamodb(), &names, settings).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let taken = match self.child.get_mut() {
+            Ok(slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some((mut child, stdin)) = taken {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A name no other test, in this process or another, uses: `{prefix}-{pid}-{nanos}-{n}` (within
+/// SQS's 80 and DynamoDB's 255 character limits for any short prefix).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether an HTTP server answers on the port.
+async fn answers(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream
+            .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+/// The end of the server's log, for error messages.
+fn log_tail(path: &PathBuf) -> String {
+    let mut text = String::new();
+    if std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
+        return format!("(no log at {})", path.display());
+    }
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!("log {}: {}", path.display(), tail.join(" | "))
+}
