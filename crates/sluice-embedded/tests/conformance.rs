@@ -1,0 +1,74 @@
+//! The shared port conformance suite, run against the SQLite adapters on real files.
+
+// The factory is test setup outside any #[test] fn: a panic there fails the test, nothing else.
+#![allow(clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
+use sluice_embedded::{QueueConfig, QueueDb, Redrive, StoreDb};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A temp dir with one queue file and one store file per test.
+struct EmbeddedFactory {
+    _dir: tempfile::TempDir,
+    queues: Arc<QueueDb>,
+    store: Arc<StoreDb>,
+    next: AtomicU64,
+}
+
+impl EmbeddedFactory {
+    fn name(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+#[async_trait]
+impl sluice_testkit::Factory for EmbeddedFactory {
+    async fn create() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+        let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+        Self {
+            _dir: dir,
+            queues,
+            store,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    async fn queue(&self) -> Arc<dyn Queue> {
+        Arc::new(self.queues.queue(&self.name("q"), QueueConfig::default()))
+    }
+
+    async fn queue_with_dlq(&self, max_receive_count: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
+        let dlq_name = self.name("dlq");
+        let dlq = self.queues.queue(&dlq_name, QueueConfig::default());
+        let redrive = Redrive {
+            dead_letter_queue: dlq_name,
+            max_receive_count,
+        };
+        let q = self.queues.queue(
+            &self.name("q"),
+            QueueConfig {
+                redrive: Some(redrive),
+                ..QueueConfig::default()
+            },
+        );
+        (Arc::new(q), Arc::new(dlq))
+    }
+
+    async fn event_store(&self) -> Arc<dyn EventStore> {
+        self.store.clone()
+    }
+
+    async fn idempotency_store(&self) -> Arc<dyn IdempotencyStore> {
+        self.store.clone()
+    }
+
+    async fn key_store(&self) -> Arc<dyn KeyStore> {
+        self.store.clone()
+    }
+}
+
+sluice_testkit::conformance_tests!(embedded, EmbeddedFactory);

@@ -1,0 +1,14 @@
+//! The conformance cases, one public async function per rule, grouped by port.
+//!
+//! Each case takes a [`Factory`](crate::Factory) and panics on a violation. Keep them independent
+//! (fresh queues, fresh tenants) so they can run in any order and in parallel.
+
+mod idempotency;
+mod keys;
+mod queue;
+mod store;
+
+pub use idempotency::*;
+pub use keys::*;
+pub use queue::*;
+pub use store::*;
