@@ -2,6 +2,9 @@
 //! conformance suite cannot see, such as DynamoDB's filter-then-limit paging, idempotency expiry,
 //! SDK error mapping and message attributes on a redriven message.
 
+// Helpers outside `#[test]` functions fail the test by panicking too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use sluice_aws::provision::QueueSettings;
 use sluice_aws::testing::Moto;
 use sluice_aws::{AwsResources, DynamoStore, SqsQueue, build_sdk_config};
