@@ -413,9 +413,16 @@ fn check_receipt(
         .optional()?;
     Ok(match row {
         None => Ok(None),
-        // Moved to another queue (dead-lettered or redriven): gone from this one.
+        Some((seq, q, Some(current))) if current == token => {
+            if q == queue {
+                Ok(Some(seq))
+            } else {
+                // A live receipt of another queue's message: a caller mixing up queues.
+                Err(QueueError::InvalidReceipt)
+            }
+        }
+        // Moving a message (dead-lettering, redrive) clears its receipt: gone from this queue.
         Some((_, q, _)) if q != queue => Ok(None),
-        Some((seq, _, Some(current))) if current == token => Ok(Some(seq)),
         Some(_) => Err(QueueError::InvalidReceipt),
     })
 }

@@ -179,3 +179,38 @@ pub(crate) fn to_nanos(t: time::OffsetDateTime) -> i64 {
 pub(crate) fn from_nanos(nanos: i64) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_connection_is_durable_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let migrations = ["CREATE TABLE a (x)", "CREATE TABLE b (y)"];
+        let conn = open_writer(&path, &migrations).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "FULL");
+        drop(conn);
+        // Reopening applies nothing twice (CREATE TABLE would fail if it did).
+        let conn = open_writer(&path, &migrations).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn failures_are_classified_without_sql() {
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("INSERT ...".into()),
+        );
+        assert_eq!(DbFailure::from_sqlite(&e).reason(), "disk full");
+        let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert_eq!(DbFailure::from_sqlite(&e).reason(), "database busy");
+        let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY), None);
+        assert_eq!(DbFailure::from_sqlite(&e).reason(), "database is read-only");
+    }
+}
