@@ -98,11 +98,18 @@ impl Moto {
         }
     }
 
-    /// Starts a new server on a free loopback port and waits until it answers.
+    /// Starts a new server on a free loopback port with `SLUICE_MOTO_PYTHON` (default `python3`)
+    /// and waits until it answers.
     pub async fn start() -> Result<Self, MotoError> {
+        let python = std::env::var(MOTO_PYTHON_VAR).unwrap_or_else(|_| "python3".into());
+        Self::start_with(&python).await
+    }
+
+    /// Like [`Moto::start`] with an explicit Python interpreter.
+    pub async fn start_with(python: &str) -> Result<Self, MotoError> {
         let mut last = None;
         for _ in 0..SPAWN_ATTEMPTS {
-            match Self::try_start().await {
+            match Self::try_start(python).await {
                 Ok(m) => return Ok(m),
                 Err(e @ MotoError::Spawn { .. }) => return Err(e),
                 Err(e) => last = Some(e),
@@ -111,14 +118,13 @@ impl Moto {
         Err(last.unwrap_or_else(|| MotoError::NotReady("no attempt was made".into())))
     }
 
-    async fn try_start() -> Result<Self, MotoError> {
+    async fn try_start(python: &str) -> Result<Self, MotoError> {
         let port = free_port().map_err(|e| MotoError::NotReady(format!("no free port: {e}")))?;
-        let python = std::env::var(MOTO_PYTHON_VAR).unwrap_or_else(|_| "python3".into());
         let log = std::env::temp_dir().join(format!("sluice-moto-{}-{port}.log", std::process::id()));
         let stderr = std::fs::File::create(&log)
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
-        let mut child = Command::new(&python)
+        let mut child = Command::new(python)
             .arg("-c")
             .arg(SCRIPT)
             .arg(port.to_string())
@@ -127,7 +133,7 @@ impl Moto {
             .stderr(stderr)
             .spawn()
             .map_err(|source| MotoError::Spawn {
-                python: python.clone(),
+                python: python.to_owned(),
                 source,
             })?;
         let Some(stdin) = child.stdin.take() else {

@@ -388,3 +388,21 @@ async fn sdk_config_honours_aws_endpoint_url() {
         .unwrap();
     assert!(status.success(), "the child check failed: {status}");
 }
+
+#[tokio::test]
+async fn moto_start_failures_are_errors_that_say_what_to_install() {
+    let err = Moto::start_with("/nonexistent/python3").await.unwrap_err();
+    assert!(err.to_string().contains("pip install 'moto[server]'"), "{err}");
+    // An interpreter that exits at once (as python without moto would) is reported, not awaited.
+    let err = Moto::start_with("false").await.unwrap_err();
+    assert!(err.to_string().contains("moto did not start"), "{err}");
+}
+
+#[tokio::test]
+async fn a_started_moto_stops_when_dropped() {
+    let m = Moto::start().await.unwrap();
+    let port: u16 = m.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    drop(m);
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    assert!(refused, "the server still answers after drop");
+}
