@@ -100,12 +100,18 @@ impl Processor {
     /// Processes a batch concurrently; one outcome per record, in order. A panic in one record is
     /// contained and reported as that record's retryable failure.
     pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Outcome> {
-        let futures = batch.iter().map(|m| {
-            AssertUnwindSafe(self.process(m)).catch_unwind().map(|r| match r {
-                Ok(o) => o,
-                Err(_) => Outcome::Retry("the record's processing panicked".into()),
+        // Collected into a Vec of async blocks rather than a lazy `map` with a closure over the
+        // unwind result: that closure trips rustc's higher-ranked lifetime inference and makes
+        // the future not provably `Send`, so `run_worker` could not be `tokio::spawn`ed.
+        let futures: Vec<_> = batch
+            .iter()
+            .map(|m| async move {
+                match AssertUnwindSafe(self.process(m)).catch_unwind().await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::Retry("the record's processing panicked".into()),
+                }
             })
-        });
+            .collect();
         futures::future::join_all(futures).await
     }
 }
