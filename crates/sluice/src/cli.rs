@@ -123,7 +123,10 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 /// Runs one parsed command line.
@@ -163,15 +166,25 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let store = serve::open_embedded(config)?.store;
     let now = OffsetDateTime::now_utc();
     match cmd {
-        KeysCommand::Create { tenant, label, expires_in } => {
+        KeysCommand::Create {
+            tenant,
+            label,
+            expires_in,
+        } => {
             let tenant = Tenant::parse(&tenant)?;
             let (key, record) = keys::generate(tenant, &label, now, expiry(now, expires_in));
             store.insert(&record).await?;
-            eprintln!("created {} for tenant {}; the key is shown once:", record.id, record.tenant);
+            eprintln!(
+                "created {} for tenant {}; the key is shown once:",
+                record.id, record.tenant
+            );
             println!("{}", key.expose());
         }
         KeysCommand::List => {
-            println!("{:<30} {:<20} {:<25} {:<25} {:<25} label", "id", "tenant", "created", "expires", "revoked");
+            println!(
+                "{:<30} {:<20} {:<25} {:<25} {:<25} label",
+                "id", "tenant", "created", "expires", "revoked"
+            );
             for r in store.list().await? {
                 println!(
                     "{:<30} {:<20} {:<25} {:<25} {:<25} {}",
@@ -189,9 +202,15 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             store.revoke(&id, now).await?;
             eprintln!("revoked {id}");
         }
-        KeysCommand::Rotate { id, overlap, expires_in } => {
+        KeysCommand::Rotate {
+            id,
+            overlap,
+            expires_in,
+        } => {
             let id = KeyId::parse(&id)?;
-            let Some(old) = store.get(&id).await? else { bail!("no such key") };
+            let Some(old) = store.get(&id).await? else {
+                bail!("no such key")
+            };
             if old.revoked_at.is_some() {
                 bail!("{id} is revoked; create a new key instead");
             }
@@ -200,7 +219,12 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let old_expiry = now + overlap;
             let keep = old.expires_at.map_or(old_expiry, |e| e.min(old_expiry));
             store.set_expiry(&id, Some(keep)).await?;
-            eprintln!("created {} for tenant {}; {id} stops working at {}; the new key is shown once:", record.id, record.tenant, fmt_time(Some(keep)));
+            eprintln!(
+                "created {} for tenant {}; {id} stops working at {}; the new key is shown once:",
+                record.id,
+                record.tenant,
+                fmt_time(Some(keep))
+            );
             println!("{}", key.expose());
         }
     }

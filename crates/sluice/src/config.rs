@@ -69,7 +69,12 @@ pub struct Throttle {
 
 impl Default for Throttle {
     fn default() -> Self {
-        Self { rate_per_sec: 1000, burst: 2000, global_rate_per_sec: 10_000, global_burst: 5000 }
+        Self {
+            rate_per_sec: 1000,
+            burst: 2000,
+            global_rate_per_sec: 10_000,
+            global_burst: 5000,
+        }
     }
 }
 
@@ -115,7 +120,11 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { workers: 4, batch_size: 10, max_backoff_secs: 60 }
+        Self {
+            workers: 4,
+            batch_size: 10,
+            max_backoff_secs: 60,
+        }
     }
 }
 
@@ -187,12 +196,15 @@ impl Config {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("parsing {}", path.display()))?
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing {}", path.display()))?
             }
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("SLUICE_") else { continue };
+            let Some(rest) = name.strip_prefix("SLUICE_") else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             if !path.first().is_some_and(|p| TOP_LEVEL.contains(&p.as_str())) {
                 continue;
@@ -245,7 +257,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> any
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => bail!("{first} is not a table"),
@@ -271,11 +285,18 @@ mod tests {
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("sluice.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[queue]\nmax_receive_count = 3\n[limits]\nmax_depth = 8\n").unwrap();
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\n[queue]\nmax_receive_count = 3\n[limits]\nmax_depth = 8\n",
+        )
+        .unwrap();
         let env = [
             ("SLUICE_QUEUE__MAX_RECEIVE_COUNT".to_string(), "7".to_string()),
             ("SLUICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
-            ("SLUICE_QUEUE_URL".to_string(), "ignored: belongs to the AWS backend".to_string()),
+            (
+                "SLUICE_QUEUE_URL".to_string(),
+                "ignored: belongs to the AWS backend".to_string(),
+            ),
             ("OTHER".to_string(), "1".to_string()),
         ];
         let c = Config::load(Some(&f), env).unwrap();

@@ -27,7 +27,9 @@ pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
             opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&path).with_context(|| format!("creating {}", path.display()))?;
+            let mut f = opts
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
             f.write_all(hex::encode(key).as_bytes())?;
             f.sync_all()?;
             Ok(key.to_vec())

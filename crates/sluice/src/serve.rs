@@ -48,19 +48,31 @@ pub fn open_embedded(config: &Config) -> anyhow::Result<Embedded> {
     let queue = qdb.queue(
         QUEUE,
         QueueConfig {
-            redrive: Some(Redrive { dead_letter_queue: DLQ.into(), max_receive_count: config.queue.max_receive_count }),
+            redrive: Some(Redrive {
+                dead_letter_queue: DLQ.into(),
+                max_receive_count: config.queue.max_receive_count,
+            }),
             retention: Duration::from_secs(config.queue.retention_secs),
         },
     );
-    let dlq =
-        qdb.queue(DLQ, QueueConfig { redrive: None, retention: Duration::from_secs(config.queue.dlq_retention_secs) });
+    let dlq = qdb.queue(
+        DLQ,
+        QueueConfig {
+            redrive: None,
+            retention: Duration::from_secs(config.queue.dlq_retention_secs),
+        },
+    );
     let store = StoreDb::open(&config.data_dir.join("store.db")).context("opening the store")?;
     Ok(Embedded { queue, dlq, store })
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then drains: stop accepting, finish
 /// in-flight requests, let every worker finish the batch in hand.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let Embedded { queue, dlq, store } = open_embedded(&config)?;
     let queue: Arc<dyn Queue> = Arc::new(queue);

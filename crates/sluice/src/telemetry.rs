@@ -25,13 +25,20 @@ pub struct Redactor {
 impl Redactor {
     /// A redactor for these field names (matched case-insensitively, as substrings).
     pub fn new(names: &[String]) -> Self {
-        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).filter(|n| !n.is_empty()).collect();
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
         let inline = if names.is_empty() {
             None
         } else {
             let alt = names.iter().map(|n| regex::escape(n)).collect::<Vec<_>>().join("|");
             // `name=value`, `name: value`, `"name":"value"` inside free text.
-            Regex::new(&format!(r#"(?i)([A-Za-z0-9_-]*(?:{alt})[A-Za-z0-9_-]*\\?"?\s*[=:]\s*\\?"?)([^\s,;&"\\}}]+)"#)).ok()
+            Regex::new(&format!(
+                r#"(?i)([A-Za-z0-9_-]*(?:{alt})[A-Za-z0-9_-]*\\?"?\s*[=:]\s*\\?"?)([^\s,;&"\\}}]+)"#
+            ))
+            .ok()
         };
         Self { names, inline }
     }
@@ -43,7 +50,11 @@ impl Redactor {
 
     fn scrub_text(&self, s: &str) -> Option<String> {
         let re = self.inline.as_ref()?;
-        if re.is_match(s) { Some(re.replace_all(s, format!("${{1}}{MASK}")).into_owned()) } else { None }
+        if re.is_match(s) {
+            Some(re.replace_all(s, format!("${{1}}{MASK}")).into_owned())
+        } else {
+            None
+        }
     }
 
     fn scrub(&self, v: &mut Value) {
@@ -98,7 +109,10 @@ pub struct RedactingMakeWriter<M> {
 impl<M> RedactingMakeWriter<M> {
     /// Wraps `inner`.
     pub fn new(inner: M, redactor: Redactor) -> Self {
-        Self { inner, redactor: Arc::new(redactor) }
+        Self {
+            inner,
+            redactor: Arc::new(redactor),
+        }
     }
 }
 
@@ -143,7 +157,11 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMakeWriter<M> {
     type Writer = RedactingWriter<M::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        RedactingWriter { inner: self.inner.make_writer(), buf: Vec::new(), redactor: self.redactor.clone() }
+        RedactingWriter {
+            inner: self.inner.make_writer(),
+            buf: Vec::new(),
+            redactor: self.redactor.clone(),
+        }
     }
 }
 
@@ -157,7 +175,13 @@ where
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     Ok(match settings.format {
         LogFormat::Json => Box::new(
-            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).with_target(true).finish(),
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_target(true)
+                .finish(),
         ),
         LogFormat::Pretty => Box::new(builder.with_ansi(false).finish()),
     })
@@ -167,7 +191,9 @@ where
 /// Keep the returned guard alive: dropping it flushes what is buffered.
 pub fn init(settings: &LogSettings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     // Not lossy: an audit log (R-1) that drops lines under load is no audit log.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(io::stdout());
     tracing::subscriber::set_global_default(subscriber(settings, writer)?)?;
     Ok(guard)
 }
@@ -209,7 +235,12 @@ mod tests {
         let out = capture(&LogSettings::default(), || {
             let span = tracing::info_span!("req", api_key = "sk-live-1");
             let _g = span.enter();
-            tracing::info!(password = "hunter2", user_token = "tok-9", tenant = "acme", "login password=hunter3 ok");
+            tracing::info!(
+                password = "hunter2",
+                user_token = "tok-9",
+                tenant = "acme",
+                "login password=hunter3 ok"
+            );
             tracing::info!(payload = r#"{"card":"4111111111111111","ok":1}"#, "nested");
         });
         for secret in ["hunter2", "hunter3", "tok-9", "4111111111111111", "sk-live-1"] {
@@ -228,15 +259,23 @@ mod tests {
             tracing::info!(event_type = "a\n{\"level\":\"ERROR\",\"forged\":true}", "received");
         });
         assert_eq!(out.lines().count(), 1, "{out}");
-        let pretty = LogSettings { format: LogFormat::Pretty, ..LogSettings::default() };
+        let pretty = LogSettings {
+            format: LogFormat::Pretty,
+            ..LogSettings::default()
+        };
         let out = capture(&pretty, || tracing::info!("two\nlines"));
         assert_eq!(out.lines().count(), 1, "{out}");
     }
 
     #[test]
     fn configured_names_replace_the_defaults() {
-        let settings = LogSettings { redact: vec!["iban".into()], ..LogSettings::default() };
-        let out = capture(&settings, || tracing::info!(customer_iban = "DE89", password = "visible", "x"));
+        let settings = LogSettings {
+            redact: vec!["iban".into()],
+            ..LogSettings::default()
+        };
+        let out = capture(&settings, || {
+            tracing::info!(customer_iban = "DE89", password = "visible", "x")
+        });
         assert!(!out.contains("DE89"));
         assert!(out.contains("visible"));
     }

@@ -10,9 +10,17 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "status");
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     assert!(ct.starts_with("application/problem+json"), "content-type {ct}");
-    let rid = r.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned()).expect("x-request-id");
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .expect("x-request-id");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status, "{body}");
@@ -26,7 +34,15 @@ async fn healthz_answers_without_credentials() {
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
-    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["paths"]["/v1/events"].is_object());
 }
 
@@ -57,7 +73,8 @@ async fn an_accepted_event_is_stored_once_with_its_request_id() {
     // The worker logged the record with the same request id (R-1).
     let logs = app.logs();
     assert!(
-        logs.iter().any(|l| l.contains("record processed") && l.contains("trace-abc-123") && l.contains(&id)),
+        logs.iter()
+            .any(|l| l.contains("record processed") && l.contains("trace-abc-123") && l.contains(&id)),
         "{logs:#?}"
     );
 }
@@ -89,7 +106,14 @@ async fn a_batch_gets_ids_in_request_order_and_all_are_stored() {
 async fn s1_missing_malformed_or_wrong_keys_get_the_same_401() {
     let app = TestApp::spawn();
     let body = r#"{"type":"a","data":1}"#;
-    let r = app.client.post(app.url("/v1/events")).header("content-type", "application/json").body(body).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().contains_key("www-authenticate"));
     let first = problem(r, 401, "unauthorized").await;
     let mut wrong = app.key.clone();
@@ -118,17 +142,30 @@ async fn s1_a_revoked_key_stops_working() {
     assert_eq!(app.post(&app.key, r#"{"type":"a","data":1}"#).await.status(), 202);
     let id = app.key.split('.').next().unwrap().to_owned();
     sluice(&app.data_dir, &["keys", "revoke", &id]);
-    problem(app.post(&app.key, r#"{"type":"a","data":1}"#).await, 401, "unauthorized").await;
+    problem(
+        app.post(&app.key, r#"{"type":"a","data":1}"#).await,
+        401,
+        "unauthorized",
+    )
+    .await;
     let listed = sluice(&app.data_dir, &["keys", "list"]);
     assert!(listed.contains(&id));
-    assert!(!listed.contains(app.key.split('.').nth(1).unwrap()), "keys list must never print a secret");
+    assert!(
+        !listed.contains(app.key.split('.').nth(1).unwrap()),
+        "keys list must never print a secret"
+    );
 }
 
 #[tokio::test]
 async fn t1_malformed_json_duplicate_keys_and_deep_nesting_get_400() {
     let app = TestApp::spawn();
     let deep = format!("{{\"type\":\"a\",\"data\":{}1{}}}", "[".repeat(40), "]".repeat(40));
-    for body in ["{", "{\"type\":\"a\",\"data\":1,\"type\":\"b\"}", deep.as_str(), "\u{0}"] {
+    for body in [
+        "{",
+        "{\"type\":\"a\",\"data\":1,\"type\":\"b\"}",
+        deep.as_str(),
+        "\u{0}",
+    ] {
         problem(app.post(&app.key, body).await, 400, "malformed_json").await;
     }
     let r = app
@@ -146,14 +183,23 @@ async fn t1_malformed_json_duplicate_keys_and_deep_nesting_get_400() {
 #[tokio::test]
 async fn t1_contract_violations_get_422_with_json_pointers_and_nothing_is_stored() {
     let app = TestApp::spawn();
-    let body = r#"[{"type":"ok","data":1},{"type":"Bad Type","data":1},{"type":"x","occurred_at":"nope","data":1,"extra":1}]"#;
+    let body =
+        r#"[{"type":"ok","data":1},{"type":"Bad Type","data":1},{"type":"x","occurred_at":"nope","data":1,"extra":1}]"#;
     let p = problem(app.post(&app.key, body).await, 422, "validation_failed").await;
-    let pointers: Vec<&str> = p["violations"].as_array().unwrap().iter().map(|v| v["pointer"].as_str().unwrap()).collect();
+    let pointers: Vec<&str> = p["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pointer"].as_str().unwrap())
+        .collect();
     for expected in ["/1/type", "/2/occurred_at", "/2/extra"] {
         assert!(pointers.contains(&expected), "{pointers:?}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(app.list_all(&app.key).await.is_empty(), "all or nothing: the valid event must not be stored");
+    assert!(
+        app.list_all(&app.key).await.is_empty(),
+        "all or nothing: the valid event must not be stored"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +230,13 @@ async fn a_body_that_is_not_json_gets_415() {
 async fn unknown_routes_get_404_and_wrong_methods_get_405() {
     let app = TestApp::spawn();
     problem(app.get(&app.key, "/v2/nothing").await, 404, "not_found").await;
-    let r = app.client.delete(app.url("/v1/events")).bearer_auth(&app.key).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url("/v1/events"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
     problem(r, 405, "method_not_allowed").await;
 }
 
@@ -194,9 +246,19 @@ async fn i3_another_tenants_event_is_indistinguishable_from_a_missing_one() {
     let r = app.post(&app.key, r#"{"type":"secret.thing","data":{"v":1}}"#).await;
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     app.wait_for_event(&app.key, &id, WAIT).await;
-    let foreign = problem(app.get(&app.other_key, &format!("/v1/events/{id}")).await, 404, "not_found").await;
+    let foreign = problem(
+        app.get(&app.other_key, &format!("/v1/events/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     let missing_id = "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV";
-    let missing = problem(app.get(&app.other_key, &format!("/v1/events/{missing_id}")).await, 404, "not_found").await;
+    let missing = problem(
+        app.get(&app.other_key, &format!("/v1/events/{missing_id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     assert_eq!(foreign["title"], missing["title"]);
     assert_eq!(foreign["detail"], missing["detail"]);
     assert!(app.list_all(&app.other_key).await.is_empty());
@@ -208,24 +270,66 @@ async fn listing_pages_newest_first_with_a_type_filter_and_a_cursor_bound_to_the
     let app = TestApp::spawn();
     for i in 0..5 {
         let ty = if i % 2 == 0 { "even" } else { "odd" };
-        assert_eq!(app.post(&app.key, &json!({"type": ty, "data": {"i": i}}).to_string()).await.status(), 202);
+        assert_eq!(
+            app.post(&app.key, &json!({"type": ty, "data": {"i": i}}).to_string())
+                .await
+                .status(),
+            202
+        );
     }
     app.wait_for_count(&app.key, 5, WAIT).await;
-    let page: Value = app.get(&app.key, "/v1/events?type=even&limit=2").await.json().await.unwrap();
-    let got: Vec<i64> = page["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_i64().unwrap()).collect();
+    let page: Value = app
+        .get(&app.key, "/v1/events?type=even&limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(got, vec![4, 2]);
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let page2: Value = app.get(&app.key, &format!("/v1/events?type=even&limit=2&cursor={cursor}")).await.json().await.unwrap();
-    let got2: Vec<i64> = page2["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_i64().unwrap()).collect();
+    let page2: Value = app
+        .get(&app.key, &format!("/v1/events?type=even&limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got2: Vec<i64> = page2["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(got2, vec![0]);
     assert!(page2["next_cursor"].is_null());
     // The cursor cannot be replayed by another tenant, nor altered.
-    problem(app.get(&app.other_key, &format!("/v1/events?type=even&limit=2&cursor={cursor}")).await, 400, "invalid_cursor").await;
+    problem(
+        app.get(&app.other_key, &format!("/v1/events?type=even&limit=2&cursor={cursor}"))
+            .await,
+        400,
+        "invalid_cursor",
+    )
+    .await;
     let mut forged = cursor.clone();
     forged.insert(3, 'A');
-    problem(app.get(&app.key, &format!("/v1/events?type=even&limit=2&cursor={forged}")).await, 400, "invalid_cursor").await;
+    problem(
+        app.get(&app.key, &format!("/v1/events?type=even&limit=2&cursor={forged}"))
+            .await,
+        400,
+        "invalid_cursor",
+    )
+    .await;
     problem(app.get(&app.key, "/v1/events?limit=0").await, 400, "invalid_parameter").await;
-    problem(app.get(&app.key, "/v1/events?limit=1001").await, 400, "invalid_parameter").await;
+    problem(
+        app.get(&app.key, "/v1/events?limit=1001").await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -245,7 +349,12 @@ async fn an_idempotent_retry_returns_the_same_ids_and_stores_nothing_twice() {
     let again = send(body, "order-77").await.unwrap();
     assert_eq!(again.status(), 202);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
-    problem(send(r#"{"type":"pay","data":{"n":3}}"#, "order-77").await.unwrap(), 422, "idempotency_key_mismatch").await;
+    problem(
+        send(r#"{"type":"pay","data":{"n":3}}"#, "order-77").await.unwrap(),
+        422,
+        "idempotency_key_mismatch",
+    )
+    .await;
     // The same key from another tenant is another key.
     let r = app
         .client
@@ -289,8 +398,18 @@ async fn d1_a_burst_beyond_the_bucket_gets_429_with_retry_after() {
 #[tokio::test]
 async fn d3_a_full_queue_answers_503_instead_of_growing() {
     let app = TestApp::spawn_with(&[("SLUICE_QUEUE__MAX_DEPTH", "2")]);
-    assert_eq!(app.post(&app.key, r#"[{"type":"a","data":1},{"type":"a","data":2}]"#).await.status(), 202);
-    let r = app.post(&app.key, r#"[{"type":"a","data":1},{"type":"a","data":2},{"type":"a","data":3}]"#).await;
+    assert_eq!(
+        app.post(&app.key, r#"[{"type":"a","data":1},{"type":"a","data":2}]"#)
+            .await
+            .status(),
+        202
+    );
+    let r = app
+        .post(
+            &app.key,
+            r#"[{"type":"a","data":1},{"type":"a","data":2},{"type":"a","data":3}]"#,
+        )
+        .await;
     assert!(r.headers().contains_key("retry-after"));
     problem(r, 503, "queue_unavailable").await;
 }
@@ -309,7 +428,12 @@ async fn t2_a_tampered_message_goes_to_the_dlq_with_its_attributes_and_reason() 
     let body = json!({"v":1,"id":"evt_01ARZ3NDEKTSV4RRFFQ69G5FAV","tenant":"acme","type":"a","data":1,
         "occurred_at":"2026-01-01T00:00:00Z","received_at":"2026-01-01T00:00:00Z","request_id":"req-forged-1","source_ip":null});
     use sluice_core::ports::Queue as _;
-    q.send(sluice_core::ports::OutgoingMessage { body: body.to_string(), attributes }).await.unwrap();
+    q.send(sluice_core::ports::OutgoingMessage {
+        body: body.to_string(),
+        attributes,
+    })
+    .await
+    .unwrap();
     let start = std::time::Instant::now();
     let line = loop {
         let out = sluice(&app.data_dir, &["dlq", "list"]);
@@ -321,15 +445,26 @@ async fn t2_a_tampered_message_goes_to_the_dlq_with_its_attributes_and_reason() 
     };
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["attributes"]["source_ip"], "203.0.113.9");
-    assert!(v["attributes"]["dlq_reason"].as_str().unwrap().contains("signature"), "{v}");
+    assert!(
+        v["attributes"]["dlq_reason"].as_str().unwrap().contains("signature"),
+        "{v}"
+    );
     assert!(v["attributes"]["dlq_at"].is_string());
-    assert!(app.list_all(&app.key).await.is_empty(), "a forged event must never be stored");
+    assert!(
+        app.list_all(&app.key).await.is_empty(),
+        "a forged event must never be stored"
+    );
 }
 
 #[tokio::test]
 async fn i1_logs_carry_request_ids_but_never_keys_bodies_or_secret_fields() {
     let app = TestApp::spawn();
-    let r = app.post(&app.key, r#"{"type":"user.signup","data":{"password":"hunter2-very-secret","email":"a@b.c"}}"#).await;
+    let r = app
+        .post(
+            &app.key,
+            r#"{"type":"user.signup","data":{"password":"hunter2-very-secret","email":"a@b.c"}}"#,
+        )
+        .await;
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     app.wait_for_event(&app.key, &id, WAIT).await;
     app.post("key_01jabcdefghjkmnpqrstvwxyz0.guessed-secret", "{}").await;

@@ -40,24 +40,52 @@ async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
     let dlq = qdb.queue("dlq", QueueConfig::default());
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
     let sealer = sealer();
-    let processor = Processor::new(store.clone() as Arc<dyn EventStore>, sealer.clone(), Arc::new(Validator::default()));
+    let processor = Processor::new(
+        store.clone() as Arc<dyn EventStore>,
+        sealer.clone(),
+        Arc::new(Validator::default()),
+    );
     queue.send(sealer.seal(&envelope(1)).unwrap()).await.unwrap();
 
     // First delivery: stored, then the worker dies before deleting the message.
-    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(1)).await.unwrap();
+    let batch = queue
+        .receive(10, Duration::from_secs(1), Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(processor.process_batch(&batch).await, vec![Outcome::Stored]);
     drop(batch);
 
     // After the visibility timeout the message comes back; the conditional put sees it is done.
-    let batch = queue.receive(10, Duration::from_secs(3), Duration::from_secs(30)).await.unwrap();
+    let batch = queue
+        .receive(10, Duration::from_secs(3), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].receive_count, 2);
     let outcomes = processor.process_batch(&batch).await;
     assert_eq!(outcomes, vec![Outcome::Duplicate]);
-    let left = settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
+    let left = settle(
+        &queue,
+        &dlq,
+        &batch,
+        &outcomes,
+        Duration::from_secs(1),
+        OffsetDateTime::now_utc(),
+    )
+    .await;
     assert!(left.is_empty());
     let tenant = Tenant::parse("acme").unwrap();
-    let page = store.list(&tenant, &ListQuery { event_type: None, limit: 10, after: None }).await.unwrap();
+    let page = store
+        .list(
+            &tenant,
+            &ListQuery {
+                event_type: None,
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(queue.depth().await.unwrap().total(), 0);
 }
@@ -68,23 +96,52 @@ async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stor
     let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
     let queue = qdb.queue(
         "events",
-        QueueConfig { redrive: Some(Redrive { dead_letter_queue: "dlq".into(), max_receive_count: 5 }), ..QueueConfig::default() },
+        QueueConfig {
+            redrive: Some(Redrive {
+                dead_letter_queue: "dlq".into(),
+                max_receive_count: 5,
+            }),
+            ..QueueConfig::default()
+        },
     );
     let dlq = qdb.queue("dlq", QueueConfig::default());
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
     let sealer = sealer();
-    let processor = Processor::new(store.clone() as Arc<dyn EventStore>, sealer.clone(), Arc::new(Validator::default()));
+    let processor = Processor::new(
+        store.clone() as Arc<dyn EventStore>,
+        sealer.clone(),
+        Arc::new(Validator::default()),
+    );
     let good1 = sealer.seal(&envelope(1)).unwrap();
     let mut bad = sealer.seal(&envelope(2)).unwrap();
     bad.body = bad.body.replace("\"n\":2", "\"n\":3");
     let good2 = sealer.seal(&envelope(4)).unwrap();
     queue.send_batch(vec![good1, bad, good2]).await.unwrap();
-    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)).await.unwrap();
+    let batch = queue
+        .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
     let outcomes = processor.process_batch(&batch).await;
     assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), 2);
-    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Permanent(r) if r.contains("signature"))));
-    settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
-    assert_eq!(queue.depth().await.unwrap().total(), 0, "nothing left to burn retries on");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Permanent(r) if r.contains("signature")))
+    );
+    settle(
+        &queue,
+        &dlq,
+        &batch,
+        &outcomes,
+        Duration::from_secs(1),
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+    assert_eq!(
+        queue.depth().await.unwrap().total(),
+        0,
+        "nothing left to burn retries on"
+    );
     let dead = dlq.peek(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].attributes["dlq_reason"].contains("signature"));
@@ -97,16 +154,27 @@ struct PanickyStore(Arc<StoreDb>);
 
 #[async_trait::async_trait]
 impl EventStore for PanickyStore {
-    async fn put_if_absent(&self, e: &sluice_core::StoredEvent) -> Result<sluice_core::ports::PutOutcome, sluice_core::ports::StoreError> {
+    async fn put_if_absent(
+        &self,
+        e: &sluice_core::StoredEvent,
+    ) -> Result<sluice_core::ports::PutOutcome, sluice_core::ports::StoreError> {
         if e.data["n"] == 13 {
             panic!("simulated bug while storing");
         }
         self.0.put_if_absent(e).await
     }
-    async fn get(&self, t: &Tenant, id: &EventId) -> Result<Option<sluice_core::StoredEvent>, sluice_core::ports::StoreError> {
+    async fn get(
+        &self,
+        t: &Tenant,
+        id: &EventId,
+    ) -> Result<Option<sluice_core::StoredEvent>, sluice_core::ports::StoreError> {
         self.0.get(t, id).await
     }
-    async fn list(&self, t: &Tenant, q: &ListQuery) -> Result<sluice_core::ports::Page, sluice_core::ports::StoreError> {
+    async fn list(
+        &self,
+        t: &Tenant,
+        q: &ListQuery,
+    ) -> Result<sluice_core::ports::Page, sluice_core::ports::StoreError> {
         self.0.list(t, q).await
     }
 }
@@ -119,14 +187,37 @@ async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
     let dlq = qdb.queue("dlq", QueueConfig::default());
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
     let sealer = sealer();
-    let processor = Processor::new(Arc::new(PanickyStore(store.clone())), sealer.clone(), Arc::new(Validator::default()));
+    let processor = Processor::new(
+        Arc::new(PanickyStore(store.clone())),
+        sealer.clone(),
+        Arc::new(Validator::default()),
+    );
     let msgs = [1, 13, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
     queue.send_batch(msgs).await.unwrap();
-    let batch = queue.receive(10, Duration::from_secs(1), Duration::from_secs(30)).await.unwrap();
+    let batch = queue
+        .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
     let outcomes = processor.process_batch(&batch).await;
-    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Stored).count(), 2, "{outcomes:?}");
-    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Retry(r) if r.contains("panicked"))));
-    let left = settle(&queue, &dlq, &batch, &outcomes, Duration::from_secs(1), OffsetDateTime::now_utc()).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Stored).count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Retry(r) if r.contains("panicked")))
+    );
+    let left = settle(
+        &queue,
+        &dlq,
+        &batch,
+        &outcomes,
+        Duration::from_secs(1),
+        OffsetDateTime::now_utc(),
+    )
+    .await;
     assert_eq!(left.len(), 1, "only the panicking record is left for redelivery");
     assert_eq!(queue.depth().await.unwrap().total(), 1);
     assert!(dlq.peek(10).await.unwrap().is_empty());

@@ -20,14 +20,27 @@ pub fn create_key(data_dir: &Path, tenant: &str, extra: &[&str]) -> String {
         .args(extra)
         .output()
         .expect("run sluice keys create");
-    assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Runs a `sluice` subcommand against a data dir, returning stdout.
 pub fn sluice(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).arg("--data-dir").arg(data_dir).output().expect("run sluice");
-    assert!(out.status.success(), "sluice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run sluice");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -64,7 +77,10 @@ impl TestApp {
             data_dir,
             key,
             other_key,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             child,
             logs,
             env,
@@ -89,7 +105,10 @@ impl TestApp {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().unwrap()
     }
 
@@ -159,7 +178,11 @@ impl TestApp {
             if all.len() >= n {
                 return all;
             }
-            assert!(start.elapsed() < timeout, "only {} of {n} events stored within {timeout:?}", all.len());
+            assert!(
+                start.elapsed() < timeout,
+                "only {} of {n} events stored within {timeout:?}",
+                all.len()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
