@@ -1,5 +1,7 @@
 //! The HTTP contract, end to end: the real binary, a real socket, real SQLite files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is a failed assertion
+
 mod common;
 
 use common::{TestApp, sluice};

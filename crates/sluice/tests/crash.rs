@@ -1,6 +1,8 @@
 //! Crash safety: `kill -9` the server during a load, restart it, and find every event that got a
 //! 202 stored exactly once; nothing is stored that no request could have produced.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is a failed assertion
+
 mod common;
 
 use common::TestApp;

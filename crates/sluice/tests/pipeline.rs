@@ -1,6 +1,8 @@
 //! The process step over the real SQLite adapters: redelivery after a crashed worker, poison
 //! records, and a panicking record that does not take its neighbours down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is a failed assertion
+
 use serde_json::json;
 use sluice_core::clock::SystemClock;
 use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION};

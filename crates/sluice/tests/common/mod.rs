@@ -1,7 +1,7 @@
 //! `spawn_app`: the real `sluice` binary on a free loopback port, over fresh SQLite files in a
 //! temporary directory, with its log lines captured for assertions.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
