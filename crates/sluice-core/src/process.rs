@@ -182,6 +182,9 @@ pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
 
 /// Settles a processed batch against the queues: deletes successes, dead-letters permanent
 /// failures, and delays retries with backoff. Returns the messages left for redelivery.
+///
+/// The records are settled concurrently: a durable queue commits concurrent calls together, so a
+/// batch costs one commit instead of one per record.
 pub async fn settle(
     queue: &dyn Queue,
     dlq: &dyn Queue,
@@ -190,36 +193,57 @@ pub async fn settle(
     max_backoff: Duration,
     now: OffsetDateTime,
 ) -> Vec<String> {
-    let mut left = Vec::new();
-    for (msg, outcome) in batch.iter().zip(outcomes) {
-        let done = match outcome {
-            Outcome::Stored | Outcome::Duplicate => true,
-            Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(message_id = %msg.message_id, error = %e, "could not dead-letter a record; it stays queued");
-                    false
-                }
-            },
-            Outcome::Retry(_) => {
-                let delay = backoff(msg.receive_count, max_backoff);
-                if let Err(e) = queue.change_visibility(&msg.receipt, delay).await {
-                    tracing::debug!(message_id = %msg.message_id, error = %e, "could not set retry backoff");
-                }
+    let pending: Vec<_> = batch
+        .iter()
+        .zip(outcomes)
+        .map(|(msg, outcome)| settle_one(queue, dlq, msg, outcome, max_backoff, now))
+        .collect();
+    let settled = futures::future::join_all(pending).await;
+    batch
+        .iter()
+        .zip(settled)
+        .filter(|(_, done)| !done)
+        .map(|(msg, _)| msg.message_id.clone())
+        .collect()
+}
+
+/// Settles one record; true when it is finished with (stored, duplicate or dead-lettered and deleted).
+async fn settle_one(
+    queue: &dyn Queue,
+    dlq: &dyn Queue,
+    msg: &ReceivedMessage,
+    outcome: &Outcome,
+    max_backoff: Duration,
+    now: OffsetDateTime,
+) -> bool {
+    let done = match outcome {
+        Outcome::Stored | Outcome::Duplicate => true,
+        Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(message_id = %msg.message_id, error = %e, "could not dead-letter a record; it stays queued");
                 false
             }
-        };
-        if done {
-            if let Err(e) = queue.delete(&msg.receipt).await {
-                // The record will be redelivered; the conditional put makes that harmless.
-                tracing::warn!(message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered");
-                left.push(msg.message_id.clone());
+        },
+        Outcome::Retry(_) => {
+            let delay = backoff(msg.receive_count, max_backoff);
+            if let Err(e) = queue.change_visibility(&msg.receipt, delay).await {
+                tracing::debug!(message_id = %msg.message_id, error = %e, "could not set retry backoff");
             }
-        } else {
-            left.push(msg.message_id.clone());
+            false
+        }
+    };
+    if !done {
+        return false;
+    }
+    match queue.delete(&msg.receipt).await {
+        Ok(()) => true,
+        Err(e) => {
+            // The record will be redelivered; the conditional put makes that harmless.
+            tracing::warn!(message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered");
+            false
         }
     }
-    left
 }
 
 fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
