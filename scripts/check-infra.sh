@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the AWS deployment (infra/template.yaml, issue 4): cfn-lint, sam validate --lint,
 # checkov, the cfn-guard rules in infra/rules/ with a failing fixture per rule, and the
-# template-vs-code test (crates/sluice-infra-check). Installs its tools idempotently:
+# template-vs-code test (infra/tests/test_template_matches_code.py). Installs its tools idempotently:
 # pinned PyPI packages in two virtualenvs (aws-sam-cli and checkov pin conflicting boto3 versions, so
 # they cannot share one) and cfn-guard from crates.io. No network beyond the package registries.
 set -euo pipefail
@@ -11,11 +11,12 @@ CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
 CHECKOV_VERSION=3.3.30
 CFN_GUARD_VERSION=3.2.1
+PYTEST_VERSION=8.4.2
 TOOLS="${SLUICE_INFRA_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-infra}"
 
 # Offline and deterministic: a region for the SAM translator, no telemetry, no Prisma Cloud calls.
 export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0
-export BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
+export BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false PYTHONDONTWRITEBYTECODE=1
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'check-infra: %s\n' "$*" >&2; exit 1; }
@@ -34,8 +35,8 @@ venv() {
 }
 
 step "tools"
-venv "$TOOLS/sam" "sam=$SAM_CLI_VERSION lint=$CFN_LINT_VERSION" \
-  "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+venv "$TOOLS/sam" "sam=$SAM_CLI_VERSION lint=$CFN_LINT_VERSION pytest=$PYTEST_VERSION" \
+  "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "pytest==$PYTEST_VERSION"
 venv "$TOOLS/checkov" "checkov=$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
 if ! command -v cfn-guard >/dev/null 2>&1 || [[ "$(cfn-guard --version)" != *"$CFN_GUARD_VERSION"* ]]; then
   cargo install --locked cfn-guard --version "$CFN_GUARD_VERSION"
@@ -149,8 +150,8 @@ for r in "${!covered[@]}"; do
 done
 echo "${#rules[@]} rules, $fixtures fixtures, each fixture fails exactly its rule"
 
-step "template vs code (crates/sluice-infra-check)"
-cargo nextest run -p sluice-infra-check --locked --no-fail-fast
+step "template vs code (infra/tests/test_template_matches_code.py against crates/sluice-lambda/functions.toml)"
+"$SAM_PY" -m pytest -p no:cacheprovider -q infra/tests
 
 echo
 echo "check-infra: all checks passed"

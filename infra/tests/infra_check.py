@@ -1,0 +1,259 @@
+"""Template-vs-code check: infra/template.yaml against crates/sluice-lambda/functions.toml.
+
+The manifest lists, per function, the binary, the environment variables its code reads and the IAM
+actions its code calls (sluice-lambda's own tests prove those lists exact against the code). This
+module proves the template grants and sets exactly those (E-1, least privilege; I-1, nothing else in
+the environment), plus a closed set of platform actions that the Lambda service needs with the
+function's role, each allowed only when the template gives a reason for it:
+
+- logs:CreateLogStream, logs:PutLogEvents: always (the function's log group);
+- xray:PutTraceSegments, xray:PutTelemetryRecords: when Tracing is Active;
+- the manifest's trigger_actions: when the function has an SQS event source, and only then;
+- kms:GenerateDataKey and kms:Decrypt: when the function sends to a KMS-encrypted queue
+  (kms:Decrypt alone when it only receives);
+- the ENI actions of VPC mode: only inside an Fn::If, and only when the function has VpcConfig.
+
+It also checks that every function has its own role (E-1) and that a queue's visibility timeout is
+at least six times the timeout of the function consuming it (D-2: no redelivery while a batch is
+still running).
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cfnlint.decode import decode, decode_str
+
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+VPC_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+FUNCTION_TYPES = {"AWS::Serverless::Function", "AWS::Lambda::Function"}
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    binary: str
+    env: set[str]
+    actions: set[str]
+    trigger_actions: set[str] = field(default_factory=set)
+
+
+def load_manifest(path: Path | str) -> dict[str, FunctionSpec]:
+    """Parses functions.toml; a missing file or field raises (never a silent pass)."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    specs = {}
+    for name, f in data["functions"].items():
+        specs[name] = FunctionSpec(
+            name=name,
+            binary=f["binary"],
+            env=set(f["env"]),
+            actions=set(f["actions"]),
+            trigger_actions=set(f.get("trigger_actions", [])),
+        )
+    if not specs:
+        raise ValueError(f"{path}: no functions")
+    return specs
+
+
+def _plain(node):
+    """cfn-lint's nodes as plain dicts and lists (deep-copyable, comparable)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def load_template(path: Path | str) -> dict:
+    """Parses a CloudFormation/SAM template; short tags (!Ref, !GetAtt, !Sub, !If ...) become their
+    long forms ({"Ref": ..}, {"Fn::GetAtt": [..]}, ...)."""
+    template, matches = decode(str(path))
+    if matches or template is None:
+        raise ValueError(f"{path}: {[str(m) for m in matches]}")
+    return _plain(template)
+
+
+def parse_template(text: str) -> dict:
+    template, matches = decode_str(text)
+    if matches or template is None:
+        raise ValueError(str([str(m) for m in matches]))
+    return _plain(template)
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _getatt_target(value) -> str | None:
+    """The resource of {"Fn::GetAtt": [R, "Arn"]} (or "R.Arn"), else None."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        ga = value["Fn::GetAtt"]
+        parts = ga.split(".", 1) if isinstance(ga, str) else ga
+        if len(parts) == 2 and parts[1] == "Arn":
+            return parts[0]
+    return None
+
+
+def _ref_target(value) -> str | None:
+    if isinstance(value, dict) and set(value) == {"Ref"} and isinstance(value["Ref"], str):
+        return value["Ref"]
+    return None
+
+
+def _statements(doc) -> list[tuple[dict, bool]]:
+    """(statement, conditional) for each statement of a policy document, both branches of Fn::If."""
+    out = []
+    for s in _as_list(doc.get("Statement", [])):
+        if isinstance(s, dict) and "Fn::If" in s:
+            for branch in s["Fn::If"][1:]:
+                if isinstance(branch, dict) and "Effect" in branch:
+                    out.append((branch, True))
+        elif isinstance(s, dict):
+            out.append((s, False))
+    return out
+
+
+def role_statements(template: dict, role: str) -> tuple[list[tuple[dict, bool]], list[str]]:
+    """Every statement granted to `role` (inline policies and AWS::IAM::Policy resources attached to
+    it), and the problems that make its permissions unknowable (managed policies)."""
+    resources = template["Resources"]
+    props = resources[role].get("Properties", {})
+    stmts, problems = [], []
+    for p in props.get("Policies", []):
+        stmts += _statements(p["PolicyDocument"])
+    if props.get("ManagedPolicyArns"):
+        problems.append(f"role {role} has managed policies; their actions cannot be checked")
+    for name, r in resources.items():
+        if r.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            roles = [_ref_target(x) for x in _as_list(r["Properties"].get("Roles", []))]
+            if role in roles:
+                stmts += _statements(r["Properties"]["PolicyDocument"])
+    return stmts, problems
+
+
+def _encrypted_queues(template: dict) -> bool:
+    return any(
+        r.get("Type") == "AWS::SQS::Queue" and "KmsMasterKeyId" in r.get("Properties", {})
+        for r in template["Resources"].values()
+    )
+
+
+def _sqs_events(props: dict) -> list[dict]:
+    return [e["Properties"] for e in props.get("Events", {}).values() if e.get("Type") == "SQS"]
+
+
+def check(template: dict, manifest: dict[str, FunctionSpec]) -> list[str]:
+    """Every way the template differs from the manifest; empty when they match."""
+    problems: list[str] = []
+    resources = template["Resources"]
+    functions = {n: r for n, r in resources.items() if r.get("Type") in FUNCTION_TYPES}
+    by_binary: dict[str, list[str]] = {}
+    for name, r in functions.items():
+        binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        by_binary.setdefault(binary, []).append(name)
+    specs_by_binary = {s.binary: s for s in manifest.values()}
+
+    for binary, names in sorted(by_binary.items(), key=lambda kv: str(kv[0])):
+        if binary not in specs_by_binary:
+            problems.append(f"function {', '.join(names)}: binary {binary!r} is not in the manifest")
+        elif len(names) > 1:
+            problems.append(f"binary {binary} is deployed by several functions: {', '.join(names)}")
+    for spec in manifest.values():
+        if spec.binary not in by_binary:
+            problems.append(f"manifest function {spec.name} ({spec.binary}) is not in the template")
+
+    roles_seen: dict[str, str] = {}
+    encrypted = _encrypted_queues(template)
+    for name, r in sorted(functions.items()):
+        binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        spec = specs_by_binary.get(binary)
+        if spec is None:
+            continue
+        props = r.get("Properties", {})
+        label = f"{name} ({spec.name})"
+
+        if r.get("Metadata", {}).get("BuildMethod") != "rust-cargolambda":
+            problems.append(f"{label}: not built with cargo-lambda (Metadata.BuildMethod)")
+        for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
+            if props.get(key) != want:
+                problems.append(f"{label}: {key} is {props.get(key)!r}, expected {want!r}")
+
+        env = set(props.get("Environment", {}).get("Variables", {}))
+        for v in sorted(spec.env - env):
+            problems.append(f"{label}: env {v} is read by the code but not set")
+        for v in sorted(env - spec.env):
+            problems.append(f"{label}: env {v} is set but the code never reads it")
+
+        role = _getatt_target(props.get("Role"))
+        if role is None or role not in resources:
+            problems.append(f"{label}: no role of its own (Role must be !GetAtt <Role>.Arn of this template)")
+            continue
+        if role in roles_seen:
+            problems.append(f"{label}: shares role {role} with {roles_seen[role]}")
+        roles_seen[role] = label
+
+        stmts, role_problems = role_statements(template, role)
+        problems += [f"{label}: {p}" for p in role_problems]
+        granted: set[str] = set()
+        for s, conditional in stmts:
+            if s.get("Effect") != "Allow":
+                continue
+            actions = set(_as_list(s.get("Action", [])))
+            vpc = actions & VPC_ACTIONS
+            if vpc and not (conditional and "VpcConfig" in props):
+                problems.append(f"{label}: VPC actions granted outside an Fn::If on VPC mode: {sorted(vpc)}")
+            granted |= actions
+
+        sqs_events = _sqs_events(props)
+        expected = set(spec.actions) | LOG_ACTIONS
+        if props.get("Tracing") == "Active" or props.get("TracingConfig", {}).get("Mode") == "Active":
+            expected |= TRACE_ACTIONS
+        if sqs_events:
+            if not spec.trigger_actions:
+                problems.append(f"{label}: has an SQS event source but the manifest lists no trigger_actions")
+            expected |= spec.trigger_actions
+        elif spec.trigger_actions:
+            problems.append(f"{label}: the manifest lists trigger_actions but the template gives it no trigger")
+        if encrypted and "sqs:SendMessage" in spec.actions:
+            expected |= {"kms:GenerateDataKey", "kms:Decrypt"}
+        if encrypted and sqs_events:
+            expected |= {"kms:Decrypt"}
+        if "VpcConfig" in props:
+            expected |= VPC_ACTIONS
+
+        for a in sorted(expected - granted):
+            problems.append(f"{label}: role {role} lacks {a}, which the function needs")
+        for a in sorted(granted - expected):
+            problems.append(f"{label}: role {role} grants {a}, which no code of the function uses")
+
+        for event in sqs_events:
+            queue = _getatt_target(event.get("Queue"))
+            timeout = props.get("Timeout", 3)
+            if queue is None or queue not in resources:
+                problems.append(f"{label}: SQS event source is not a queue of this template")
+                continue
+            visibility = resources[queue].get("Properties", {}).get("VisibilityTimeout", 30)
+            if not (isinstance(visibility, int) and isinstance(timeout, int)):
+                problems.append(f"{label}: visibility timeout and function timeout must be literal numbers")
+            elif visibility < 6 * timeout:
+                problems.append(
+                    f"{label}: queue {queue} visibility timeout {visibility}s is under six times the "
+                    f"function timeout {timeout}s"
+                )
+    return problems
+
+
+def mutated(template: dict) -> dict:
+    """A deep copy to mutate in tests."""
+    return copy.deepcopy(template)

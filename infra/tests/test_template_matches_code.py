@@ -1,0 +1,166 @@
+"""The template grants and sets exactly what the function binaries use (E-1, I-1, D-2).
+
+Run by scripts/check-infra.sh:  python -m pytest infra/tests
+Inputs: infra/template.yaml and crates/sluice-lambda/functions.toml (the manifest that
+sluice-lambda's tests prove exact against the code). A missing file fails; nothing is skipped.
+"""
+from pathlib import Path
+
+import pytest
+
+import infra_check as ic
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+MANIFEST = ROOT / "crates" / "sluice-lambda" / "functions.toml"
+FIXTURE = ROOT / "infra" / "tests" / "manifest"
+
+
+@pytest.fixture(scope="module")
+def template():
+    return ic.load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return ic.load_manifest(MANIFEST)
+
+
+def statement(t, role, sid):
+    for policy in t["Resources"][role]["Properties"]["Policies"]:
+        for s in policy["PolicyDocument"]["Statement"]:
+            if isinstance(s, dict) and s.get("Sid") == sid:
+                return s
+    raise KeyError(sid)
+
+
+def env(t, function):
+    return t["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+
+def test_e1_template_matches_the_function_manifest(template, manifest):
+    assert ic.check(template, manifest) == []
+
+
+def test_e1_every_manifest_function_is_deployed_with_its_binary(template, manifest):
+    binaries = {
+        r["Metadata"]["BuildProperties"]["Binary"]
+        for r in template["Resources"].values()
+        if r.get("Type") == "AWS::Serverless::Function"
+    }
+    assert binaries == {s.binary for s in manifest.values()}
+    assert {"sluice-authorizer", "sluice-ingest", "sluice-process", "sluice-query"} <= binaries
+
+
+def test_short_tags_parse_to_long_forms(template):
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+    assert ingest["Role"] == {"Fn::GetAtt": ["IngestRole", "Arn"]}
+    assert env(template, "IngestFunction")["SLUICE_QUEUE_URL"] == {"Ref": "EventsQueue"}
+    assert "Fn::If" in ingest["VpcConfig"]
+    assert "Fn::Sub" in statement(template, "IngestRole", "AppSigningKey")["Resource"]
+
+
+def test_e1_missing_permission_fails(template, manifest):
+    t = ic.mutated(template)
+    statement(t, "QueryRole", "AppReadEvents")["Action"] = ["dynamodb:GetItem"]
+    assert ic.check(t, manifest) == [
+        "QueryFunction (query): role QueryRole lacks dynamodb:Query, which the function needs"
+    ]
+
+
+def test_e1_unused_permission_fails(template, manifest):
+    t = ic.mutated(template)
+    statement(t, "IngestRole", "AppIdempotency")["Action"].append("dynamodb:DeleteItem")
+    assert ic.check(t, manifest) == [
+        "IngestFunction (ingest): role IngestRole grants dynamodb:DeleteItem, which no code of the function uses"
+    ]
+
+
+def test_e1_wildcard_action_is_an_unused_permission(template, manifest):
+    t = ic.mutated(template)
+    statement(t, "ProcessRole", "AppWriteEvents")["Action"] = ["dynamodb:*"]
+    problems = ic.check(t, manifest)
+    assert "ProcessFunction (process): role ProcessRole grants dynamodb:*, which no code of the function uses" in problems
+    assert "ProcessFunction (process): role ProcessRole lacks dynamodb:PutItem, which the function needs" in problems
+
+
+def test_e1_permission_in_a_separate_policy_resource_counts(template, manifest):
+    t = ic.mutated(template)
+    t["Resources"]["ExtraPolicy"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "extra",
+            "Roles": [{"Ref": "AuthorizerRole"}],
+            "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": "x"}]},
+        },
+    }
+    assert ic.check(t, manifest) == [
+        "AuthorizerFunction (authorizer): role AuthorizerRole grants dynamodb:Scan, which no code of the function uses"
+    ]
+
+
+def test_e1_trigger_actions_only_with_a_trigger(template, manifest):
+    t = ic.mutated(template)
+    del t["Resources"]["ProcessFunction"]["Properties"]["Events"]
+    problems = ic.check(t, manifest)
+    assert "ProcessFunction (process): the manifest lists trigger_actions but the template gives it no trigger" in problems
+    assert "ProcessFunction (process): role ProcessRole grants sqs:ReceiveMessage, which no code of the function uses" in problems
+
+
+def test_e1_vpc_actions_only_in_vpc_mode(template, manifest):
+    t = ic.mutated(template)
+    statement(t, "QueryRole", "PlatformTracing")["Action"].append("ec2:CreateNetworkInterface")
+    problems = ic.check(t, manifest)
+    assert any("VPC actions granted outside an Fn::If" in p for p in problems)
+
+
+def test_e1_shared_role_fails(template, manifest):
+    t = ic.mutated(template)
+    t["Resources"]["QueryFunction"]["Properties"]["Role"] = {"Fn::GetAtt": ["ProcessRole", "Arn"]}
+    problems = ic.check(t, manifest)
+    assert "QueryFunction (query): shares role ProcessRole with ProcessFunction (process)" in problems
+
+
+def test_e1_sam_generated_role_fails(template, manifest):
+    t = ic.mutated(template)
+    props = t["Resources"]["IngestFunction"]["Properties"]
+    del props["Role"]
+    props["Policies"] = ["AWSLambdaBasicExecutionRole"]
+    assert ic.check(t, manifest) == [
+        "IngestFunction (ingest): no role of its own (Role must be !GetAtt <Role>.Arn of this template)"
+    ]
+
+
+def test_i1_env_var_drift_fails(template, manifest):
+    t = ic.mutated(template)
+    del env(t, "ProcessFunction")["SLUICE_TABLE"]
+    env(t, "AuthorizerFunction")["SLUICE_DEBUG"] = "1"
+    assert ic.check(t, manifest) == [
+        "AuthorizerFunction (authorizer): env SLUICE_DEBUG is set but the code never reads it",
+        "ProcessFunction (process): env SLUICE_TABLE is read by the code but not set",
+    ]
+
+
+def test_d2_visibility_timeout_below_six_times_process_timeout_fails(template, manifest):
+    t = ic.mutated(template)
+    t["Resources"]["ProcessFunction"]["Properties"]["Timeout"] = 31
+    assert ic.check(t, manifest) == [
+        "ProcessFunction (process): queue EventsQueue visibility timeout 180s is under six times the function timeout 31s"
+    ]
+
+
+def test_e1_fixture_pair_fails_with_every_planted_drift():
+    problems = ic.check(ic.load_template(FIXTURE / "template.yaml"), ic.load_manifest(FIXTURE / "functions.toml"))
+    assert problems == [
+        "function ExportFunction: binary 'sluice-export' is not in the manifest",
+        "manifest function process (sluice-process) is not in the template",
+        "IngestFunction (ingest): role IngestRole grants dynamodb:DeleteItem, which no code of the function uses",
+        "QueryFunction (query): env SLUICE_CURSOR_KEY_PARAM is read by the code but not set",
+        "QueryFunction (query): env SLUICE_DEBUG is set but the code never reads it",
+        "QueryFunction (query): role QueryRole lacks dynamodb:Query, which the function needs",
+    ]
+
+
+def test_missing_manifest_fails_loudly(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ic.load_manifest(tmp_path / "functions.toml")
