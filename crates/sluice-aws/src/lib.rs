@@ -21,12 +21,18 @@
 //! setups; production infrastructure is expected to be declared elsewhere.
 //!
 //! # Testing
-//! With the `testing` feature, [`testing::Moto`] runs a moto server for integration tests.
+//! With the `testing` feature, [`testing::Moto`] runs a moto server for integration tests and
+//! [`testing::CallRecorder`] records the AWS operations a client makes (to check IAM policies).
+//!
+//! # Secrets
+//! With the `ssm` feature, [`secrets::SecretParameters`] reads key rings from SSM Parameter Store.
 
 mod config;
 pub mod dynamo;
 mod error;
 pub mod provision;
+#[cfg(feature = "ssm")]
+pub mod secrets;
 pub mod sqs;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -263,3 +263,86 @@ fn log_tail(path: &PathBuf) -> String {
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     format!("log {}: {}", path.display(), tail.join(" | "))
 }
+
+/// Records the AWS operations made through every client it is attached to, so a test can prove
+/// that a function's IAM policy lists exactly the actions its code calls (E-1, least privilege).
+///
+/// Attach it to a client's config (`aws_sdk_sqs::config::Builder::from(&sdk).interceptor(rec)`);
+/// clones share one record. Every call is recorded once when its execution starts, whether it
+/// then succeeds or fails (a call refused for lack of permission is still a call the code makes).
+#[derive(Debug, Clone, Default)]
+pub struct CallRecorder {
+    calls: std::sync::Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl CallRecorder {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far as `(service, operation)`, in order, e.g. `("SQS", "SendMessageBatch")`.
+    pub fn calls(&self) -> Vec<(String, String)> {
+        match self.calls.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The distinct IAM actions the calls so far need (see [`iam_action`]).
+    pub fn iam_actions(&self) -> std::collections::BTreeSet<String> {
+        self.calls().iter().map(|(s, o)| iam_action(s, o)).collect()
+    }
+
+    /// Forgets the calls so far.
+    pub fn clear(&self) {
+        match self.calls.lock() {
+            Ok(mut c) => c.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallRecorder {
+    fn name(&self) -> &'static str {
+        "SluiceCallRecorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() else {
+            return Err("an SDK operation without Metadata in its config bag".into());
+        };
+        let entry = (meta.service().to_owned(), meta.name().to_owned());
+        match self.calls.lock() {
+            Ok(mut c) => c.push(entry),
+            Err(poisoned) => poisoned.into_inner().push(entry),
+        }
+        Ok(())
+    }
+}
+
+/// The IAM action that authorizes an SDK operation: the service prefix in lower case and the
+/// operation, except SQS's batch operations, which IAM authorizes with their single-message
+/// action (`SendMessageBatch` needs `sqs:SendMessage`).
+pub fn iam_action(service: &str, operation: &str) -> String {
+    let prefix = service.to_ascii_lowercase();
+    let action = match (prefix.as_str(), operation) {
+        ("sqs", "SendMessageBatch") => "SendMessage",
+        ("sqs", "DeleteMessageBatch") => "DeleteMessage",
+        ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
+        _ => operation,
+    };
+    format!("{prefix}:{action}")
+}
+
+#[cfg(feature = "ssm")]
+impl Moto {
+    /// A fresh SSM client (see [`Moto::sqs`] on sharing).
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+    }
+}

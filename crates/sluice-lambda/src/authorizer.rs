@@ -1,0 +1,319 @@
+//! The API Gateway Lambda authorizer (S-1): a presented credential in, the tenant out.
+//!
+//! # Events
+//! - REST API (v1) `REQUEST` authorizer (and `TOKEN`, whose `authorizationToken` is read as an
+//!   `Authorization` header): allowed requests get an IAM policy allowing `execute-api:Invoke` on
+//!   `arn:…:{api}/{stage}/*`, every method and route of the stage, so that API Gateway's cached
+//!   result (keyed by the identity sources) serves every route; the context carries `tenant` and
+//!   `key_id`, which the ingest and query functions read as the principal. Refused requests fail
+//!   with the error message `Unauthorized`, which API Gateway turns into a 401.
+//! - HTTP API (v2) `REQUEST` authorizer with simple responses (`version` `2.0`):
+//!   `{"isAuthorized": true, "context": {tenant, key_id}}`, or `false` (API Gateway answers 403;
+//!   it answers 401 itself when the identity source header is missing).
+//!
+//! Anything else (an event of neither shape, a method ARN that is not an `execute-api` ARN) is an
+//! error that API Gateway answers with a 500 and never caches. So is a key store outage: a
+//! credential that cannot be checked is never allowed, and never cached as refused either.
+//!
+//! # Credentials
+//! `Authorization: Bearer <credential>`, or else `x-api-key: <credential>`; exactly one value.
+//! An API key (`key_<id>.<secret>`) is hashed and checked against the keys table through
+//! [`Authenticator`]; a JWT (three base64url segments) is verified against the configured OIDC
+//! issuer when one is configured. Every refusal looks the same to the caller.
+//!
+//! API Gateway caches a result per identity source value for the authorizer's TTL: a revoked key
+//! keeps working until its cached result expires (plus this function's own 5 s record cache), so
+//! keep that TTL short (the SAM template uses 60 s).
+
+use crate::Clients;
+use crate::InitError;
+use crate::env::{self, Lookup};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayV2CustomAuthorizerV2Request,
+};
+use aws_lambda_events::http::{HeaderMap, HeaderName, header};
+use lambda_runtime::Diagnostic;
+use serde_json::{Value, json};
+use sluice_aws::{DynamoStore, DynamoTables};
+use sluice_core::clock::{Clock, SystemClock};
+use sluice_core::keys::{AuthError, Authenticator, Principal};
+use sluice_core::ports::KeyStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The variable naming the keys table.
+pub const KEYS_TABLE: &str = "SLUICE_KEYS_TABLE";
+
+/// How long a key record is cached inside one function instance.
+const RECORD_CACHE: Duration = Duration::from_secs(5);
+/// The longest credential read; a JWT with a few claims is well under this.
+const MAX_CREDENTIAL_LEN: usize = 8192;
+/// The API key header.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// What the authorizer reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerConfig {
+    /// The keys table.
+    pub keys_table: String,
+}
+
+impl AuthorizerConfig {
+    /// Reads `SLUICE_KEYS_TABLE`.
+    pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
+        Ok(Self {
+            keys_table: env::required(env, KEYS_TABLE)?,
+        })
+    }
+}
+
+/// Why an invocation did not produce an allow.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizerError {
+    /// The credential is missing, malformed, unknown, wrong, expired or revoked.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// The event is not an API Gateway authorizer event this function understands.
+    #[error("invalid authorizer event: {0}")]
+    Malformed(String),
+    /// The key store could not be read.
+    #[error("credentials cannot be checked: {0}")]
+    Unavailable(String),
+}
+
+impl From<AuthorizerError> for Diagnostic {
+    fn from(e: AuthorizerError) -> Self {
+        match e {
+            // API Gateway maps exactly this message to a 401 (REST APIs).
+            AuthorizerError::Unauthorized => Diagnostic {
+                error_type: "Unauthorized".into(),
+                error_message: "Unauthorized".into(),
+            },
+            other => {
+                tracing::error!(error = %other, "authorizer failed");
+                Diagnostic {
+                    error_type: "AuthorizerError".into(),
+                    error_message: "the authorizer failed".into(),
+                }
+            }
+        }
+    }
+}
+
+/// The authorizer: verifies credentials, answers in the event's own format.
+pub struct Authorizer {
+    keys: Authenticator,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Builds the authorizer: a DynamoDB client and the key store over the keys table.
+    pub async fn init(config: &AuthorizerConfig, clients: &Clients) -> Result<Self, InitError> {
+        let store = DynamoStore::new(
+            clients.dynamodb(),
+            // Only the keys table is read: the other names stay empty so any other use fails.
+            DynamoTables {
+                events: String::new(),
+                idempotency: String::new(),
+                keys: config.keys_table.clone(),
+            },
+        );
+        Ok(Self::new(Arc::new(store), Arc::new(SystemClock)))
+    }
+
+    /// An authorizer over any key store and clock.
+    pub fn new(keys: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            keys: Authenticator::new(keys, clock, RECORD_CACHE),
+        }
+    }
+
+    /// Answers one authorizer event (REST v1 `REQUEST`/`TOKEN`, or HTTP API v2).
+    pub async fn handle(&self, event: Value) -> Result<Value, AuthorizerError> {
+        if event.get("version").and_then(Value::as_str) == Some("2.0") {
+            let req: ApiGatewayV2CustomAuthorizerV2Request =
+                serde_json::from_value(event).map_err(|e| AuthorizerError::Malformed(e.to_string()))?;
+            let principal = match presented(&req.headers) {
+                Some(credential) => match self.verify(credential).await {
+                    Ok(p) => Some(p),
+                    Err(AuthorizerError::Unauthorized) => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            return Ok(match principal {
+                Some(p) => json!({"isAuthorized": true, "context": context(&p)}),
+                None => json!({"isAuthorized": false, "context": {}}),
+            });
+        }
+        let (method_arn, credential) = match event.get("type").and_then(Value::as_str) {
+            Some("TOKEN") => {
+                let req: ApiGatewayCustomAuthorizerRequest =
+                    serde_json::from_value(event).map_err(|e| AuthorizerError::Malformed(e.to_string()))?;
+                let mut headers = HeaderMap::new();
+                if let Some(v) = req.authorization_token.as_deref().and_then(|t| t.parse().ok()) {
+                    headers.insert(header::AUTHORIZATION, v);
+                }
+                (req.method_arn, presented(&headers).map(str::to_owned))
+            }
+            Some("REQUEST") => {
+                let req: ApiGatewayCustomAuthorizerRequestTypeRequest =
+                    serde_json::from_value(event).map_err(|e| AuthorizerError::Malformed(e.to_string()))?;
+                let credential = if ambiguous(&req.multi_value_headers) {
+                    None
+                } else {
+                    presented(&req.headers).map(str::to_owned)
+                };
+                (req.method_arn, credential)
+            }
+            _ => {
+                return Err(AuthorizerError::Malformed(
+                    "neither a REST (type TOKEN or REQUEST) nor an HTTP API (version 2.0) authorizer event".into(),
+                ));
+            }
+        };
+        let resource = stage_wildcard(method_arn.as_deref().unwrap_or_default())?;
+        let principal = self.verify(&credential.ok_or(AuthorizerError::Unauthorized)?).await?;
+        Ok(json!({
+            "principalId": principal.key_id,
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": resource,
+                }],
+            },
+            "context": context(&principal),
+        }))
+    }
+
+    /// Checks one credential.
+    async fn verify(&self, credential: &str) -> Result<Principal, AuthorizerError> {
+        self.keys.authenticate(credential).await.map_err(|e| match e {
+            AuthError::Invalid => AuthorizerError::Unauthorized,
+            AuthError::Unavailable(m) => AuthorizerError::Unavailable(m),
+        })
+    }
+}
+
+/// The authorizer context the ingest and query functions read (see [`crate::context`]).
+fn context(p: &Principal) -> Value {
+    json!({"tenant": p.tenant.as_str(), "key_id": p.key_id})
+}
+
+/// Whether a credential header was sent more than once (REST events list every value in
+/// `multiValueHeaders`; `headers` keeps only the last).
+fn ambiguous(multi: &HeaderMap) -> bool {
+    [header::AUTHORIZATION, X_API_KEY]
+        .iter()
+        .any(|h| multi.get_all(h).iter().count() > 1)
+}
+
+/// The one credential presented: `Authorization: Bearer <c>`, else `x-api-key: <c>`.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let name = if headers.contains_key(header::AUTHORIZATION) {
+        header::AUTHORIZATION
+    } else {
+        X_API_KEY
+    };
+    let mut values = headers.get_all(&name).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let credential = if name == header::AUTHORIZATION {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        token.trim()
+    } else {
+        value.trim()
+    };
+    (!credential.is_empty() && credential.len() <= MAX_CREDENTIAL_LEN).then_some(credential)
+}
+
+/// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*` from a method ARN
+/// `…:{api}/{stage}/{method}/{path}`.
+pub fn stage_wildcard(method_arn: &str) -> Result<String, AuthorizerError> {
+    let bad = || AuthorizerError::Malformed("methodArn is not an execute-api method ARN".into());
+    let parts: Vec<&str> = method_arn.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts[..] else {
+        return Err(bad());
+    };
+    if arn != "arn" || service != "execute-api" || partition.is_empty() || region.is_empty() || account.is_empty() {
+        return Err(bad());
+    }
+    let mut segments = resource.splitn(3, '/');
+    let (Some(api), Some(stage)) = (segments.next(), segments.next()) else {
+        return Err(bad());
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'$')
+    };
+    if !plain(api) || !plain(stage) {
+        return Err(bad());
+    }
+    Ok(format!(
+        "arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::http::HeaderValue;
+
+    #[test]
+    fn the_policy_covers_every_route_of_the_stage_only() {
+        assert_eq!(
+            stage_wildcard("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/POST/v1/events").unwrap(),
+            "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*"
+        );
+        assert_eq!(
+            stage_wildcard("arn:aws-cn:execute-api:cn-north-1:1:a/$default/GET/").unwrap(),
+            "arn:aws-cn:execute-api:cn-north-1:1:a/$default/*"
+        );
+        for bad in [
+            "",
+            "arn:aws:lambda:eu-west-1:1:function:x",
+            "arn:aws:execute-api:eu-west-1:1:abc123",
+            "arn:aws:execute-api:eu-west-1:1:abc*/prod/GET/x",
+            "arn:aws:execute-api::1:a/prod/GET/",
+        ] {
+            assert!(stage_wildcard(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn s1_reads_one_bearer_or_api_key_credential() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert_eq!(presented(&h(&[("authorization", "Bearer a.b")])), Some("a.b"));
+        assert_eq!(presented(&h(&[("x-api-key", " a.b ")])), Some("a.b"));
+        assert_eq!(
+            presented(&h(&[("authorization", "Basic a.b"), ("x-api-key", "a.b")])),
+            None
+        );
+        assert_eq!(presented(&h(&[("x-api-key", "a"), ("x-api-key", "b")])), None);
+        assert_eq!(presented(&h(&[])), None);
+        assert!(ambiguous(&h(&[
+            ("authorization", "Bearer a"),
+            ("authorization", "Bearer b")
+        ])));
+    }
+}

@@ -1,0 +1,19 @@
+//! The `authorizer` function: API Gateway Lambda authorizer (see `sluice_lambda::authorizer`).
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_lambda::authorizer::{Authorizer, AuthorizerConfig};
+use sluice_lambda::{Clients, process_env};
+
+// One thread: a Lambda instance handles one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = AuthorizerConfig::from_lookup(&process_env)?;
+    let authorizer = std::sync::Arc::new(Authorizer::init(&config, &Clients::from_env().await).await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let authorizer = authorizer.clone();
+        async move { authorizer.handle(event.payload).await }
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,15 @@
+//! The `ingest` function: `POST /v1/events` under `lambda_http` (see `sluice_lambda::ingest`).
+
+use sluice_lambda::ingest::{self, IngestConfig};
+use sluice_lambda::{Clients, process_env};
+
+// One thread: a Lambda instance handles one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = IngestConfig::from_lookup(&process_env)?;
+    let service = ingest::init(&config, &Clients::from_env().await).await?;
+    lambda_http::run(ingest::router(service))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}

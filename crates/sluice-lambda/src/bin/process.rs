@@ -1,0 +1,20 @@
+//! The `process` function: SQS consumer with partial batch responses (see `sluice_lambda::process`).
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_lambda::process::{ProcessConfig, ProcessFunction};
+use sluice_lambda::{Clients, process_env};
+
+// One thread: a Lambda instance handles one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ProcessConfig::from_lookup(&process_env)?;
+    let function = std::sync::Arc::new(ProcessFunction::init(&config, &Clients::from_env().await).await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let function = function.clone();
+        async move { function.handle(event.payload).await }
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,15 @@
+//! The `query` function: `GET /v1/events…` under `lambda_http` (see `sluice_lambda::query`).
+
+use sluice_lambda::query::{self, QueryConfig};
+use sluice_lambda::{Clients, process_env};
+
+// One thread: a Lambda instance handles one invocation at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = QueryConfig::from_lookup(&process_env)?;
+    let service = query::init(&config, &Clients::from_env().await).await?;
+    lambda_http::run(query::router(service))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,93 @@
+//! The API Gateway request context as request extensions for `sluice_http`'s routers.
+//!
+//! `lambda_http` puts the event's request context into each request's extensions; this layer
+//! reads from it:
+//! - the [`Principal`], from the authorizer context (REST: `requestContext.authorizer.tenant` and
+//!   `key_id`; HTTP API: `requestContext.authorizer.lambda.*`). The routers run with
+//!   [`sluice_http::Auth::Upstream`], so a request without one gets a 401;
+//! - the [`ClientIp`], from `requestContext.identity.sourceIp` (REST) or
+//!   `requestContext.http.sourceIp` (HTTP API): API Gateway's view of the peer, not a header the
+//!   client could set;
+//! - API Gateway's `requestContext.requestId` as `x-request-id` when the client sent none, so the
+//!   function's logs and API Gateway's access logs share one id.
+//!
+//! A principal is trusted because only API Gateway, after the authorizer allowed the request, can
+//! invoke the function with this context (see the crate docs).
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use lambda_http::request::RequestContext;
+use serde_json::Value;
+use sluice_core::keys::Principal;
+use sluice_core::tenant::Tenant;
+use sluice_core::{RequestId, ids};
+use sluice_http::ClientIp;
+use sluice_http::request_id::X_REQUEST_ID;
+use std::collections::HashMap;
+
+/// The authorizer context fields of a request context.
+fn authorizer_fields(ctx: &RequestContext) -> Option<&HashMap<String, Value>> {
+    match ctx {
+        RequestContext::ApiGatewayV1(c) => Some(&c.authorizer.fields),
+        RequestContext::ApiGatewayV2(c) => c.authorizer.as_ref().map(|a| &a.fields),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The principal the authorizer put into the context, if it is a valid one.
+pub fn principal(ctx: &RequestContext) -> Option<Principal> {
+    let fields = authorizer_fields(ctx)?;
+    let tenant = Tenant::parse(fields.get("tenant")?.as_str()?).ok()?;
+    let key_id = fields.get("key_id")?.as_str()?;
+    (!key_id.is_empty()).then(|| Principal {
+        tenant,
+        key_id: key_id.to_owned(),
+    })
+}
+
+/// The caller's address as API Gateway saw it.
+pub fn source_ip(ctx: &RequestContext) -> Option<String> {
+    match ctx {
+        RequestContext::ApiGatewayV1(c) => c.identity.source_ip.clone(),
+        RequestContext::ApiGatewayV2(c) => c.http.source_ip.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// API Gateway's id for the request.
+fn gateway_request_id(ctx: &RequestContext) -> Option<&str> {
+    match ctx {
+        RequestContext::ApiGatewayV1(c) => c.request_id.as_deref(),
+        RequestContext::ApiGatewayV2(c) => c.request_id.as_deref(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Middleware: the request context into extensions (see the module docs).
+pub async fn api_gateway_context(mut req: Request, next: Next) -> Response {
+    if let Some(ctx) = req.extensions().get::<RequestContext>().cloned() {
+        if let Some(p) = principal(&ctx) {
+            req.extensions_mut().insert(p);
+        }
+        if let Some(ip) = source_ip(&ctx) {
+            req.extensions_mut().insert(ClientIp(ip));
+        }
+        let has_valid_id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| RequestId::parse(s).is_ok());
+        if !has_valid_id
+            && let Some(id) = gateway_request_id(&ctx).filter(|s| ids::RequestId::parse(s).is_ok())
+            && let Ok(v) = HeaderValue::from_str(id)
+        {
+            req.headers_mut().insert(X_REQUEST_ID, v);
+        }
+    }
+    next.run(req).await
+}

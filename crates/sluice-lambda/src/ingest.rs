@@ -1,0 +1,80 @@
+//! The ingest function: `POST /v1/events` under `lambda_http`, sending sealed envelopes to SQS.
+//!
+//! The router is `sluice_http::ingest_router` with [`Auth::Upstream`] (the authorizer already
+//! ran), behind [`crate::context`]. Each accepted event becomes one SQS message whose attributes
+//! carry the request id, the acceptance time, the source IP, the tenant, the event id, a SHA-256 of
+//! the body and its HMAC signature (R-2, T-2). `Idempotency-Key` claims live in the idempotency
+//! table (see the crate docs).
+//!
+//! No queue-depth backpressure here: reading the depth would cost an SQS call per request (or a
+//! poller per instance); on AWS, API Gateway throttling and reserved concurrency bound the load,
+//! and SQS itself has no practical depth limit.
+
+use crate::env::{self, Lookup};
+use crate::setup::{self, SchemaSource};
+use crate::{Clients, InitError};
+use axum::Router;
+use sluice_aws::secrets::SecretParameters;
+use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
+use sluice_core::clock::SystemClock;
+use sluice_core::ingest::IngestService;
+use sluice_core::ports::{IdempotencyStore, Queue};
+use sluice_http::{Auth, HttpConfig};
+use std::sync::Arc;
+
+/// The variable naming the queue's URL.
+pub const QUEUE_URL: &str = "SLUICE_QUEUE_URL";
+/// The variable naming the idempotency table.
+pub const IDEMPOTENCY_TABLE: &str = "SLUICE_IDEMPOTENCY_TABLE";
+
+/// What the ingest function reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    queue_url: String,
+    idempotency_table: String,
+    signing_key_param: String,
+    schemas: SchemaSource,
+}
+
+impl IngestConfig {
+    /// Reads `SLUICE_QUEUE_URL`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_SIGNING_KEY_PARAM`,
+    /// `SLUICE_SCHEMA_DIR` and `SLUICE_REQUIRE_SCHEMA`.
+    pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
+        Ok(Self {
+            queue_url: env::required(env, QUEUE_URL)?,
+            idempotency_table: env::required(env, IDEMPOTENCY_TABLE)?,
+            signing_key_param: env::required(env, setup::SIGNING_KEY_PARAM)?,
+            schemas: SchemaSource::from_lookup(env)?,
+        })
+    }
+}
+
+/// Builds the SQS, DynamoDB and SSM clients, loads the signing keys and returns the service.
+pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<Arc<IngestService>, InitError> {
+    let secrets = SecretParameters::new(clients.ssm());
+    let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
+    let validator = config.schemas.validator()?;
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.queue_url));
+    let idempotency: Arc<dyn IdempotencyStore> = Arc::new(DynamoStore::new(
+        clients.dynamodb(),
+        // Only the idempotency table is used: the other names stay empty so any other use fails.
+        DynamoTables {
+            events: String::new(),
+            idempotency: config.idempotency_table.clone(),
+            keys: String::new(),
+        },
+    ));
+    Ok(Arc::new(IngestService::new(
+        validator,
+        queue,
+        idempotency,
+        sealer,
+        Arc::new(SystemClock),
+    )))
+}
+
+/// The function's router: the ingest routes behind the API Gateway context layer.
+pub fn router(service: Arc<IngestService>) -> Router {
+    sluice_http::ingest_router(service, Auth::Upstream, &HttpConfig::default())
+        .layer(axum::middleware::from_fn(crate::context::api_gateway_context))
+}

@@ -1,0 +1,96 @@
+//! Sluice on AWS Lambda: four functions, each a thin binary over a module of this library so its
+//! handler can be tested without the Lambda runtime.
+//!
+//! ```text
+//! client ─▶ API Gateway ─▶ authorizer (key or JWT → tenant, cached by API Gateway)
+//!                │
+//!                ├─ POST /v1/events ─▶ ingest ─▶ SQS ──(event source mapping)──▶ process ─▶ DynamoDB
+//!                │                                 └─ redrive ─▶ DLQ ◀─ permanent failures ─┘
+//!                └─ GET /v1/events… ─▶ query ─▶ DynamoDB
+//! ```
+//!
+//! # Layout
+//! - [`authorizer`]: the API Gateway Lambda REQUEST authorizer (REST and HTTP API payloads).
+//! - [`ingest`], [`query`]: `sluice_http`'s routers under `lambda_http`, behind [`context`], which
+//!   turns the API Gateway request context into the principal and the client address.
+//! - [`process`]: the SQS consumer with partial batch responses.
+//! - [`clients`]: SDK clients, built once at init. [`env`]: configuration from the environment.
+//! - `src/bin/*.rs`: one `main` per function: read the environment, build the clients, init, run.
+//!
+//! Each function is a cargo feature (all on by default) and its binary `required-features` it, so
+//! e.g. the authorizer compiles without `lambda_http`, axum or the routers; the linker drops what a
+//! binary never references (the SQS SDK from the authorizer, for one).
+//!
+//! # Configuration
+//! From the environment, read once at init; the exact variables and IAM actions of each function
+//! are in `functions.toml` beside this crate's manifest (a test proves both lists exact). Secrets
+//! (the envelope signing key ring, the cursor key) are `SecureString` parameters in SSM Parameter
+//! Store named by `SLUICE_SIGNING_KEY_PARAM` and `SLUICE_CURSOR_KEY_PARAM`; see
+//! [`sluice_aws::secrets`] for their format and rotation. The standard AWS variables (region,
+//! credentials, `AWS_ENDPOINT_URL`) are read by the SDK.
+//!
+//! # Idempotency on AWS
+//! Two kinds of retry reach Sluice, and neither stores an event twice:
+//! - **A client retry with `Idempotency-Key`** (ingest): the first request claims
+//!   `tenant#key` in the idempotency table with a conditional `PutItem` (absent or expired) that
+//!   records the body's fingerprint, the assigned ids and the sealed envelopes. A retry loses the
+//!   claim, reads the record (`GetItem`) and answers with the same ids; if the first attempt died
+//!   before it finished sending, the retry sends *exactly those envelopes* again (same event ids),
+//!   then marks the record complete (`UpdateItem`). A different body under the same key is a 422.
+//!   The record lives 24 hours (DynamoDB TTL on `ttl`, and the claim condition checks expiry
+//!   itself because TTL deletion is lazy).
+//! - **An SQS redelivery** (process: at-least-once delivery, a Lambda timeout, a partial batch
+//!   retry, a duplicate send from an ingest retry): the store write is a `PutItem` with
+//!   `ConditionExpression: attribute_not_exists(pk)` on the event's `(tenant, event id)` key. A
+//!   second delivery fails the condition, which the store reports as "already exists" and the
+//!   process step counts as success, so the record is deleted and nothing is written twice.
+//!
+//! # Trust
+//! The ingest and query functions trust the principal in the request context: only API Gateway,
+//! after the authorizer allowed the request, can put it there. Their resource policies must allow
+//! invocation by that API only (the SAM template's job).
+
+pub mod clients;
+pub mod env;
+
+#[cfg(feature = "authorizer")]
+pub mod authorizer;
+#[cfg(feature = "http")]
+pub mod context;
+#[cfg(feature = "ingest")]
+pub mod ingest;
+#[cfg(feature = "process")]
+pub mod process;
+#[cfg(feature = "query")]
+pub mod query;
+
+#[cfg(any(feature = "ingest", feature = "process"))]
+mod setup;
+
+pub use clients::Clients;
+pub use env::{Lookup, RecordingEnv, process_env};
+
+/// Why a function could not start. Its `Display` never includes a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A required variable is unset or blank.
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    /// A variable has an unusable value.
+    #[error("environment variable {var}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A secret could not be loaded from SSM.
+    #[error(transparent)]
+    Secret(#[from] sluice_aws::secrets::SecretError),
+    /// The JSON Schemas could not be loaded.
+    #[error("event schemas: {0}")]
+    Schemas(String),
+    /// The OIDC (JWT) configuration is unusable.
+    #[error("OIDC: {0}")]
+    Oidc(String),
+}

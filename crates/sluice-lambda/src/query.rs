@@ -1,0 +1,59 @@
+//! The query function: `GET /v1/events/{id}` and `GET /v1/events` under `lambda_http`, reading
+//! the events table (`GetItem`, `Query`; strongly consistent). List cursors are signed with the
+//! key in SSM parameter `SLUICE_CURSOR_KEY_PARAM`, so a client cannot forge or cross-tenant one.
+
+use crate::env::{self, Lookup};
+use crate::{Clients, InitError};
+use axum::Router;
+use sluice_aws::secrets::SecretParameters;
+use sluice_aws::{DynamoStore, DynamoTables};
+use sluice_core::cursor::CursorCodec;
+use sluice_core::ports::EventStore;
+use sluice_core::query::QueryService;
+use sluice_http::{Auth, HttpConfig};
+use std::sync::Arc;
+
+/// The variable naming the events table.
+pub const TABLE: &str = "SLUICE_TABLE";
+/// The variable naming the SSM parameter that holds the cursor key.
+pub const CURSOR_KEY_PARAM: &str = "SLUICE_CURSOR_KEY_PARAM";
+
+/// What the query function reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    table: String,
+    cursor_key_param: String,
+}
+
+impl QueryConfig {
+    /// Reads `SLUICE_TABLE` and `SLUICE_CURSOR_KEY_PARAM`.
+    pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
+        Ok(Self {
+            table: env::required(env, TABLE)?,
+            cursor_key_param: env::required(env, CURSOR_KEY_PARAM)?,
+        })
+    }
+}
+
+/// Builds the DynamoDB and SSM clients, loads the cursor key and returns the service.
+pub async fn init(config: &QueryConfig, clients: &Clients) -> Result<Arc<QueryService>, InitError> {
+    let key = SecretParameters::new(clients.ssm())
+        .cursor_key(&config.cursor_key_param)
+        .await?;
+    let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
+        clients.dynamodb(),
+        // Only the events table is read: the other names stay empty so any other use fails.
+        DynamoTables {
+            events: config.table.clone(),
+            idempotency: String::new(),
+            keys: String::new(),
+        },
+    ));
+    Ok(Arc::new(QueryService::new(store, CursorCodec::new(key))))
+}
+
+/// The function's router: the query routes behind the API Gateway context layer.
+pub fn router(service: Arc<QueryService>) -> Router {
+    sluice_http::query_router(service, Auth::Upstream, &HttpConfig::default())
+        .layer(axum::middleware::from_fn(crate::context::api_gateway_context))
+}
