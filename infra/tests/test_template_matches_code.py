@@ -164,3 +164,37 @@ def test_e1_fixture_pair_fails_with_every_planted_drift():
 def test_missing_manifest_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError):
         ic.load_manifest(tmp_path / "functions.toml")
+
+
+def _substituted(text):
+    """A VTL template with every $context variable replaced by a plain value."""
+    import re
+
+    return re.sub(r"\$context\.[A-Za-z0-9_.]+", "x", text)
+
+
+def test_i2_gateway_responses_are_problem_json(template):
+    import json
+
+    responses = template["Resources"]["SluiceApi"]["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED"} <= set(responses)
+    for name, r in responses.items():
+        body = json.loads(_substituted(r["responseTemplates"]["application/json"]))
+        assert set(body) == {"type", "title", "status", "code", "request_id"}, name
+        assert body["type"] == f"https://sluice.dev/problems/{body['code']}", name
+        if "statusCode" in r:
+            assert int(r["statusCode"]) == body["status"], name
+        assert r["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+    # Every credential failure looks the same to the caller (S-1, I-2).
+    bodies = {n: responses[n]["responseTemplates"]["application/json"] for n in ("UNAUTHORIZED", "ACCESS_DENIED")}
+    assert len(set(bodies.values())) == 1
+
+
+def test_r1_access_log_is_one_json_object_with_the_audit_fields(template):
+    import json
+
+    fmt = template["Resources"]["SluiceApi"]["Properties"]["AccessLogSetting"]["Format"]
+    assert "\n" not in fmt
+    record = json.loads(_substituted(fmt))
+    assert {"requestId", "ip", "tenant", "status", "caller"} <= set(record)
+    assert "$context.authorizer.tenant" in fmt and "$context.identity.sourceIp" in fmt
