@@ -198,3 +198,22 @@ def test_r1_access_log_is_one_json_object_with_the_audit_fields(template):
     record = json.loads(_substituted(fmt))
     assert {"requestId", "ip", "tenant", "status", "caller"} <= set(record)
     assert "$context.authorizer.tenant" in fmt and "$context.identity.sourceIp" in fmt
+
+
+def test_s2_each_queue_admits_only_its_writer(template):
+    resources = template["Resources"]
+    policies = {}
+    for name, r in resources.items():
+        if r["Type"] == "AWS::SQS::QueuePolicy":
+            for q in r["Properties"]["Queues"]:
+                policies[q["Ref"]] = r["Properties"]["PolicyDocument"]["Statement"]
+    queues = {n for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    assert set(policies) == queues, "every queue has a resource policy"
+    writers = {"EventsQueue": "IngestRole", "EventsDlq": "ProcessRole"}
+    for queue, statements in policies.items():
+        allows = [s for s in statements if s["Effect"] == "Allow"]
+        assert [s["Principal"] for s in allows] == [{"AWS": {"Fn::GetAtt": [writers[queue], "Arn"]}}], queue
+        assert all(s["Action"] == "sqs:SendMessage" for s in allows), queue
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements)
+    deny_others = [s for s in policies["EventsQueue"] if s.get("Sid") == "NobodyElseSends"]
+    assert deny_others and deny_others[0]["Principal"] == "*" and deny_others[0]["Effect"] == "Deny"
