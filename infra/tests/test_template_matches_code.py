@@ -217,3 +217,24 @@ def test_s2_each_queue_admits_only_its_writer(template):
         assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements)
     deny_others = [s for s in policies["EventsQueue"] if s.get("Sid") == "NobodyElseSends"]
     assert deny_others and deny_others[0]["Principal"] == "*" and deny_others[0]["Effect"] == "Deny"
+
+
+def test_every_resource_names_the_threats_it_mitigates():
+    import re
+
+    lines = TEMPLATE.read_text(encoding="utf-8").split("\n")
+    start = lines.index("Resources:")
+    end = lines.index("Outputs:")
+    missing = []
+    for i in range(start + 1, end):
+        if re.match(r"^  [A-Za-z0-9]+:\s*$", lines[i]):
+            j = i - 1
+            while j > start and lines[j].strip() == "":
+                j -= 1
+            block = []
+            while j > start and lines[j].startswith("  #"):
+                block.append(lines[j])
+                j -= 1
+            if not re.search(r"\b[STRDIE]-[1-4]\b", " ".join(block)):
+                missing.append(lines[i].strip())
+    assert missing == []
