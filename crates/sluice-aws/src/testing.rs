@@ -268,7 +268,7 @@ fn log_tail(path: &PathBuf) -> String {
 /// that a function's IAM policy lists exactly the actions its code calls (E-1, least privilege).
 ///
 /// Attach it to a client's config (`aws_sdk_sqs::config::Builder::from(&sdk).interceptor(rec)`);
-/// clones share one record. Every call is recorded once when its execution starts, whether it
+/// clones share one record. Every call is recorded once, before it is serialized, whether it
 /// then succeeds or fails (a call refused for lack of permission is still a call the code makes).
 #[derive(Debug, Clone, Default)]
 pub struct CallRecorder {
@@ -308,9 +308,13 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallRecorder {
         "SluiceCallRecorder"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client's interceptors run that hook before the operation's
+    // configuration (and its `Metadata`) is in the bag. This hook also runs once per call, not per
+    // retry attempt.
+    fn read_before_serialization(
         &self,
         _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() else {

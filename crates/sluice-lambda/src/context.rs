@@ -9,13 +9,19 @@
 //!   `requestContext.http.sourceIp` (HTTP API): API Gateway's view of the peer, not a header the
 //!   client could set;
 //! - API Gateway's `requestContext.requestId` as `x-request-id` when the client sent none, so the
-//!   function's logs and API Gateway's access logs share one id.
+//!   function's logs and API Gateway's access logs share one id;
+//! - the REST stage: `lambda_http` prefixes a REST API request's path with `/{stage}` (unless
+//!   `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set), which the routes do not expect. The prefix is
+//!   removed only when what follows is an API path (`/v1/…`), so a stage that is itself named `v1`
+//!   (whose paths `lambda_http` leaves alone) still works.
 //!
 //! A principal is trusted because only API Gateway, after the authorizer allowed the request, can
 //! invoke the function with this context (see the crate docs).
 
+use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderValue;
+use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambda_http::request::RequestContext;
@@ -68,9 +74,38 @@ fn gateway_request_id(ctx: &RequestContext) -> Option<&str> {
     }
 }
 
+/// `router` behind the API Gateway context step, which runs before routing (it may rewrite the path).
+pub fn wrap(router: Router) -> Router {
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn(api_gateway_context))
+}
+
+/// The request's URI without the REST stage prefix `lambda_http` added, if it did.
+fn without_stage(uri: &Uri, ctx: &RequestContext) -> Option<Uri> {
+    let RequestContext::ApiGatewayV1(c) = ctx else {
+        return None;
+    };
+    let stage = c.stage.as_deref().filter(|s| !s.is_empty() && *s != "$default")?;
+    let rest = uri.path().strip_prefix('/')?.strip_prefix(stage)?;
+    if !(rest.starts_with("/v1/") || rest == "/v1") {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 /// Middleware: the request context into extensions (see the module docs).
 pub async fn api_gateway_context(mut req: Request, next: Next) -> Response {
     if let Some(ctx) = req.extensions().get::<RequestContext>().cloned() {
+        if let Some(uri) = without_stage(req.uri(), &ctx) {
+            *req.uri_mut() = uri;
+        }
         if let Some(p) = principal(&ctx) {
             req.extensions_mut().insert(p);
         }

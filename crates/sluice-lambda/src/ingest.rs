@@ -75,6 +75,9 @@ pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<Arc<Ingest
 
 /// The function's router: the ingest routes behind the API Gateway context layer.
 pub fn router(service: Arc<IngestService>) -> Router {
-    sluice_http::ingest_router(service, Auth::Upstream, &HttpConfig::default())
-        .layer(axum::middleware::from_fn(crate::context::api_gateway_context))
+    crate::context::wrap(sluice_http::ingest_router(
+        service,
+        Auth::Upstream,
+        &HttpConfig::default(),
+    ))
 }

@@ -54,6 +54,9 @@ pub async fn init(config: &QueryConfig, clients: &Clients) -> Result<Arc<QuerySe
 
 /// The function's router: the query routes behind the API Gateway context layer.
 pub fn router(service: Arc<QueryService>) -> Router {
-    sluice_http::query_router(service, Auth::Upstream, &HttpConfig::default())
-        .layer(axum::middleware::from_fn(crate::context::api_gateway_context))
+    crate::context::wrap(sluice_http::query_router(
+        service,
+        Auth::Upstream,
+        &HttpConfig::default(),
+    ))
 }
