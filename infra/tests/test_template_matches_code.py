@@ -238,3 +238,38 @@ def test_every_resource_names_the_threats_it_mitigates():
             if not re.search(r"\b[STRDIE]-[1-4]\b", " ".join(block)):
                 missing.append(lines[i].strip())
     assert missing == []
+
+
+OPENAPI = ROOT / "crates" / "sluice-http" / "src" / "openapi.json"
+
+
+def test_t1_api_routes_and_models_match_the_openapi_contract(template):
+    import json
+
+    contract = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    body = template["Resources"]["SluiceApi"]["Properties"]["DefinitionBody"]
+
+    def params(op, doc):
+        names = set()
+        for p in op.get("parameters") or []:
+            if "$ref" in p:
+                p = doc["components"]["parameters"][p["$ref"].split("/")[-1]]
+            names.add((p["name"].lower(), p["in"]))
+        return names
+
+    deployed = {(path, m) for path, ops in body["paths"].items() for m in ops}
+    # Every authenticated route of the contract is deployed (healthz and openapi.json are served by
+    # `sluice serve` only); nothing else is.
+    wanted = {(path, m) for path, ops in contract["paths"].items() for m, op in ops.items() if op.get("security") != []}
+    assert deployed == wanted
+    for path, method in deployed:
+        assert params(body["paths"][path][method], body) == params(contract["paths"][path][method], contract), (path, method)
+
+    ours, theirs = body["components"]["schemas"], contract["components"]["schemas"]
+    assert ours["Submission"]["oneOf"][1]["maxItems"] == theirs["Submission"]["oneOf"][1]["maxItems"]
+    assert ours["NewEvent"]["required"] == theirs["NewEvent"]["required"]
+    assert ours["NewEvent"]["additionalProperties"] is theirs["NewEvent"]["additionalProperties"] is False
+    assert set(ours["NewEvent"]["properties"]) == set(theirs["NewEvent"]["properties"])
+    event_type = theirs["EventType"]
+    for key in ("pattern", "maxLength", "minLength"):
+        assert ours["NewEvent"]["properties"]["type"][key] == event_type[key], key
