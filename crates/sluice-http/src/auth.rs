@@ -1,46 +1,145 @@
 //! Authentication (S-1) and throttling (D-1) in front of every `/v1` handler.
 //!
-//! With [`Auth::ApiKeys`] the key comes from `Authorization: Bearer <key>` or, failing that,
-//! `x-api-key: <key>`. With [`Auth::Upstream`] the host (API Gateway's authorizer, via the Lambda
-//! adapter) has already authenticated and inserted a [`Principal`]. Every kind of failure gets the
-//! same 401 body, so a client cannot tell a wrong key from an expired one. The authenticated
-//! [`Principal`] goes into the request's extensions for the handler and into the response's for
-//! the access log.
+//! With [`Auth::Local`] the credential comes from `Authorization: Bearer <credential>` or, failing
+//! that, `x-api-key: <key>`. A bearer token shaped like a JWT goes to the OIDC [`JwtVerifier`] when
+//! one is configured; anything else is an API key. With [`Auth::Upstream`] the host (API Gateway's
+//! authorizer, via the Lambda adapter) has already authenticated and inserted a [`Principal`].
+//! Every kind of failure gets the same 401 body, so a client cannot tell a wrong key from an expired
+//! one, or a bad JWT from a bad key. The authenticated [`Principal`] goes into the request's
+//! extensions for the handler and into the response's for the access log.
+//!
+//! Failed attempts are limited per client address *before* the credential is checked (D-1): once an
+//! address has spent its bucket of failures, its requests get a 429 without reaching the key store, so
+//! a flood of random keys cannot turn into a flood of key store reads. Only failures spend the bucket,
+//! so a busy, well-behaved client is never slowed by it.
 
+use crate::client_ip;
 use crate::problem::{Code, Problem};
 use crate::throttle::Throttle;
 use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderName, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sluice_core::keys::{AuthError, Authenticator, Principal};
-use std::sync::Arc;
+use sluice_core::oidc::{self, JwtVerifier};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The API key header.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// Longest credential we bother to check; anything longer is refused unread.
+/// Longest API key we bother to check; anything longer is refused unread.
 const MAX_KEY_LEN: usize = 512;
+
+/// Above this many blocked addresses, the expired entries are dropped (and all of them if none has).
+const MAX_BLOCKED: usize = 10_000;
 
 /// How callers are authenticated.
 #[derive(Clone, Debug)]
 pub enum Auth {
-    /// Verify API keys here (sluice serve): `Authorization: Bearer <key>` or `x-api-key: <key>`.
-    ApiKeys(Arc<Authenticator>),
+    /// Verify credentials here (`sluice serve`): API keys against the key store and, when `jwt` is
+    /// set, JWTs from the configured OIDC issuer.
+    Local {
+        /// API keys.
+        keys: Arc<Authenticator>,
+        /// JWTs, when an OIDC issuer is configured.
+        jwt: Option<Arc<JwtVerifier>>,
+    },
     /// An upstream authorizer (API Gateway on AWS) already authenticated: trust a
     /// [`Principal`] request extension that the host inserted; none present = 401.
     Upstream,
 }
 
+impl Auth {
+    /// API keys only.
+    pub fn api_keys(keys: Arc<Authenticator>) -> Self {
+        Self::Local { keys, jwt: None }
+    }
+}
+
+/// Failed authentication attempts per client address (D-1): a governor bucket per address, and the
+/// addresses that emptied theirs, with the time their next attempt may come.
+struct FailureLimit {
+    buckets: DefaultKeyedRateLimiter<String>,
+    blocked: Mutex<HashMap<String, Instant>>,
+}
+
+impl FailureLimit {
+    fn new(per_minute: u32, burst: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_minute)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        Some(Self {
+            buckets: RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)),
+            blocked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How long `addr` must still wait, if it is blocked.
+    fn blocked_for(&self, addr: &str) -> Option<Duration> {
+        let blocked = self.blocked.lock().ok()?;
+        let until = *blocked.get(addr)?;
+        until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+    }
+
+    /// Spends one failure from `addr`'s bucket; an empty bucket blocks it until a token is back.
+    fn record(&self, addr: &str) {
+        if self.buckets.len() > MAX_BLOCKED {
+            self.buckets.retain_recent();
+        }
+        let Err(not_until) = self.buckets.check_key(&addr.to_owned()) else {
+            return;
+        };
+        let wait = not_until.wait_time_from(self.buckets.clock().now());
+        if let Ok(mut blocked) = self.blocked.lock() {
+            if blocked.len() >= MAX_BLOCKED {
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+                if blocked.len() >= MAX_BLOCKED {
+                    blocked.clear();
+                }
+            }
+            blocked.insert(addr.to_owned(), Instant::now() + wait);
+        }
+        tracing::warn!(target: "sluice::http", source_ip = %addr, "too many failed authentication attempts");
+    }
+}
+
 /// Authentication plus throttling: one per router instance, shared by its routes.
-#[derive(Debug)]
 pub(crate) struct Guard {
     auth: Auth,
     throttle: Throttle,
+    failures: Option<FailureLimit>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("auth", &self.auth)
+            .field("throttle", &self.throttle)
+            .field("failure_limit", &self.failures.is_some())
+            .finish()
+    }
 }
 
 fn unauthorized() -> Problem {
     Problem::new(Code::Unauthorized).detail("missing or invalid credentials")
+}
+
+/// Whole seconds to wait, rounded up, at least 1.
+fn whole_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Why a request was not authenticated.
+enum Denied {
+    /// The caller's fault: 401, and a failure spent from its address's bucket.
+    Invalid,
+    /// Ours: the key store could not be read.
+    Unavailable(Problem),
 }
 
 /// The one credential a request presents, if it presents exactly one usable one.
@@ -64,27 +163,45 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     } else {
         value.trim()
     };
-    (!key.is_empty() && key.len() <= MAX_KEY_LEN).then_some(key)
+    // JWTs are longer than API keys; each path applies its own, smaller limit after this one.
+    (!key.is_empty() && key.len() <= oidc::MAX_TOKEN_LEN).then_some(key)
 }
 
 impl Guard {
-    /// A guard with fresh buckets.
-    pub(crate) fn new(auth: Auth, throttle: Throttle) -> Self {
-        Self { auth, throttle }
+    /// A guard with fresh buckets; `failures_per_minute`/`failure_burst` bound failed attempts per
+    /// address (rate 0: no limit).
+    pub(crate) fn new(auth: Auth, throttle: Throttle, failures_per_minute: u32, failure_burst: u32) -> Self {
+        let failures = match auth {
+            Auth::Local { .. } => FailureLimit::new(failures_per_minute, failure_burst),
+            // Upstream, the authorizer runs before us and API Gateway throttles it.
+            Auth::Upstream => None,
+        };
+        Self {
+            auth,
+            throttle,
+            failures,
+        }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<Principal, Problem> {
+    async fn authenticate(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<Principal, Denied> {
         match &self.auth {
-            Auth::Upstream => extensions.get::<Principal>().cloned().ok_or_else(unauthorized),
-            Auth::ApiKeys(authenticator) => {
-                let key = presented_key(headers).ok_or_else(unauthorized)?;
-                authenticator.authenticate(key).await.map_err(|e| match e {
-                    AuthError::Invalid => unauthorized(),
+            Auth::Upstream => extensions.get::<Principal>().cloned().ok_or(Denied::Invalid),
+            Auth::Local { keys, jwt } => {
+                let credential = presented_key(headers).ok_or(Denied::Invalid)?;
+                let outcome = match jwt {
+                    Some(verifier) if oidc::looks_like_jwt(credential) => verifier.verify(credential),
+                    _ if credential.len() > MAX_KEY_LEN => Err(AuthError::Invalid),
+                    _ => keys.authenticate(credential).await,
+                };
+                outcome.map_err(|e| match e {
+                    AuthError::Invalid => Denied::Invalid,
                     AuthError::Unavailable(reason) => {
                         tracing::warn!(target: "sluice::http", %reason, "key store unavailable");
-                        Problem::new(Code::AuthUnavailable)
-                            .detail("credentials cannot be checked right now; retry later")
-                            .retry_after(5)
+                        Denied::Unavailable(
+                            Problem::new(Code::AuthUnavailable)
+                                .detail("credentials cannot be checked right now; retry later")
+                                .retry_after(5),
+                        )
                     }
                 })
             }
@@ -92,11 +209,30 @@ impl Guard {
     }
 }
 
-/// Middleware: authenticate, throttle, then run the handler with the [`Principal`].
+/// Middleware: refuse addresses with too many failures, authenticate, throttle, then run the
+/// handler with the [`Principal`].
 pub(crate) async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let addr = guard
+        .failures
+        .as_ref()
+        .map(|_| client_ip::source_ip(req.extensions()).unwrap_or_else(|| "unknown".to_owned()));
+    if let (Some(failures), Some(addr)) = (&guard.failures, &addr)
+        && let Some(wait) = failures.blocked_for(addr)
+    {
+        return Problem::new(Code::Throttled)
+            .detail("too many failed authentication attempts; retry after the indicated number of seconds")
+            .retry_after(whole_secs(wait))
+            .into_response();
+    }
     let principal = match guard.authenticate(req.headers(), req.extensions()).await {
         Ok(p) => p,
-        Err(problem) => return problem.into_response(),
+        Err(Denied::Invalid) => {
+            if let (Some(failures), Some(addr)) = (&guard.failures, &addr) {
+                failures.record(addr);
+            }
+            return unauthorized().into_response();
+        }
+        Err(Denied::Unavailable(problem)) => return problem.into_response(),
     };
     let mut res = match guard.throttle.check(&principal.key_id) {
         Ok(()) => {
@@ -120,6 +256,24 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn d1_failures_block_an_address_until_its_bucket_refills() {
+        let limit = FailureLimit::new(60, 2).unwrap();
+        assert_eq!(limit.blocked_for("a"), None);
+        limit.record("a");
+        limit.record("a");
+        assert_eq!(limit.blocked_for("a"), None, "the burst is spent, not exceeded");
+        // The next failure finds the bucket empty: from then on the address waits.
+        limit.record("a");
+        let wait = limit.blocked_for("a").unwrap();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(whole_secs(wait), 1);
+        assert_eq!(limit.blocked_for("b"), None, "addresses have their own buckets");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(limit.blocked_for("a"), None, "a token is back");
+        assert!(FailureLimit::new(0, 5).is_none());
     }
 
     #[test]

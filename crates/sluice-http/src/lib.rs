@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`problem`]: RFC 9457 problem+json errors and their stable codes.
 //! - [`request_id`]: `x-request-id` in and out, and the outermost step that renders every error.
-//! - [`auth`]: API keys or a trusted upstream principal (S-1), then throttling.
+//! - [`auth`]: API keys, OIDC JWTs or a trusted upstream principal (S-1), failed attempts limited per
+//!   client address, then throttling.
 //! - `throttle`: governor token buckets, per key and global (D-1).
 //! - `body`: media type check and body reading under a byte limit (T-1).
 //! - `ingest`, `query`: the route handlers, thin adapters over `sluice_core`'s use cases.
@@ -60,11 +61,17 @@ pub struct HttpConfig {
     pub global_rate_per_sec: u32,
     /// Bucket size over all keys (0: equal to the rate).
     pub global_burst: u32,
+    /// Failed authentication attempts per minute per client address. The failure that finds the
+    /// bucket empty blocks the address: its requests get 429 before their credentials are checked
+    /// until a token is back (0: no limit). Only with [`Auth::Local`].
+    pub auth_failures_per_minute: u32,
+    /// Bucket size of failed attempts per client address (0: equal to the rate).
+    pub auth_failure_burst: u32,
 }
 
 impl Default for HttpConfig {
     /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
-    /// (API Gateway's defaults).
+    /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50.
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
@@ -72,6 +79,8 @@ impl Default for HttpConfig {
             burst: 2000,
             global_rate_per_sec: 10_000,
             global_burst: 5000,
+            auth_failures_per_minute: 600,
+            auth_failure_burst: 50,
         }
     }
 }
@@ -85,6 +94,8 @@ fn guard(auth: Auth, config: &HttpConfig) -> Arc<Guard> {
             config.global_rate_per_sec,
             config.global_burst,
         ),
+        config.auth_failures_per_minute,
+        config.auth_failure_burst,
     ))
 }
 

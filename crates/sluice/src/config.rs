@@ -65,6 +65,10 @@ pub struct Throttle {
     pub global_rate_per_sec: u32,
     /// Global burst.
     pub global_burst: u32,
+    /// Failed authentications per minute per client address before it gets 429 unread (0: off).
+    pub auth_failures_per_minute: u32,
+    /// Burst of failed authentications per client address.
+    pub auth_failure_burst: u32,
 }
 
 impl Default for Throttle {
@@ -74,6 +78,8 @@ impl Default for Throttle {
             burst: 2000,
             global_rate_per_sec: 10_000,
             global_burst: 5000,
+            auth_failures_per_minute: 600,
+            auth_failure_burst: 50,
         }
     }
 }

@@ -112,8 +112,10 @@ pub async fn run(
         burst: config.throttle.burst,
         global_rate_per_sec: config.throttle.global_rate_per_sec,
         global_burst: config.throttle.global_burst,
+        auth_failures_per_minute: config.throttle.auth_failures_per_minute,
+        auth_failure_burst: config.throttle.auth_failure_burst,
     };
-    let app = sluice_http::app(ingest, query, Auth::ApiKeys(authenticator), &http);
+    let app = sluice_http::app(ingest, query, Auth::api_keys(authenticator), &http);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let poller = tokio::spawn(poll_depth(queue.clone(), backpressure, stop_rx.clone()));

@@ -237,7 +237,7 @@ impl Harness {
     }
 
     pub fn auth(&self) -> Auth {
-        Auth::ApiKeys(self.authenticator.clone())
+        Auth::api_keys(self.authenticator.clone())
     }
 
     pub fn app(&self) -> Router {
