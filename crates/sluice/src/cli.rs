@@ -1,12 +1,11 @@
 //! The command line: `serve`, `keys` and `dlq`.
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Backend, Config, LogFormat};
 use crate::serve;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_core::ids::KeyId;
 use sluice_core::keys;
-use sluice_core::ports::KeyStore;
 use sluice_core::tenant::Tenant;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +33,10 @@ struct Global {
     /// Where the queue, the store and local secrets live.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// The adapters: embedded SQLite files, or SQS and DynamoDB named by `SLUICE_QUEUE_URL`,
+    /// `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`.
+    #[arg(long, global = true, value_enum)]
+    backend: Option<Backend>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +122,9 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
     if let Some(d) = &global.data_dir {
         config.data_dir = d.clone();
     }
+    if let Some(b) = global.backend {
+        config.backend = b;
+    }
     Ok(config)
 }
 
@@ -163,7 +169,9 @@ fn expiry(now: OffsetDateTime, d: Option<Duration>) -> Option<OffsetDateTime> {
 }
 
 async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
-    let store = serve::open_embedded(config)?.store;
+    // On the AWS backend this is the deployment's keys table (`SLUICE_KEYS_TABLE`), which the
+    // Lambda authorizer reads too.
+    let store = serve::open_ports(config).await?.keys;
     let now = OffsetDateTime::now_utc();
     match cmd {
         KeysCommand::Create {
@@ -232,6 +240,12 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn dlq_command(config: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
+    if config.backend == Backend::Aws {
+        bail!(
+            "`sluice dlq` reads the embedded dead-letter queue; on AWS inspect SLUICE_DLQ_URL with \
+             `aws sqs receive-message` and redrive with `aws sqs start-message-move-task`"
+        );
+    }
     let embedded = serve::open_embedded(config)?;
     match cmd {
         DlqCommand::List { limit } => {
@@ -253,10 +267,9 @@ async fn dlq_command(config: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
 }
 
 async fn status_command(config: &Config) -> anyhow::Result<()> {
-    use sluice_core::ports::Queue as _;
-    let embedded = serve::open_embedded(config)?;
-    let q = embedded.queue.depth().await?;
-    let d = embedded.dlq.depth().await?;
+    let ports = serve::open_ports(config).await?;
+    let q = ports.queue.depth().await?;
+    let d = ports.dlq.depth().await?;
     let status = serde_json::json!({
         "queue": {"visible": q.visible, "in_flight": q.in_flight},
         "dlq": {"visible": d.visible, "in_flight": d.in_flight},

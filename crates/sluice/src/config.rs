@@ -6,6 +6,7 @@
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use sluice_core::oidc::{self, OidcConfig};
 use sluice_core::validate::Limits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Where the queue and the stores live: SQLite files, or SQS and DynamoDB.
+    pub backend: Backend,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Where the queue, the store and the secrets live.
@@ -39,6 +42,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            backend: Backend::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from(".sluice"),
             limits: Limits::default(),
@@ -51,6 +55,19 @@ impl Default for Config {
             log: LogSettings::default(),
         }
     }
+}
+
+/// The adapters behind the ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite files under `data_dir` (one machine, no cloud).
+    #[default]
+    Embedded,
+    /// SQS and DynamoDB, named by `SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`,
+    /// `SLUICE_IDEMPOTENCY_TABLE` and `SLUICE_KEYS_TABLE`, reached through the standard AWS
+    /// configuration (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator).
+    Aws,
 }
 
 /// Token buckets, per API key and global (API Gateway's defaults are 10 000 rps, burst 5 000).
@@ -140,11 +157,84 @@ impl Default for WorkerSettings {
 pub struct AuthSettings {
     /// How long a key lookup is cached; a revocation takes effect within this many seconds.
     pub cache_secs: u64,
+    /// JWTs from an OIDC issuer, for user-facing clients (S-1); off when absent.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { cache_secs: 5 }
+        Self {
+            cache_secs: 5,
+            oidc: None,
+        }
+    }
+}
+
+/// `[auth.oidc]`: accept bearer JWTs signed by a key of `jwks_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The exact `iss` claim, e.g. a Cognito user pool's URL.
+    pub issuer: String,
+    /// Accepted `aud` values (app client ids): a list, or one comma-separated string.
+    #[serde(deserialize_with = "string_or_list")]
+    pub audiences: Vec<String>,
+    /// The claim that names the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Allowed algorithms, asymmetric only: a list, or one comma-separated string.
+    #[serde(default = "default_algorithms", deserialize_with = "string_or_list")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// The issuer's JWKS (`{"keys": [...]}`), read at start-up.
+    pub jwks_file: PathBuf,
+}
+
+fn default_tenant_claim() -> String {
+    oidc::DEFAULT_TENANT_CLAIM.to_owned()
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned()]
+}
+
+fn default_leeway() -> u64 {
+    oidc::DEFAULT_LEEWAY_SECS
+}
+
+/// Environment variables carry lists as one string; files may use either form.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+impl OidcSettings {
+    /// The verifier's configuration; unsafe settings (no audience, `HS256`, `none`) are errors.
+    pub fn oidc_config(&self) -> anyhow::Result<OidcConfig> {
+        let config = OidcConfig {
+            issuer: self.issuer.trim().to_owned(),
+            audiences: self.audiences.clone(),
+            tenant_claim: self.tenant_claim.clone(),
+            algorithms: oidc::parse_algorithms(&self.algorithms).context("auth.oidc.algorithms")?,
+            leeway_secs: self.leeway_secs,
+        };
+        config.validate().context("auth.oidc")?;
+        Ok(config)
     }
 }
 
@@ -184,6 +274,7 @@ impl Default for LogSettings {
 }
 
 const TOP_LEVEL: &[&str] = &[
+    "backend",
     "listen",
     "data_dir",
     "limits",
@@ -241,6 +332,9 @@ impl Config {
             || self.throttle.global_burst == 0
         {
             bail!("throttle rates and bursts must be positive");
+        }
+        if let Some(o) = &self.auth.oidc {
+            o.oidc_config()?;
         }
         Ok(())
     }
@@ -310,6 +404,53 @@ mod tests {
         assert_eq!(c.queue.max_receive_count, 7);
         assert_eq!(c.limits.max_depth, 8);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn oidc_section_from_file_or_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sluice.toml");
+        std::fs::write(
+            &f,
+            "backend = \"aws\"\n[auth.oidc]\nissuer = \"https://idp.test\"\naudiences = [\"app\"]\njwks_file = \"/j.json\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), []).unwrap();
+        assert_eq!(c.backend, Backend::Aws);
+        let o = c.auth.oidc.unwrap().oidc_config().unwrap();
+        assert_eq!(o.audiences, ["app"]);
+        assert_eq!(o.tenant_claim, "custom:tenant");
+        assert_eq!(o.algorithms, [sluice_core::oidc::JwtAlgorithm::RS256]);
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let base = [
+            ("SLUICE_AUTH__OIDC__ISSUER", "https://idp.test"),
+            ("SLUICE_AUTH__OIDC__AUDIENCES", "a, b"),
+            ("SLUICE_AUTH__OIDC__JWKS_FILE", "/j.json"),
+            ("SLUICE_AUTH__OIDC__TENANT_CLAIM", "org"),
+        ];
+        let c = Config::load(None, env(&base)).unwrap();
+        let o = c.auth.oidc.unwrap();
+        assert_eq!(o.audiences, ["a", "b"]);
+        assert_eq!(o.tenant_claim, "org");
+        assert_eq!(c.backend, Backend::Embedded);
+        // Unsafe or incomplete settings stop the start.
+        for (k, v) in [
+            ("SLUICE_AUTH__OIDC__ALGORITHMS", "HS256"),
+            ("SLUICE_AUTH__OIDC__ALGORITHMS", "none"),
+            ("SLUICE_AUTH__OIDC__AUDIENCES", ""),
+            ("SLUICE_AUTH__OIDC__LEEWAY_SECS", "86400"),
+        ] {
+            let mut e = env(&base);
+            e.push((k.to_string(), v.to_string()));
+            assert!(Config::load(None, e).is_err(), "{k}={v}");
+        }
+        assert!(Config::load(None, env(&base[..2])).is_err(), "jwks_file is required");
+        assert!(Config::load(None, env(&[("SLUICE_BACKEND", "s3")])).is_err());
     }
 
     #[test]

@@ -1,18 +1,24 @@
-//! `sluice serve`: the whole pipeline in one process over the embedded SQLite adapters.
+//! `sluice serve`: the whole pipeline in one process, over the embedded SQLite adapters or over
+//! SQS and DynamoDB.
 //!
 //! The gateway (auth, throttling, routers) and the worker pool (the process step) run side by
-//! side; the queue and the store are separate SQLite files, as SQS and DynamoDB are separate
-//! services. [`run`] takes its listener and shutdown signal as arguments so tests can bind port 0
-//! and stop the server when they choose.
+//! side over the ports ([`Ports`]); only [`open_ports`] knows which adapters are behind them. On
+//! the embedded backend the queue and the store are separate SQLite files, as SQS and DynamoDB are
+//! separate services; on the AWS backend they are the deployment's real queue, dead-letter queue
+//! and tables, so the whole AWS data path can be driven from one machine (against moto, or a
+//! sandbox account). [`run`] takes its listener and shutdown signal as arguments so tests can bind
+//! port 0 and stop the server when they choose.
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
+use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::envelope::{Sealer, SigningKey};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::Authenticator;
+use sluice_core::oidc::{self, JwtVerifier};
 use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
 use sluice_core::process::{Processor, WorkerConfig, run_worker};
 use sluice_core::query::QueryService;
@@ -66,6 +72,77 @@ pub fn open_embedded(config: &Config) -> anyhow::Result<Embedded> {
     Ok(Embedded { queue, dlq, store })
 }
 
+/// The ports a server runs over, whichever adapters implement them.
+pub struct Ports {
+    /// The main queue.
+    pub queue: Arc<dyn Queue>,
+    /// The dead-letter queue.
+    pub dlq: Arc<dyn Queue>,
+    /// Stored events.
+    pub events: Arc<dyn EventStore>,
+    /// `Idempotency-Key` records.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// API key records.
+    pub keys: Arc<dyn KeyStore>,
+    /// How often the backpressure gauge reads the queue depth. SQS's depth is approximate and
+    /// lags, and each read is a billed request, so the AWS backend reads it less often.
+    pub depth_poll: Duration,
+}
+
+/// Opens the configured backend's adapters.
+pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
+    match config.backend {
+        Backend::Embedded => {
+            let Embedded { queue, dlq, store } = open_embedded(config)?;
+            Ok(Ports {
+                queue: Arc::new(queue),
+                dlq: Arc::new(dlq),
+                events: store.clone(),
+                idempotency: store.clone(),
+                keys: store,
+                depth_poll: Duration::from_millis(250),
+            })
+        }
+        Backend::Aws => open_aws().await,
+    }
+}
+
+/// The AWS adapters over the resources the environment names (`SLUICE_QUEUE_URL`,
+/// `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`), with one SDK
+/// configuration (region, credentials, `AWS_ENDPOINT_URL`) and one client per service, shared.
+pub async fn open_aws() -> anyhow::Result<Ports> {
+    let resources = AwsResources::from_env().context("the aws backend needs its resource names")?;
+    let sdk = sluice_aws::sdk_config().await;
+    if sdk.region().is_none() {
+        anyhow::bail!("the aws backend needs a region: set AWS_REGION");
+    }
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        resources.tables(),
+    ));
+    tracing::info!(queue_url = %resources.queue_url, table = %resources.table, "aws backend");
+    Ok(Ports {
+        queue: Arc::new(SqsQueue::new(sqs.clone(), &resources.queue_url)),
+        dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
+        events: store.clone(),
+        idempotency: store.clone(),
+        keys: store,
+        depth_poll: Duration::from_secs(5),
+    })
+}
+
+/// The JWT verifier of `[auth.oidc]`, if configured; its JWKS file is read once, here.
+pub fn jwt_verifier(config: &Config) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
+    let Some(settings) = &config.auth.oidc else {
+        return Ok(None);
+    };
+    let jwks = oidc::read_jwks_file(&settings.jwks_file)?;
+    let verifier = JwtVerifier::new(settings.oidc_config()?, &jwks).context("auth.oidc")?;
+    tracing::info!(issuer = %verifier.config().issuer, kids = ?verifier.key_ids(), "OIDC JWTs accepted");
+    Ok(Some(Arc::new(verifier)))
+}
+
 /// Runs the server on `listener` until `shutdown` completes, then drains: stop accepting, finish
 /// in-flight requests, let every worker finish the batch in hand.
 pub async fn run(
@@ -74,9 +151,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let Embedded { queue, dlq, store } = open_embedded(&config)?;
-    let queue: Arc<dyn Queue> = Arc::new(queue);
-    let dlq: Arc<dyn Queue> = Arc::new(dlq);
+    let Ports {
+        queue,
+        dlq,
+        events,
+        idempotency,
+        keys,
+        depth_poll,
+    } = open_ports(&config).await?;
+    let jwt = jwt_verifier(&config)?;
     let secret_dir = config.data_dir.join("secrets");
     let signing = SigningKey::new("local-1", secrets::load_or_create(&secret_dir, "signing.key")?)?;
     let sealer = Arc::new(Sealer::new(vec![signing], config.limits.max_depth)?);
@@ -94,15 +177,15 @@ pub async fn run(
         IngestService::new(
             validator.clone(),
             queue.clone(),
-            store.clone() as Arc<dyn IdempotencyStore>,
+            idempotency,
             sealer.clone(),
             clock.clone(),
         )
         .with_backpressure(backpressure.clone()),
     );
-    let query = Arc::new(QueryService::new(store.clone() as Arc<dyn EventStore>, cursors));
+    let query = Arc::new(QueryService::new(events.clone(), cursors));
     let authenticator = Arc::new(Authenticator::new(
-        store.clone() as Arc<dyn KeyStore>,
+        keys,
         clock.clone(),
         Duration::from_secs(config.auth.cache_secs),
     ));
@@ -115,11 +198,19 @@ pub async fn run(
         auth_failures_per_minute: config.throttle.auth_failures_per_minute,
         auth_failure_burst: config.throttle.auth_failure_burst,
     };
-    let app = sluice_http::app(ingest, query, Auth::api_keys(authenticator), &http);
+    let app = sluice_http::app(
+        ingest,
+        query,
+        Auth::Local {
+            keys: authenticator,
+            jwt,
+        },
+        &http,
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let poller = tokio::spawn(poll_depth(queue.clone(), backpressure, stop_rx.clone()));
-    let processor = Arc::new(Processor::new(store.clone() as Arc<dyn EventStore>, sealer, validator));
+    let poller = tokio::spawn(poll_depth(queue.clone(), backpressure, depth_poll, stop_rx.clone()));
+    let processor = Arc::new(Processor::new(events, sealer, validator));
     let worker_config = WorkerConfig {
         workers: config.worker.workers,
         batch_size: config.worker.batch_size,
@@ -141,7 +232,8 @@ pub async fn run(
         .collect();
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = worker_config.workers, "sluice listening");
+    let backend = format!("{:?}", config.backend).to_ascii_lowercase();
+    tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = worker_config.workers, "sluice listening");
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
@@ -155,9 +247,10 @@ pub async fn run(
     served.context("serving HTTP")
 }
 
-/// Keeps the backpressure gauge close to the queue's real depth (D-3).
-async fn poll_depth(queue: Arc<dyn Queue>, bp: Arc<Backpressure>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+/// Keeps the backpressure gauge close to the queue's real depth (D-3): on SQS that is
+/// `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`.
+async fn poll_depth(queue: Arc<dyn Queue>, bp: Arc<Backpressure>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
