@@ -1,0 +1,313 @@
+//! `sluice serve --backend aws` end to end: the real binary, its gateway and worker pool over SQS
+//! and DynamoDB served by moto on loopback; keys created with `sluice keys create --backend aws`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is a failed assertion
+
+mod common;
+
+use common::BIN;
+use serde_json::{Value, json};
+use sluice_aws::provision::QueueSettings;
+use sluice_aws::testing::{Moto, REGION};
+use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
+use sluice_core::ports::{EventStore, KeyStore, ListQuery, OutgoingMessage, Queue};
+use sluice_core::tenant::Tenant;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The environment that points the binary at moto and at this test's resources, and at nothing
+/// else: no profile, no shared config files, no instance metadata.
+fn aws_env(cmd: &mut Command, moto: &Moto, r: &AwsResources) {
+    for k in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_MAX_ATTEMPTS",
+        "AWS_RETRY_MODE",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/nonexistent/sluice-test/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sluice-test/credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(AwsResources::QUEUE_URL_VAR, &r.queue_url)
+        .env(AwsResources::DLQ_URL_VAR, &r.dlq_url)
+        .env(AwsResources::TABLE_VAR, &r.table)
+        .env(AwsResources::IDEMPOTENCY_TABLE_VAR, &r.idempotency_table)
+        .env(AwsResources::KEYS_TABLE_VAR, &r.keys_table);
+}
+
+fn sluice(moto: &Moto, r: &AwsResources, data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    aws_env(&mut cmd, moto, r);
+    cmd.output().expect("run sluice")
+}
+
+fn create_key(moto: &Moto, r: &AwsResources, data_dir: &Path, tenant: &str) -> String {
+    let out = sluice(
+        moto,
+        r,
+        data_dir,
+        &["keys", "create", "--backend", "aws", "--tenant", tenant],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn spawn(moto: &Moto, r: &AwsResources, data_dir: &Path) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--backend", "aws", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("SLUICE_LOG__LEVEL", "info")
+            .env("SLUICE_WORKER__WORKERS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        aws_env(&mut cmd, moto, r);
+        let mut child = cmd.spawn().expect("spawn sluice serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (logs, tx) = (logs.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("sluice listening")
+                        && let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && let Some(addr) = v["addr"].as_str()
+                    {
+                        let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), v["backend"].clone()));
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let Ok((addr, backend)) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("sluice serve --backend aws did not start: {:?}", logs.lock().unwrap());
+        };
+        assert_eq!(backend, "aws");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+            client: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+        }
+    }
+
+    async fn post(&self, key: &str, body: &str, idempotency_key: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/events", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for_event(&self, key: &str, id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.get(key, &format!("/v1/events/{id}")).await;
+            if r.status() == 200 {
+                return r.json().await.unwrap();
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "event {id} not stored: {:#?}",
+                self.logs.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn fresh() -> (&'static Moto, AwsResources, tempfile::TempDir) {
+    let moto = Moto::shared()
+        .await
+        .expect("moto must run for this test: pip install 'moto[server]'");
+    let settings = QueueSettings {
+        max_receive_count: 3,
+        visibility_timeout: Duration::from_secs(30),
+    };
+    let r = moto.provision_fresh(settings).await.unwrap();
+    (moto, r, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test]
+async fn aws_backend_ingests_processes_and_reads_back_through_sqs_and_dynamodb() {
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    let other = create_key(moto, &r, &data_dir, "other");
+    // The keys live in the deployment's DynamoDB keys table, hashed, where the authorizer reads them.
+    let store = DynamoStore::new(moto.dynamodb(), r.tables());
+    let records = KeyStore::list(&store).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let (acme_id, acme_secret) = acme.split_once('.').unwrap();
+    let acme_record = records.iter().find(|k| k.id.as_str() == acme_id).unwrap();
+    assert_eq!(acme_record.tenant.as_str(), "acme");
+    assert!(!acme_record.secret_hash.contains(acme_secret));
+
+    let app = Server::spawn(moto, &r, &data_dir);
+    let one = app
+        .post(&acme, r#"{"type":"order.created","data":{"amount":42}}"#, None)
+        .await;
+    assert_eq!(one.status(), 202);
+    let id = one.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let batch: Vec<Value> = (0..5).map(|i| json!({"type": "tick", "data": {"i": i}})).collect();
+    let many = app.post(&acme, &serde_json::to_string(&batch).unwrap(), None).await;
+    assert_eq!(many.status(), 202);
+    let ids: Vec<String> = many.json::<Value>().await.unwrap()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+
+    let event = app.wait_for_event(&acme, &id).await;
+    assert_eq!(event["data"], json!({"amount": 42}));
+    for i in &ids {
+        app.wait_for_event(&acme, i).await;
+    }
+    let page: Value = app.get(&acme, "/v1/events?limit=100").await.json().await.unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 6);
+    let typed: Value = app.get(&acme, "/v1/events?type=tick").await.json().await.unwrap();
+    assert_eq!(typed["events"].as_array().unwrap().len(), 5);
+    // Stored in DynamoDB, under the tenant's partition, and nowhere for the other tenant.
+    let tenant = Tenant::parse("acme").unwrap();
+    let stored = EventStore::list(
+        &store,
+        &tenant,
+        &ListQuery {
+            event_type: None,
+            limit: 100,
+            after: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.events.len(), 6);
+    assert_eq!(app.get(&other, &format!("/v1/events/{id}")).await.status(), 404);
+    let theirs: Value = app.get(&other, "/v1/events").await.json().await.unwrap();
+    assert!(theirs["events"].as_array().unwrap().is_empty());
+
+    // An Idempotency-Key retry (DynamoDB idempotency table) returns the same ids, stores nothing twice.
+    let body = r#"{"type":"pay","data":{"n":1}}"#;
+    let first: Value = app.post(&acme, body, Some("pay-1")).await.json().await.unwrap();
+    let again = app.post(&acme, body, Some("pay-1")).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    app.wait_for_event(&acme, first["id"].as_str().unwrap()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let paid: Value = app.get(&acme, "/v1/events?type=pay").await.json().await.unwrap();
+    assert_eq!(paid["events"].as_array().unwrap().len(), 1);
+
+    // Wrong credentials: the same 401 as on the embedded backend.
+    let r401 = app.post("key_01jabcdefghjkmnpqrstvwxyz0.x", body, None).await;
+    assert_eq!(r401.status(), 401);
+
+    // `sluice status --backend aws` reads the SQS depths; `sluice dlq` says where to look instead.
+    let status = sluice(moto, &r, &data_dir, &["status", "--backend", "aws"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["queue"]["visible"].is_u64(), "{status}");
+    let dlq = sluice(moto, &r, &data_dir, &["dlq", "list", "--backend", "aws"]);
+    assert!(!dlq.status.success());
+    assert!(String::from_utf8_lossy(&dlq.stderr).contains("start-message-move-task"));
+}
+
+#[tokio::test]
+async fn t2_tampered_message_on_the_aws_queue_goes_to_the_dlq_with_its_reason() {
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    let app = Server::spawn(moto, &r, &data_dir);
+    // Someone with queue access writes a message that claims to be an acme event but is not
+    // sealed with the gateway's key.
+    let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
+    let forged = json!({"v": 1, "tenant": "acme", "type": "order.created", "data": {"amount": 1_000_000}});
+    queue
+        .send_batch(vec![OutgoingMessage {
+            body: forged.to_string(),
+            attributes: [
+                ("signature".to_owned(), "AAAA".to_owned()),
+                ("signature_kid".to_owned(), "local-1".to_owned()),
+                ("request_id".to_owned(), "forged-request".to_owned()),
+            ]
+            .into(),
+        }])
+        .await
+        .unwrap();
+    // A real event goes through next to it.
+    let ok = app.post(&acme, r#"{"type":"a","data":1}"#, None).await;
+    let id = ok.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.wait_for_event(&acme, &id).await;
+
+    let dlq = SqsQueue::new(moto.sqs(), &r.dlq_url);
+    let start = Instant::now();
+    let dead = loop {
+        let got = dlq
+            .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+            .await
+            .unwrap();
+        if let Some(m) = got.into_iter().find(|m| m.body == forged.to_string()) {
+            break m;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no dead letter: {:#?}",
+            app.logs.lock().unwrap()
+        );
+    };
+    let reason = dead.attributes.get("dlq_reason").expect("a reason");
+    assert!(!reason.is_empty());
+    assert_eq!(
+        dead.attributes.get("request_id").map(String::as_str),
+        Some("forged-request")
+    );
+    // And it was never stored.
+    let page: Value = app.get(&acme, "/v1/events").await.json().await.unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
