@@ -285,13 +285,14 @@ async fn t2_tampered_message_on_the_aws_queue_goes_to_the_dlq_with_its_reason() 
     app.wait_for_event(&acme, &id).await;
 
     let dlq = SqsQueue::new(moto.sqs(), &r.dlq_url);
+    let forged_body = forged.to_string();
     let start = Instant::now();
     let dead = loop {
         let got = dlq
             .receive(10, Duration::from_secs(1), Duration::from_secs(30))
             .await
             .unwrap();
-        if let Some(m) = got.into_iter().find(|m| m.body == forged.to_string()) {
+        if let Some(m) = got.into_iter().find(|m| m.body == forged_body) {
             break m;
         }
         assert!(
