@@ -12,6 +12,7 @@
 use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
+use sluice_aws::secrets::SecretParameters;
 use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
@@ -132,6 +133,44 @@ pub async fn open_aws() -> anyhow::Result<Ports> {
     })
 }
 
+/// The SSM parameter holding the envelope signing key ring (the Lambda functions' variable).
+pub const SIGNING_KEY_PARAM_VAR: &str = "SLUICE_SIGNING_KEY_PARAM";
+/// The SSM parameter holding the cursor key.
+pub const CURSOR_KEY_PARAM_VAR: &str = "SLUICE_CURSOR_KEY_PARAM";
+
+/// The envelope signing keys (signer first) and the cursor key.
+///
+/// On the AWS backend, `SLUICE_SIGNING_KEY_PARAM` and `SLUICE_CURSOR_KEY_PARAM` name SSM
+/// parameters as the Lambda functions read them (see `sluice_aws::secrets`), so the local gateway
+/// and worker can share a queue and cursors with a deployment. Unset, and always on the embedded
+/// backend, the keys are local files under `<data dir>/secrets/`.
+pub async fn load_keys(config: &Config) -> anyhow::Result<(Vec<SigningKey>, Vec<u8>)> {
+    let param = |var: &str| match config.backend {
+        Backend::Aws => std::env::var(var).ok().filter(|v| !v.trim().is_empty()),
+        Backend::Embedded => None,
+    };
+    let (signing_param, cursor_param) = (param(SIGNING_KEY_PARAM_VAR), param(CURSOR_KEY_PARAM_VAR));
+    let ssm = if signing_param.is_some() || cursor_param.is_some() {
+        let sdk = sluice_aws::sdk_config().await;
+        Some(SecretParameters::new(aws_sdk_ssm::Client::new(&sdk)))
+    } else {
+        None
+    };
+    let secret_dir = config.data_dir.join("secrets");
+    let signing = match (&ssm, signing_param) {
+        (Some(ssm), Some(name)) => ssm.signing_keys(&name).await?,
+        _ => vec![SigningKey::new(
+            "local-1",
+            secrets::load_or_create(&secret_dir, "signing.key")?,
+        )?],
+    };
+    let cursor = match (&ssm, cursor_param) {
+        (Some(ssm), Some(name)) => ssm.cursor_key(&name).await?,
+        _ => secrets::load_or_create(&secret_dir, "cursor.key")?,
+    };
+    Ok((signing, cursor))
+}
+
 /// The JWT verifier of `[auth.oidc]`, if configured; its JWKS file is read once, here.
 pub fn jwt_verifier(config: &Config) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
     let Some(settings) = &config.auth.oidc else {
@@ -160,10 +199,9 @@ pub async fn run(
         depth_poll,
     } = open_ports(&config).await?;
     let jwt = jwt_verifier(&config)?;
-    let secret_dir = config.data_dir.join("secrets");
-    let signing = SigningKey::new("local-1", secrets::load_or_create(&secret_dir, "signing.key")?)?;
-    let sealer = Arc::new(Sealer::new(vec![signing], config.limits.max_depth)?);
-    let cursors = CursorCodec::new(secrets::load_or_create(&secret_dir, "cursor.key")?);
+    let (signing, cursor_key) = load_keys(&config).await?;
+    let sealer = Arc::new(Sealer::new(signing, config.limits.max_depth)?);
+    let cursors = CursorCodec::new(cursor_key);
 
     let schemas = match &config.schema_dir {
         Some(dir) => Schemas::load_dir(dir)?,

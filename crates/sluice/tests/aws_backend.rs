@@ -81,6 +81,10 @@ impl Drop for Server {
 
 impl Server {
     fn spawn(moto: &Moto, r: &AwsResources, data_dir: &Path) -> Self {
+        Self::spawn_with(moto, r, data_dir, &[])
+    }
+
+    fn spawn_with(moto: &Moto, r: &AwsResources, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--backend", "aws", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -90,6 +94,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         aws_env(&mut cmd, moto, r);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn sluice serve");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -311,4 +318,67 @@ async fn t2_tampered_message_on_the_aws_queue_goes_to_the_dlq_with_its_reason() 
     let page: Value = app.get(&acme, "/v1/events").await.json().await.unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
     assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
+    use base64::Engine as _;
+    use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION};
+    use sluice_core::{EventId, EventType, RequestId};
+
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    let secret: [u8; 32] = rand::random();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let signing_param = sluice_aws::testing::unique_name("/sluice/signing");
+    let cursor_param = sluice_aws::testing::unique_name("/sluice/cursor");
+    let ssm = moto.ssm();
+    for (name, value) in [
+        (&signing_param, format!("k9:{}", b64(&secret))),
+        (&cursor_param, format!("c1:{}", b64(&rand::random::<[u8; 32]>()))),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    }
+    let app = Server::spawn_with(
+        moto,
+        &r,
+        &data_dir,
+        &[
+            ("SLUICE_SIGNING_KEY_PARAM", signing_param.as_str()),
+            ("SLUICE_CURSOR_KEY_PARAM", cursor_param.as_str()),
+        ],
+    );
+    // A message sealed with the SSM key, as the ingest function would, is processed by the local worker.
+    let sealer = Sealer::new(vec![SigningKey::new("k9", secret.to_vec()).unwrap()], 32).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let envelope = Envelope {
+        v: VERSION,
+        id: EventId::new_at(now),
+        tenant: Tenant::parse("acme").unwrap(),
+        event_type: EventType::parse("from.lambda").unwrap(),
+        data: json!({"sealed_by": "ingest function"}),
+        occurred_at: now,
+        received_at: now,
+        request_id: RequestId::generate(),
+        source_ip: None,
+    };
+    let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
+    queue.send(sealer.seal(&envelope).unwrap()).await.unwrap();
+    let stored = app.wait_for_event(&acme, &envelope.id.to_string()).await;
+    assert_eq!(stored["data"]["sealed_by"], "ingest function");
+    // And the gateway seals with it too: what it posts is stored, and nothing is dead-lettered.
+    let posted = app.post(&acme, r#"{"type":"a","data":1}"#, None).await;
+    let id = posted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.wait_for_event(&acme, &id).await;
+    let dlq = SqsQueue::new(moto.sqs(), &r.dlq_url);
+    assert_eq!(dlq.depth().await.unwrap().total(), 0);
+    // No local key files were needed.
+    assert!(!data_dir.join("secrets/signing.key").exists());
 }
