@@ -675,7 +675,7 @@ async fn i2_no_error_response_of_the_real_server_leaks_internals() {
         (json_post(&app.key, "{\"type\":\"a\",\"data\":1e999999}".into()), 400),
         (json_post(&app.key, "{\"type\":\"a\",\"data\":tru}".into()), 400),
         (json_post(&app.key, "[1,".into()), 400),
-        (json_post(&app.key, format!("{}", "[".repeat(200))), 400),
+        (json_post(&app.key, "[".repeat(200)), 400),
         (c.get(app.url("/v1/events?limit=abc")).bearer_auth(&app.key), 400),
         (c.get(app.url("/v1/events?limit=1&limit=2")).bearer_auth(&app.key), 400),
         (
