@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and what each subcommand does.
-//! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags).
-//! - [`serve`]: `sluice serve`, the gateway and the worker pool over the embedded adapters.
+//! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags), including
+//!   the backend and `[auth.oidc]`.
+//! - [`serve`]: `sluice serve`, the gateway and the worker pool over the ports: the embedded
+//!   adapters, or SQS and DynamoDB (`--backend aws`).
 //! - [`secrets`]: local signing and cursor keys.
 //! - [`telemetry`]: JSON logs with redaction.
 //!
