@@ -382,3 +382,53 @@ async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
     // No local key files were needed.
     assert!(!data_dir.join("secrets/signing.key").exists());
 }
+
+#[tokio::test]
+async fn d3_aws_backend_refuses_new_events_while_sqs_holds_max_depth() {
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    // A backlog the server's workers cannot drain: three messages held in flight by someone else.
+    let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
+    let backlog = (0..3)
+        .map(|i| OutgoingMessage {
+            body: format!("backlog {i}"),
+            attributes: Default::default(),
+        })
+        .collect();
+    queue.send_batch(backlog).await.unwrap();
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        held.extend(
+            queue
+                .receive(10, Duration::from_secs(1), Duration::from_secs(300))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(queue.depth().await.unwrap().in_flight, 3);
+    let app = Server::spawn_with(moto, &r, &data_dir, &[("SLUICE_QUEUE__MAX_DEPTH", "2")]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = app.post(&acme, r#"{"type":"a","data":1}"#, None).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let p: Value = refused.json().await.unwrap();
+    assert_eq!(p["code"], "queue_unavailable");
+    // Once the backlog is gone, the next depth poll (every 5 s on SQS) lets events in again.
+    for m in &held {
+        queue.delete(&m.receipt).await.unwrap();
+    }
+    let start = Instant::now();
+    loop {
+        let r = app.post(&acme, r#"{"type":"a","data":2}"#, None).await;
+        if r.status() == 202 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still refused after the backlog cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
