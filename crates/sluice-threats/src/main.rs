@@ -130,6 +130,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 today,
             };
             let tests_in_report = inputs.junit.as_ref().map(Results::len);
+            let review = &inputs.register.review;
+            if let Ok(date) = review.last_reviewed_date() {
+                println!(
+                    "last review {date} ({} days ago; due every {} days and on: {})",
+                    (inputs.today - date).whole_days(),
+                    review.max_age_days,
+                    review.triggers.join("; ")
+                );
+            }
             let report = check(&inputs);
             print!("{}", report.matrix());
             if let Some(n) = tests_in_report {
