@@ -53,10 +53,12 @@ lambda_path() { # the cargo-lambda build of scripts/build-lambdas.sh, else a hos
   elif [[ -x target/release/$1 ]]; then echo "target/release/$1"; fi
 }
 if [[ -z "$(lambda_path sluice-ingest)" && -d crates/sluice-lambda ]]; then
-  if [[ -x scripts/build-lambdas.sh ]] && command -v cargo-lambda >/dev/null; then
+  if [[ -f scripts/build-lambdas.sh ]]; then
     log "building the Lambda binaries (scripts/build-lambdas.sh)"; bash scripts/build-lambdas.sh || true
   fi
-  [[ -z "$(lambda_path sluice-ingest)" ]] && { log "building the Lambda binaries for the host (release)"; cargo build --release --locked -q -p sluice-lambda || true; }
+  if [[ -z "$(lambda_path sluice-ingest)" ]]; then
+    log "building the Lambda binaries for the host (release)"; cargo build --release --locked -q -p sluice-lambda || true
+  fi
 fi
 
 PIDS=()
@@ -89,7 +91,6 @@ rss = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] else None
 text = open(path).read()
 def ms(v, unit): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 lat = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
-reqs, secs = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", text).groups()[:2], None
 m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", text)
 secs = float(m.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(3)]
 total = int(m.group(1))
@@ -160,7 +161,7 @@ log "process step: embedded (speed) and moto (correctness)"
 scratch=$(mktemp -d)
 record "$($BENCH process --backend embedded --dir "$scratch" --events "$PROC_EVENTS")"
 rm -rf "$scratch"
-record "$($BENCH process --backend moto --events 200)"
+record "$($BENCH process --backend moto --events 200 || echo '{"bench":"process","backend":"moto","events":200,"seconds":null,"records_per_sec":null,"dead_lettered":null,"missing":null,"correct":false}')"
 
 # --- 4. cold starts -----------------------------------------------------------------------------------
 log "cold starts under the local Runtime API, Rust vs Python Powertools"
@@ -175,12 +176,12 @@ for bin in "${LAMBDA_BINS[@]}"; do
   path=$(lambda_path "$bin")
   if [[ -z "$path" ]]; then record "{\"bench\":\"cold_start\",\"name\":\"$bin\",\"missing\":true}"; continue; fi
   fn=${bin#sluice-}
-  r=$($BENCH cold-start --name "$bin" --event "$EV/$fn.json" --runs "$RUNS" "${ENV_ARGS[@]}" -- "$ROOT/$path")
+  r=$($BENCH cold-start --name "$bin" --event "$EV/$fn.json" --runs "$RUNS" "${ENV_ARGS[@]}" -- "$ROOT/$path") || { log "cold start of $bin failed"; continue; }
   record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['binary']='$path'; d['language']='rust'; d['function']='$fn'; print(json.dumps(d))")"
 done
 for fn in ingest process; do
   r=$($BENCH cold-start --name "python-$fn" --event "$EV/$fn.json" --runs "$RUNS" --cwd "$ROOT/bench/python" "${ENV_ARGS[@]}" \
-      -- "$ROOT/$PY" -m awslambdaric "$fn.lambda_handler")
+      -- "$ROOT/$PY" -m awslambdaric "$fn.lambda_handler") || { log "cold start of python-$fn failed"; continue; }
   record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['language']='python'; d['function']='$fn'; print(json.dumps(d))")"
 done
 
