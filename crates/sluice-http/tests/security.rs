@@ -160,6 +160,36 @@ async fn t1_oversized_body_gets_413_while_streaming() {
     assert_eq!(send(&app, post_events(&h.acme, ok)).await.status, StatusCode::ACCEPTED);
 }
 
+/// Sends requests built by `make(i)` until one is throttled and returns how many passed before it
+/// and that reply. The buckets refill in real time (governor's clock, not tokio's), so on a slow,
+/// loaded machine a token may come back during the run: the bound on successes allows exactly the
+/// refills that the elapsed time explains and no more, so a bucket that never empties still fails.
+async fn until_throttled(
+    app: &axum::Router,
+    rate_per_sec: u32,
+    burst: u32,
+    mut make: impl FnMut(usize) -> axum::http::Request<Body>,
+) -> (usize, Reply) {
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let r = send(app, make(i)).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            let refills = (started.elapsed().as_secs_f64() * f64::from(rate_per_sec)).ceil() as usize;
+            assert!(
+                i >= burst as usize,
+                "throttled after {i} requests, before the burst of {burst} was spent"
+            );
+            assert!(
+                i <= burst as usize + refills,
+                "{i} requests passed; the burst {burst} plus {refills} refills allow fewer"
+            );
+            return (i, r);
+        }
+        assert!(r.status.is_success(), "request {i}: {}", r.status);
+    }
+    panic!("never throttled");
+}
+
 #[tokio::test]
 async fn d1_burst_beyond_bucket_gets_429() {
     let h = Harness::new();
@@ -169,11 +199,7 @@ async fn d1_burst_beyond_bucket_gets_429() {
         ..HttpConfig::default()
     };
     let app = h.app_with(&config);
-    for _ in 0..3 {
-        assert_eq!(send(&app, get_as(&h.acme, "/v1/events")).await.status, StatusCode::OK);
-    }
-    let r = send(&app, get_as(&h.acme, "/v1/events")).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let (_, r) = until_throttled(&app, 1, 3, |_| get_as(&h.acme, "/v1/events")).await;
     assert_eq!(r.code(), "throttled");
     let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&secs), "{secs}");
@@ -190,18 +216,20 @@ async fn d1_ingest_and_query_share_one_bucket_in_the_app() {
         ..HttpConfig::default()
     };
     let app = h.app_with(&config);
-    assert_eq!(
-        send(&app, post_events(&h.acme, r#"{"type":"a","data":1}"#))
-            .await
-            .status,
-        StatusCode::ACCEPTED
-    );
-    assert_eq!(send(&app, get_as(&h.acme, "/v1/events")).await.status, StatusCode::OK);
-    let r = send(&app, post_events(&h.acme, r#"{"type":"a","data":1}"#)).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    // Clones of the router (one per connection) share the state too.
-    let r = send(&app.clone(), get_as(&h.acme, "/v1/events")).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Alternating POST and GET drains one bucket: separate buckets would allow twice the burst.
+    let (_, r) = until_throttled(&app, 1, 2, |i| {
+        if i % 2 == 0 {
+            post_events(&h.acme, r#"{"type":"a","data":1}"#)
+        } else {
+            get_as(&h.acme, "/v1/events")
+        }
+    })
+    .await;
+    assert_eq!(r.code(), "throttled");
+    // Clones of the router (one per connection) share the state too: the clone finds the bucket
+    // empty (only refills may pass), where a fresh bucket would pass its whole burst.
+    let clone = app.clone();
+    until_throttled(&clone, 1, 0, |_| get_as(&h.acme, "/v1/events")).await;
 }
 
 #[tokio::test]
@@ -213,10 +241,11 @@ async fn d1_global_bucket_throttles_across_keys() {
         ..HttpConfig::default()
     };
     let app = h.app_with(&config);
-    assert_eq!(send(&app, get_as(&h.acme, "/v1/events")).await.status, StatusCode::OK);
-    assert_eq!(send(&app, get_as(&h.evil, "/v1/events")).await.status, StatusCode::OK);
-    let r = send(&app, get_as(&h.evil, "/v1/events")).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Two keys, each far below its own limit, share the global bucket.
+    let (_, r) = until_throttled(&app, 1, 2, |i| {
+        get_as(if i % 2 == 0 { &h.acme } else { &h.evil }, "/v1/events")
+    })
+    .await;
     assert!(r.header("retry-after").is_some());
     // Health checks are not throttled.
     let r = send(&app, req("GET", "/healthz").body(Body::empty()).unwrap()).await;
