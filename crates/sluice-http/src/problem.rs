@@ -246,6 +246,11 @@ impl Problem {
         if self.code == Code::Unauthorized {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.code == Code::PayloadTooLarge {
+            // The rest of the body is never read, so the server drops the connection after this
+            // reply; saying so keeps a keep-alive client from sending its next request into it.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         res.extensions_mut().insert(Rendered);
         res
     }
@@ -277,6 +282,14 @@ mod tests {
         assert!(body["detail"].as_str().unwrap().len() <= MAX_DETAIL + 3);
         assert_eq!(body["request_id"], "r");
         assert_eq!(body["type"], "https://sluice.dev/problems/malformed_json");
+    }
+
+    #[test]
+    fn d1_a_refused_oversized_body_closes_the_connection_openly() {
+        let res = Problem::new(Code::PayloadTooLarge).render("r");
+        assert_eq!(res.headers().get(header::CONNECTION).unwrap(), "close");
+        let res = Problem::new(Code::MalformedJson).render("r");
+        assert!(res.headers().get(header::CONNECTION).is_none());
     }
 
     #[test]

@@ -84,19 +84,55 @@ impl Redactor {
         match serde_json::from_str::<Value>(trimmed) {
             Ok(mut v) => {
                 self.scrub(&mut v);
-                let mut out = serde_json::to_string(&v).unwrap_or_default();
+                let mut out = escape_separators(&serde_json::to_string(&v).unwrap_or_default());
                 out.push('\n');
                 out
             }
             Err(_) => {
-                let mut out = self.scrub_text(trimmed).unwrap_or_else(|| trimmed.to_owned());
+                let out = self.scrub_text(trimmed).unwrap_or_else(|| trimmed.to_owned());
                 // Plain-text lines must stay one line each: a newline inside a field is log injection.
-                out = out.replace(['\n', '\r'], "\\n");
+                let mut out = escape_controls(&out.replace(['\n', '\r'], "\\n"));
                 out.push('\n');
                 out
             }
         }
     }
+}
+
+/// Characters that some log viewers and JavaScript-based tools treat as line breaks or that
+/// terminals act on, although JSON allows them raw inside strings (R-3, log injection).
+fn is_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}' | '\u{7f}')
+}
+
+/// Escapes [`is_separator`] characters in rendered JSON. They can only occur inside strings (JSON
+/// syntax is ASCII), where `\uXXXX` means the same character, so the record's content is unchanged.
+fn escape_separators(json: &str) -> String {
+    if !json.chars().any(is_separator) {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 12);
+    for c in json.chars() {
+        if is_separator(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Escapes every control character and separator in a plain-text line.
+fn escape_controls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() || is_separator(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A [`MakeWriter`] that redacts each event before it reaches the inner writer.
@@ -228,6 +264,32 @@ mod tests {
         let sub = subscriber(settings, cap.clone()).unwrap();
         tracing::subscriber::with_default(sub, f);
         String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn r3_unicode_line_separators_and_controls_are_escaped() {
+        let hostile = "a\u{2028}b\u{2029}c\u{85}d\u{7f}e\nf\u{1b}[2Jg";
+        let out = capture(&LogSettings::default(), || {
+            tracing::info!(field = hostile, "got {}", hostile);
+        });
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(
+            !out.chars().any(|c| c != '\n' && (c.is_control() || is_separator(c))),
+            "{out:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["field"], hostile, "the escapes decode to the same text");
+
+        let plain = LogSettings {
+            format: LogFormat::Pretty,
+            ..LogSettings::default()
+        };
+        let out = capture(&plain, || tracing::info!("got {}", hostile));
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(
+            !out.chars().any(|c| c != '\n' && (c.is_control() || is_separator(c))),
+            "{out:?}"
+        );
     }
 
     #[test]
