@@ -64,8 +64,11 @@ step "sam validate --lint"
 "$SAM" validate --lint -t "$ALL_OPTIONS"
 
 step "checkov (cloudformation framework)"
+# The reports are kept for `sluice-threats check --checkov`, which proves the register's checkov evidence ran.
+REPORTS="${CARGO_TARGET_DIR:-target}/checkov"
+mkdir -p "$REPORTS"
 for t in "$TEMPLATE" "$ALL_OPTIONS"; do
-  out="$work/checkov-$(basename "$t").json"
+  out="$REPORTS/$(basename "$t" .yaml).json"
   # Exit status is judged below from the report, where failed and skipped checks are itemised.
   "$CHECKOV" -f "$t" --framework cloudformation --skip-download -o json >"$out" 2>"$work/checkov.err" || true
   python3 - "$t" "$out" <<'EOF'
