@@ -21,6 +21,16 @@
 //! [`Authenticator`]; a JWT (three base64url segments) is verified against the configured OIDC
 //! issuer when one is configured. Every refusal looks the same to the caller.
 //!
+//! # JWT (OIDC users, e.g. a Cognito user pool)
+//! Set `SLUICE_OIDC_ISSUER`, `SLUICE_OIDC_AUDIENCE` (the app client ids) and optionally
+//! `SLUICE_OIDC_TENANT_CLAIM` (default `custom:tenant`), `SLUICE_OIDC_ALGORITHMS` (default
+//! `RS256`) and `SLUICE_OIDC_LEEWAY_SECS`; see [`sluice_core::oidc`]. The issuer's JWKS is read at
+//! init from `SLUICE_OIDC_JWKS` (the JSON itself, a Cognito pool's is about 1 KB) or else
+//! `SLUICE_OIDC_JWKS_FILE` (a file bundled in the deployment package): no network call at init or
+//! per request, and it works offline in tests. When the issuer rotates its keys, update the value
+//! and redeploy (Cognito keeps old keys published for a while). Without `SLUICE_OIDC_ISSUER`, JWTs
+//! are refused like any unknown credential.
+//!
 //! API Gateway caches a result per identity source value for the authorizer's TTL: a revoked key
 //! keeps working until its cached result expires (plus this function's own 5 s record cache), so
 //! keep that TTL short (the SAM template uses 60 s).
@@ -38,6 +48,7 @@ use serde_json::{Value, json};
 use sluice_aws::{DynamoStore, DynamoTables};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::keys::{AuthError, Authenticator, Principal};
+use sluice_core::oidc::{self, JwtVerifier, OidcConfig};
 use sluice_core::ports::KeyStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,14 +68,29 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct AuthorizerConfig {
     /// The keys table.
     pub keys_table: String,
+    /// The OIDC issuer to accept JWTs from, with its JWKS (JSON).
+    pub oidc: Option<(OidcConfig, String)>,
 }
 
 impl AuthorizerConfig {
-    /// Reads `SLUICE_KEYS_TABLE`.
+    /// Reads `SLUICE_KEYS_TABLE` and the `SLUICE_OIDC_*` variables (see the module docs).
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
-        Ok(Self {
-            keys_table: env::required(env, KEYS_TABLE)?,
-        })
+        let keys_table = env::required(env, KEYS_TABLE)?;
+        let oidc = match OidcConfig::from_lookup(env).map_err(|e| InitError::Oidc(e.to_string()))? {
+            None => None,
+            Some(config) => {
+                let jwks = oidc::jwks_from_lookup(env)
+                    .map_err(|e| InitError::Oidc(e.to_string()))?
+                    .ok_or_else(|| {
+                        InitError::Oidc(
+                            "SLUICE_OIDC_ISSUER is set but neither SLUICE_OIDC_JWKS nor SLUICE_OIDC_JWKS_FILE is"
+                                .into(),
+                        )
+                    })?;
+                Some((config, jwks))
+            }
+        };
+        Ok(Self { keys_table, oidc })
     }
 }
 
@@ -104,6 +130,7 @@ impl From<AuthorizerError> for Diagnostic {
 /// The authorizer: verifies credentials, answers in the event's own format.
 pub struct Authorizer {
     keys: Authenticator,
+    jwt: Option<JwtVerifier>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -124,13 +151,26 @@ impl Authorizer {
                 keys: config.keys_table.clone(),
             },
         );
-        Ok(Self::new(Arc::new(store), Arc::new(SystemClock)))
+        let authorizer = Self::new(Arc::new(store), Arc::new(SystemClock));
+        Ok(match &config.oidc {
+            Some((oidc, jwks)) => {
+                authorizer.with_jwt(JwtVerifier::new(oidc.clone(), jwks).map_err(|e| InitError::Oidc(e.to_string()))?)
+            }
+            None => authorizer,
+        })
+    }
+
+    /// Also accepts JWTs that `verifier` accepts.
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     /// An authorizer over any key store and clock.
     pub fn new(keys: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             keys: Authenticator::new(keys, clock, RECORD_CACHE),
+            jwt: None,
         }
     }
 
@@ -196,7 +236,11 @@ impl Authorizer {
 
     /// Checks one credential.
     async fn verify(&self, credential: &str) -> Result<Principal, AuthorizerError> {
-        self.keys.authenticate(credential).await.map_err(|e| match e {
+        let result = match &self.jwt {
+            Some(jwt) if oidc::looks_like_jwt(credential) => jwt.verify(credential),
+            _ => self.keys.authenticate(credential).await,
+        };
+        result.map_err(|e| match e {
             AuthError::Invalid => AuthorizerError::Unauthorized,
             AuthError::Unavailable(m) => AuthorizerError::Unavailable(m),
         })

@@ -47,6 +47,31 @@ pub fn ring_entry(kid: &str, byte: u8) -> String {
     format!("{kid}:{}", base64::engine::general_purpose::STANDARD.encode([byte; 32]))
 }
 
+/// The issuer the test JWKS (`tests/fixtures/oidc/jwks.json`, kid `test-key-1` = `rsa1.pem`) stands for.
+pub const OIDC_ISSUER: &str = "https://issuer.test/pool";
+
+/// A file of `tests/fixtures/oidc/`.
+pub fn oidc_file(name: &str) -> String {
+    format!("{}/tests/fixtures/oidc/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A JWT signed with `alg` by the PEM key `pem` (a file of `tests/fixtures/oidc/`) under `kid`.
+pub fn jwt(alg: jsonwebtoken::Algorithm, kid: &str, pem: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    let key = std::fs::read(oidc_file(pem)).unwrap();
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap()).unwrap()
+}
+
+/// Claims of a valid ID token for tenant `tenant`, expiring in 10 minutes.
+pub fn claims(tenant: &str) -> Value {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    json!({
+        "iss": OIDC_ISSUER, "aud": "client-a", "sub": "0f5e2c9a-user", "exp": now + 600, "iat": now - 10,
+        "custom:tenant": tenant, "token_use": "id",
+    })
+}
+
 /// One deployment's resources on moto and the environment of each function.
 pub struct Deployment {
     pub moto: &'static Moto,
@@ -98,6 +123,7 @@ impl Deployment {
     /// Every variable any function reads, as a deployment would set them.
     pub fn env(&self) -> RecordingEnv {
         let r = &self.resources;
+        let jwks = oidc_file("jwks.json");
         RecordingEnv::new([
             ("SLUICE_QUEUE_URL", r.queue_url.as_str()),
             ("SLUICE_DLQ_URL", r.dlq_url.as_str()),
@@ -106,6 +132,9 @@ impl Deployment {
             ("SLUICE_KEYS_TABLE", r.keys_table.as_str()),
             ("SLUICE_SIGNING_KEY_PARAM", self.signing_param.as_str()),
             ("SLUICE_CURSOR_KEY_PARAM", self.cursor_param.as_str()),
+            ("SLUICE_OIDC_ISSUER", OIDC_ISSUER),
+            ("SLUICE_OIDC_AUDIENCE", "client-a, client-b"),
+            ("SLUICE_OIDC_JWKS_FILE", jwks.as_str()),
         ])
     }
 

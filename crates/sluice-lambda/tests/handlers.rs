@@ -1,0 +1,295 @@
+//! Handler tests: real API Gateway (REST and HTTP API) and SQS event JSON through each function's
+//! handler, including malformed events and a batch where some records fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::SqsEvent;
+use common::*;
+use serde_json::{Value, json};
+use sluice_aws::testing::CallRecorder;
+use sluice_core::clock::SystemClock;
+use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION, attr};
+use sluice_core::event::{EventType, StoredEvent};
+use sluice_core::ids::{EventId, RequestId};
+use sluice_core::ports::{
+    EventStore, ListQuery, OutgoingMessage, Page, PutOutcome, Queue, QueueDepth, QueueError, ReceiptHandle,
+    ReceivedMessage, StoreError,
+};
+use sluice_core::process::Processor;
+use sluice_core::tenant::Tenant;
+use sluice_core::validate::{Limits, Schemas, Validator};
+use sluice_lambda::ingest::{self, IngestConfig};
+use sluice_lambda::process::{ProcessFunction, received_message};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// An event store in memory that is unavailable for tenant `flaky`.
+#[derive(Default)]
+struct MemStore(Mutex<HashMap<(String, String), StoredEvent>>);
+
+#[async_trait]
+impl EventStore for MemStore {
+    async fn put_if_absent(&self, e: &StoredEvent) -> Result<PutOutcome, StoreError> {
+        if e.tenant.as_str() == "flaky" {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
+        let mut m = self.0.lock().unwrap();
+        let k = (e.tenant.to_string(), e.id.to_string());
+        if m.contains_key(&k) {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        m.insert(k, e.clone());
+        Ok(PutOutcome::Created)
+    }
+    async fn get(&self, t: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.0.lock().unwrap().get(&(t.to_string(), id.to_string())).cloned())
+    }
+    async fn list(&self, _: &Tenant, _: &ListQuery) -> Result<Page, StoreError> {
+        Ok(Page {
+            events: Vec::new(),
+            last: None,
+        })
+    }
+}
+
+/// A dead-letter queue in memory that can be made to fail.
+#[derive(Default)]
+struct MemDlq {
+    sent: Mutex<Vec<OutgoingMessage>>,
+    fail: bool,
+}
+
+#[async_trait]
+impl Queue for MemDlq {
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        if self.fail {
+            return Err(QueueError::Unavailable("DLQ down".into()));
+        }
+        let n = messages.len();
+        self.sent.lock().unwrap().extend(messages);
+        Ok((0..n).map(|i| format!("dlq-{i}")).collect())
+    }
+    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _: &ReceiptHandle) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn change_visibility(&self, _: &ReceiptHandle, _: Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        Ok(QueueDepth::default())
+    }
+}
+
+fn sealer() -> Arc<Sealer> {
+    Arc::new(Sealer::new(vec![SigningKey::new("k1", vec![1; 32]).unwrap()], 32).unwrap())
+}
+
+fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
+    let now = OffsetDateTime::now_utc();
+    sealer()
+        .seal(&Envelope {
+            v: VERSION,
+            id: EventId::new_at(now),
+            tenant: Tenant::parse(tenant).unwrap(),
+            event_type: EventType::parse("order.created").unwrap(),
+            data: json!({"amount": amount}),
+            occurred_at: now,
+            received_at: now,
+            request_id: RequestId::parse("r-1").unwrap(),
+            source_ip: Some("203.0.113.7".into()),
+        })
+        .unwrap()
+}
+
+/// An SQS event (from the fixture's record shape) holding these messages as records `m0`, `m1`, …
+fn sqs_event_of(messages: &[OutgoingMessage], receive_count: u32) -> SqsEvent {
+    let template: Value = fixture_json("sqs-event.json", &[("__BODY__", "")])["Records"][0].clone();
+    let records: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut r = template.clone();
+            r["messageId"] = json!(format!("m{i}"));
+            r["body"] = json!(m.body);
+            r["attributes"]["ApproximateReceiveCount"] = json!(receive_count.to_string());
+            r["messageAttributes"] = m
+                .attributes
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!({"stringValue": v, "stringListValues": [], "binaryListValues": [], "dataType": "String"}),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            r
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn function(store: Arc<MemStore>, dlq: Arc<MemDlq>) -> ProcessFunction {
+    let validator = Arc::new(Validator::new(Limits::default(), Schemas::none()));
+    ProcessFunction::new(Processor::new(store, sealer(), validator), dlq, Arc::new(SystemClock))
+}
+
+fn failures(r: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_reports_exactly_the_records_to_retry() {
+    let store = Arc::new(MemStore::default());
+    let dlq = Arc::new(MemDlq::default());
+    let f = function(store.clone(), dlq.clone());
+    let good = sealed("acme", 1);
+    let mut tampered = sealed("acme", 2);
+    tampered.body = tampered.body.replace("\"amount\":2", "\"amount\":2000");
+    let flaky = sealed("flaky", 3);
+    let mut unsigned = sealed("acme", 4);
+    unsigned.attributes.remove(attr::SIGNATURE);
+    let batch = [good.clone(), tampered, flaky, unsigned, good];
+    let response = f.handle(sqs_event_of(&batch, 1)).await.unwrap();
+    // m0 stored, m1 and m3 dead-lettered (permanent), m2 retried (store unavailable), m4 a
+    // duplicate of m0 (already stored: success).
+    assert_eq!(failures(&response), vec!["m2"]);
+    assert_eq!(store.0.lock().unwrap().len(), 1);
+    let dead = dlq.sent.lock().unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|m| m.attributes[attr::DLQ_REASON].as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "envelope rejected: the signature does not match the body",
+            "envelope rejected: the message carries no signature"
+        ]
+    );
+    assert!(dead.iter().all(|m| m.attributes[attr::SOURCE_IP] == "203.0.113.7"));
+    // The response has Lambda's shape.
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
+    );
+}
+
+#[tokio::test]
+async fn t2_a_poison_record_is_retried_when_the_dlq_is_down_never_dropped() {
+    let dlq = Arc::new(MemDlq {
+        fail: true,
+        ..MemDlq::default()
+    });
+    let f = function(Arc::new(MemStore::default()), dlq);
+    let mut tampered = sealed("acme", 2);
+    tampered.body = tampered.body.replace("acme", "evil");
+    let response = f.handle(sqs_event_of(&[sealed("acme", 1), tampered], 2)).await.unwrap();
+    assert_eq!(failures(&response), vec!["m1"]);
+}
+
+#[tokio::test]
+async fn malformed_sqs_events_fail_the_whole_batch_rather_than_lose_a_record() {
+    let f = function(Arc::new(MemStore::default()), Arc::new(MemDlq::default()));
+    let mut event = sqs_event_of(&[sealed("acme", 1), sealed("acme", 2)], 1);
+    event.records[1].message_id = None;
+    assert!(
+        f.handle(event).await.is_err(),
+        "a record without messageId cannot be reported alone"
+    );
+    // JSON that is not an SQS event never reaches the handler: the runtime's deserialization
+    // fails the invocation, and every record comes back.
+    assert!(serde_json::from_str::<SqsEvent>(r#"{"Records": "nope"}"#).is_err());
+    assert!(serde_json::from_str::<SqsEvent>(r#"{"Records": [{"messageId": 7}]}"#).is_err());
+    // An empty batch is fine.
+    let empty: SqsEvent = serde_json::from_str(r#"{"Records": []}"#).unwrap();
+    assert!(f.handle(empty).await.unwrap().batch_item_failures.is_empty());
+}
+
+#[test]
+fn sqs_records_become_the_cores_received_messages() {
+    let event: SqsEvent = serde_json::from_str(&fixture("sqs-event.json", &[("__BODY__", "hello")])).unwrap();
+    let mut record = event.records[0].clone();
+    record.attributes.insert("ApproximateReceiveCount".into(), "4".into());
+    let m = received_message(&record).unwrap();
+    assert_eq!(m.message_id, "059f36b4-87a3-44ab-83d2-661975830a7d");
+    assert_eq!(m.body, "hello");
+    assert_eq!(m.receive_count, 4);
+    assert_eq!(m.sent_at.unix_timestamp(), 1_545_082_649);
+    assert!(m.attributes.is_empty());
+}
+
+async fn ingest_router(d: &Deployment) -> axum::Router {
+    let env = d.env();
+    let config = IngestConfig::from_lookup(&|k| env.get(k)).unwrap();
+    ingest::router(ingest::init(&config, &d.clients(&CallRecorder::new())).await.unwrap())
+}
+
+#[tokio::test]
+async fn s1_ingest_refuses_requests_without_a_valid_authorizer_context() {
+    let d = Deployment::new().await;
+    let router = ingest_router(&d).await;
+    let body = r#"{"type":"order.created","data":{}}"#;
+    // No authorizer context at all (the function invoked around API Gateway's authorizer).
+    let mut event = fixture_json(
+        "ingest-rest-post.json",
+        &[("__TENANT__", "acme"), ("__KEY_ID__", "k"), ("__BODY__", body)],
+    );
+    event["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    let res = call_http(router.clone(), &event.to_string()).await;
+    assert_eq!(res["statusCode"], 401, "{res}");
+    assert_eq!(body_json(&res)["code"], "unauthorized");
+    // A tenant that is not a valid tenant name.
+    for (tenant, key_id) in [("acme#evil", "k"), ("acme", "")] {
+        let event = fixture(
+            "ingest-http-v2-post.json",
+            &[("__TENANT__", tenant), ("__KEY_ID__", key_id), ("__BODY__", body)],
+        );
+        let res = call_http(router.clone(), &event).await;
+        assert_eq!(res["statusCode"], 401, "{tenant:?} {key_id:?}: {res}");
+    }
+    assert!(
+        d.receive(&d.resources.queue_url, 1).await.is_empty(),
+        "nothing was queued"
+    );
+}
+
+#[tokio::test]
+async fn ingest_answers_bad_bodies_with_problem_json_over_both_apis() {
+    let d = Deployment::new().await;
+    let router = ingest_router(&d).await;
+    for fixture_name in ["ingest-rest-post.json", "ingest-http-v2-post.json"] {
+        for (body, status, code) in [
+            ("{not json", 400, "malformed_json"),
+            (r#"{"type":"order.created"}"#, 422, "validation_failed"),
+        ] {
+            let event = fixture(
+                fixture_name,
+                &[("__TENANT__", "acme"), ("__KEY_ID__", "k"), ("__BODY__", body)],
+            );
+            let res = call_http(router.clone(), &event).await;
+            assert_eq!(res["statusCode"], status, "{fixture_name} {body}: {res}");
+            assert_eq!(body_json(&res)["code"], code);
+        }
+    }
+    // A body API Gateway delivered base64-encoded (binary media types) is decoded first.
+    let mut event = fixture_json(
+        "ingest-rest-post.json",
+        &[("__TENANT__", "acme"), ("__KEY_ID__", "k"), ("__BODY__", "")],
+    );
+    use base64::Engine as _;
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(r#"{"type":"a.b","data":{"x":1}}"#));
+    event["isBase64Encoded"] = json!(true);
+    let res = call_http(router.clone(), &event.to_string()).await;
+    assert_eq!(res["statusCode"], 202, "{res}");
+    // An event API Gateway would never send is refused by lambda_http before any handler.
+    assert!(serde_json::from_str::<lambda_http::request::LambdaRequest>(r#"{"hello": "world"}"#).is_err());
+}
