@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Every check and test Sluice has, in the order a failure is cheapest to find.
-# This is the README's test command; .ci/run installs the tools and then runs exactly this.
+# This is the README's test command; .ci/run installs the base tools and then runs exactly this.
+# The steps that need more (cargo-lambda, cfn-lint, sam, checkov, cfn-guard, schemathesis,
+# cargo-deny, cargo-audit) install their pinned versions themselves, idempotently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-target}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -12,5 +15,22 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (unit, property, conformance, API, crash)"
-cargo nextest run --workspace --locked --no-fail-fast
+step "tests (unit, property, conformance on SQLite and moto, API, Lambda handlers, fault, crash)"
+cargo nextest run --profile ci --workspace --locked --no-fail-fast
+
+step "Lambda functions: cargo lambda build --release --x86-64"
+bash scripts/build-lambdas.sh
+
+step "infra: cfn-lint, sam validate, checkov, cfn-guard, template vs code"
+bash scripts/check-infra.sh
+
+step "bad-input fuzzing of the running API (schemathesis)"
+bash scripts/fuzz-api.sh
+
+step "supply chain (E-3): cargo deny, cargo audit (offline advisory database)"
+bash scripts/check-supply-chain.sh
+
+step "threat model: every threat's evidence ran and passed in this run"
+cargo run -q --locked -p sluice-threats -- check \
+  --junit "$TARGET/nextest/ci/junit.xml" \
+  --checkov "$TARGET/checkov/template.json" --checkov "$TARGET/checkov/template-all-options.json"
