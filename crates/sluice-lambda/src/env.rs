@@ -4,7 +4,6 @@
 
 use crate::InitError;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Where configuration comes from: a variable name in, its value (if set) out.
@@ -24,11 +23,13 @@ pub(crate) fn required(env: Lookup<'_>, name: &'static str) -> Result<String, In
 }
 
 /// An optional variable; blank counts as unset.
+#[cfg(any(feature = "ingest", feature = "process"))]
 pub(crate) fn optional(env: Lookup<'_>, name: &'static str) -> Option<String> {
     env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// An optional boolean: `true`/`1`/`yes` or `false`/`0`/`no` (any case); unset is `default`.
+#[cfg(any(feature = "ingest", feature = "process"))]
 pub(crate) fn flag(env: Lookup<'_>, name: &'static str, default: bool) -> Result<bool, InitError> {
     match optional(env, name).map(|v| v.to_ascii_lowercase()).as_deref() {
         None => Ok(default),
@@ -42,8 +43,9 @@ pub(crate) fn flag(env: Lookup<'_>, name: &'static str, default: bool) -> Result
 }
 
 /// An optional directory path.
-pub(crate) fn path(env: Lookup<'_>, name: &'static str) -> Option<PathBuf> {
-    optional(env, name).map(PathBuf::from)
+#[cfg(any(feature = "ingest", feature = "process"))]
+pub(crate) fn path(env: Lookup<'_>, name: &'static str) -> Option<std::path::PathBuf> {
+    optional(env, name).map(std::path::PathBuf::from)
 }
 
 /// A fixed set of variables that remembers every name looked up in it (for tests and for the
