@@ -33,7 +33,7 @@
 //!
 //! API Gateway caches a result per identity source value for the authorizer's TTL: a revoked key
 //! keeps working until its cached result expires (plus this function's own 5 s record cache), so
-//! keep that TTL short (the SAM template uses 60 s).
+//! keep that TTL short (60 s or less).
 
 use crate::Clients;
 use crate::InitError;

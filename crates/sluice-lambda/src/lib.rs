@@ -14,7 +14,7 @@
 //! - [`ingest`], [`query`]: `sluice_http`'s routers under `lambda_http`, behind [`context`], which
 //!   turns the API Gateway request context into the principal and the client address.
 //! - [`process`]: the SQS consumer with partial batch responses.
-//! - [`clients`]: SDK clients, built once at init. [`env`]: configuration from the environment.
+//! - [`clients`]: SDK clients, built once at init. [`env`](mod@env): configuration from the environment.
 //! - `src/bin/*.rs`: one `main` per function: read the environment, build the clients, init, run.
 //!
 //! Each function is a cargo feature (all on by default) and its binary `required-features` it, so
