@@ -1,5 +1,7 @@
 //! Security properties of the HTTP surface, named after the threat they cover.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use axum::body::Body;
