@@ -58,6 +58,9 @@ enum Command {
     Dlq(DlqCommand),
     /// Print the queue and dead-letter queue depths as JSON.
     Status,
+    /// Monthly AWS cost per million events of the deployed shape, and the worst case an attacker
+    /// can force per hour under the throttles and reserved concurrency (D-2).
+    Cost(crate::cost::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd)),
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd)),
         Command::Status => runtime()?.block_on(status_command(&config)),
+        Command::Cost(args) => crate::cost::run(args),
     }
 }
 

@@ -691,11 +691,15 @@ mod tests {
 
     #[test]
     fn nonsense_parameters_are_refused() {
-        let mut a = Args::default();
-        a.authorizer_cache_hit = 1.5;
+        let a = Args {
+            authorizer_cache_hit: 1.5,
+            ..Args::default()
+        };
         assert!(run(a).is_err());
-        let mut a = Args::default();
-        a.events_per_request = 0.0;
+        let a = Args {
+            events_per_request: 0.0,
+            ..Args::default()
+        };
         assert!(run(a).is_err());
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and what each subcommand does.
+//! - [`cost`]: `sluice cost`, the AWS bill per million events and the worst hour an attacker can
+//!   force (D-2).
 //! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags), including
 //!   the backend and `[auth.oidc]`.
 //! - [`serve`]: `sluice serve`, the gateway and the worker pool over the ports: the embedded
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod secrets;
 pub mod serve;
 pub mod telemetry;
