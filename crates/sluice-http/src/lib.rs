@@ -44,6 +44,7 @@ use sluice_core::ingest::IngestService;
 use sluice_core::query::QueryService;
 use std::sync::Arc;
 use throttle::Throttle;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
@@ -67,11 +68,15 @@ pub struct HttpConfig {
     pub auth_failures_per_minute: u32,
     /// Bucket size of failed attempts per client address (0: equal to the rate).
     pub auth_failure_burst: u32,
+    /// Requests handled at once (0: no limit). Beyond it a request waits, unread, for a free
+    /// slot: memory stays bounded by this many bodies however many connections are open (D-2).
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
     /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
-    /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50.
+    /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50;
+    /// 64 requests in flight.
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
@@ -81,6 +86,7 @@ impl Default for HttpConfig {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
+            max_in_flight: 64,
         }
     }
 }
@@ -132,9 +138,16 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
 }
 
 /// The layers every router gets, with the 404 fallback.
-fn finish(router: Router) -> Router {
+fn finish(router: Router, config: &HttpConfig) -> Router {
+    let router = router.fallback(not_found);
+    // Innermost of the shared layers, so a waiting request holds no body, parsed value or
+    // envelope; one semaphore for every route (GlobalConcurrencyLimitLayer shares it across clones).
+    let router = if config.max_in_flight > 0 {
+        router.layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight))
+    } else {
+        router
+    };
     router
-        .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(access_log::access_log))
         .layer(middleware::from_fn(request_id::finalize))
@@ -144,13 +157,13 @@ fn finish(router: Router) -> Router {
 /// The ingest function's router: `POST /v1/events`.
 pub fn ingest_router(ingest: Arc<IngestService>, auth: Auth, config: &HttpConfig) -> Router {
     let guard = guard(auth, config);
-    finish(ingest_routes(ingest, &guard, config))
+    finish(ingest_routes(ingest, &guard, config), config)
 }
 
 /// The query function's router: `GET /v1/events/{id}` and `GET /v1/events`.
 pub fn query_router(query: Arc<QueryService>, auth: Auth, config: &HttpConfig) -> Router {
     let guard = guard(auth, config);
-    finish(query_routes(query, &guard))
+    finish(query_routes(query, &guard), config)
 }
 
 /// The whole API as `sluice serve` mounts it: ingest and query routes sharing one authenticator
@@ -161,5 +174,5 @@ pub fn app(ingest: Arc<IngestService>, query: Arc<QueryService>, auth: Auth, con
         .merge(query_routes(query, &guard))
         .route(openapi::HEALTHZ, get(openapi::healthz))
         .route(openapi::OPENAPI, get(openapi::serve_openapi));
-    finish(routes)
+    finish(routes, config)
 }

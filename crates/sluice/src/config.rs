@@ -86,6 +86,9 @@ pub struct Throttle {
     pub auth_failures_per_minute: u32,
     /// Burst of failed authentications per client address.
     pub auth_failure_burst: u32,
+    /// Requests handled at once; more wait unread for a slot, so memory stays bounded however
+    /// many connections are open (D-2). 0: no limit.
+    pub max_in_flight: usize,
 }
 
 impl Default for Throttle {
@@ -97,6 +100,7 @@ impl Default for Throttle {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
+            max_in_flight: 64,
         }
     }
 }

@@ -235,6 +235,7 @@ pub async fn run(
         global_burst: config.throttle.global_burst,
         auth_failures_per_minute: config.throttle.auth_failures_per_minute,
         auth_failure_burst: config.throttle.auth_failure_burst,
+        max_in_flight: config.throttle.max_in_flight,
     };
     let app = sluice_http::app(
         ingest,

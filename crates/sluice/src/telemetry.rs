@@ -20,6 +20,8 @@ pub const MASK: &str = "[REDACTED]";
 pub struct Redactor {
     names: Vec<String>,
     inline: Option<Regex>,
+    /// Any configured name anywhere in a line: most lines have none and skip the JSON round trip.
+    any_name: Option<Regex>,
 }
 
 impl Redactor {
@@ -30,6 +32,12 @@ impl Redactor {
             .map(|n| n.to_ascii_lowercase())
             .filter(|n| !n.is_empty())
             .collect();
+        let any_name = if names.is_empty() {
+            None
+        } else {
+            let alt = names.iter().map(|n| regex::escape(n)).collect::<Vec<_>>().join("|");
+            Regex::new(&format!("(?i){alt}")).ok()
+        };
         let inline = if names.is_empty() {
             None
         } else {
@@ -40,7 +48,11 @@ impl Redactor {
             ))
             .ok()
         };
-        Self { names, inline }
+        Self {
+            names,
+            inline,
+            any_name,
+        }
     }
 
     fn is_sensitive(&self, key: &str) -> bool {
@@ -81,6 +93,16 @@ impl Redactor {
     /// Redacts one rendered line (JSON or plain text).
     pub fn redact_line(&self, line: &str) -> String {
         let trimmed = line.trim_end_matches('\n');
+        // A JSON record (the formatter escapes every control character) that mentions no configured
+        // name anywhere has nothing to mask: keep it as rendered. Keys and values are written
+        // literally by the formatter, so a name cannot hide behind a `\u` escape. A failed name
+        // regex means "may contain a name" and takes the full path.
+        let plain_json = trimmed.starts_with('{') && trimmed.ends_with('}') && !trimmed.bytes().any(|b| b < 0x20);
+        if plain_json && self.any_name.as_ref().is_some_and(|re| !re.is_match(trimmed)) {
+            let mut out = escape_separators(trimmed);
+            out.push('\n');
+            return out;
+        }
         match serde_json::from_str::<Value>(trimmed) {
             Ok(mut v) => {
                 self.scrub(&mut v);
@@ -264,6 +286,19 @@ mod tests {
         let sub = subscriber(settings, cap.clone()).unwrap();
         tracing::subscriber::with_default(sub, f);
         String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn i1_lines_without_a_configured_name_skip_the_round_trip_but_not_the_escapes() {
+        let r = Redactor::new(&["token".to_owned()]);
+        let clean = r#"{"msg":"ok","path":"/v1/events","note":"a\u2028b"}"#.replace("\\u2028", "\u{2028}");
+        let out = r.redact_line(&clean);
+        assert!(out.ends_with('\n') && !out.contains('\u{2028}'), "{out:?}");
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["note"], "a\u{2028}b");
+        // A name anywhere, even only inside a value, takes the masking path.
+        let out = r.redact_line(r#"{"msg":"call with token=abc123","TOKEN":"x"}"#);
+        assert!(!out.contains("abc123") && !out.contains(r#""x""#), "{out}");
     }
 
     #[test]
