@@ -100,7 +100,7 @@ impl Default for Throttle {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
-            max_in_flight: 64,
+            max_in_flight: 32,
         }
     }
 }
