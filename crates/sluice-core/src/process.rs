@@ -246,7 +246,9 @@ async fn settle_one(
     }
 }
 
-fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
+/// The per-record log line: request id, tenant, event id, outcome and latency, never the body.
+/// Shared by every host of the process step so their logs read the same.
+pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
     let a = |k: &str| msg.attributes.get(k).map(String::as_str).unwrap_or("");
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {

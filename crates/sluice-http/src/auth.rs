@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sluice_core::keys::{AuthError, Authenticator, Principal};
+use sluice_core::keys::{AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -142,29 +142,19 @@ enum Denied {
     Unavailable(Problem),
 }
 
+/// Every value of a header, as text where it is text.
+fn header_values<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<Option<&'a str>> {
+    headers.get_all(name).iter().map(|v| v.to_str().ok()).collect()
+}
+
 /// The one credential a request presents, if it presents exactly one usable one.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let name = if headers.contains_key(header::AUTHORIZATION) {
-        header::AUTHORIZATION
-    } else {
-        X_API_KEY
-    };
-    let mut values = headers.get_all(&name).iter();
-    let value = values.next()?.to_str().ok()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let key = if name == header::AUTHORIZATION {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        token.trim()
-    } else {
-        value.trim()
-    };
     // JWTs are longer than API keys; each path applies its own, smaller limit after this one.
-    (!key.is_empty() && key.len() <= oidc::MAX_TOKEN_LEN).then_some(key)
+    presented_credential(
+        &header_values(headers, &header::AUTHORIZATION),
+        &header_values(headers, &X_API_KEY),
+        oidc::MAX_TOKEN_LEN,
+    )
 }
 
 impl Guard {

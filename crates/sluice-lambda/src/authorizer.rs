@@ -47,7 +47,7 @@ use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 use sluice_aws::{DynamoStore, DynamoTables};
 use sluice_core::clock::{Clock, SystemClock};
-use sluice_core::keys::{AuthError, Authenticator, Principal};
+use sluice_core::keys::{AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier, OidcConfig};
 use sluice_core::ports::KeyStore;
 use std::sync::Arc;
@@ -260,28 +260,11 @@ fn ambiguous(multi: &HeaderMap) -> bool {
         .any(|h| multi.get_all(h).iter().count() > 1)
 }
 
-/// The one credential presented: `Authorization: Bearer <c>`, else `x-api-key: <c>`.
+/// The one credential presented (see [`presented_credential`]).
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    let name = if headers.contains_key(header::AUTHORIZATION) {
-        header::AUTHORIZATION
-    } else {
-        X_API_KEY
-    };
-    let mut values = headers.get_all(&name).iter();
-    let value = values.next()?.to_str().ok()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let credential = if name == header::AUTHORIZATION {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        token.trim()
-    } else {
-        value.trim()
-    };
-    (!credential.is_empty() && credential.len() <= MAX_CREDENTIAL_LEN).then_some(credential)
+    let values =
+        |name: &HeaderName| -> Vec<Option<&str>> { headers.get_all(name).iter().map(|v| v.to_str().ok()).collect() };
+    presented_credential(&values(&header::AUTHORIZATION), &values(&X_API_KEY), MAX_CREDENTIAL_LEN)
 }
 
 /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*` from a method ARN

@@ -25,9 +25,8 @@ use lambda_runtime::Diagnostic;
 use sluice_aws::secrets::SecretParameters;
 use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
-use sluice_core::envelope::attr;
 use sluice_core::ports::{EventStore, MessageAttributes, Queue, ReceiptHandle, ReceivedMessage};
-use sluice_core::process::{Outcome, Processor, dead_letter};
+use sluice_core::process::{Outcome, Processor, dead_letter, log_outcome};
 use std::sync::Arc;
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -161,8 +160,6 @@ impl ProcessFunction {
         now: OffsetDateTime,
         started: Instant,
     ) -> Option<String> {
-        let a = |k: &str| msg.attributes.get(k).map(String::as_str).unwrap_or("");
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let retry = match &outcome {
             Outcome::Stored | Outcome::Duplicate => false,
             Outcome::Retry(_) => true,
@@ -174,18 +171,7 @@ impl ProcessFunction {
                 }
             },
         };
-        match &outcome {
-            Outcome::Stored | Outcome::Duplicate => tracing::info!(
-                request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
-                message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), latency_ms,
-                "record processed"
-            ),
-            Outcome::Retry(reason) | Outcome::Permanent(reason) => tracing::warn!(
-                request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
-                message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), reason = %reason, latency_ms,
-                "record failed"
-            ),
-        }
+        log_outcome(msg, &outcome, started);
         retry.then(|| msg.message_id.clone())
     }
 }
