@@ -12,10 +12,8 @@ use sluice_aws::testing::{Moto, REGION};
 use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
 use sluice_core::ports::{EventStore, KeyStore, ListQuery, OutgoingMessage, Queue};
 use sluice_core::tenant::Tenant;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,39 +87,20 @@ impl Server {
         cmd.args(["serve", "--backend", "aws", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("SLUICE_LOG__LEVEL", "info")
-            .env("SLUICE_WORKER__WORKERS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("SLUICE_WORKER__WORKERS", "2");
         aws_env(&mut cmd, moto, r);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn sluice serve");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let (logs, tx) = (logs.clone(), tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("sluice listening")
-                        && let Ok(v) = serde_json::from_str::<Value>(&line)
-                        && let Some(addr) = v["addr"].as_str()
-                    {
-                        let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), v["backend"].clone()));
-                    }
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let Ok((addr, backend)) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            panic!("sluice serve --backend aws did not start: {:?}", logs.lock().unwrap());
-        };
-        assert_eq!(backend, "aws");
+        let (child, addr, logs) = common::spawn_serve(cmd);
+        let listening = logs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("sluice listening"))
+            .cloned();
+        let listening: Value = serde_json::from_str(&listening.unwrap()).unwrap();
+        assert_eq!(listening["backend"], "aws");
         Self {
             child,
             base: format!("http://{addr}"),

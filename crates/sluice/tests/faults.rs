@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{BIN, TestApp, create_key, sluice};
+use common::{TestApp, create_key, sluice};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -205,39 +205,7 @@ impl Drop for SmallDisk {
 
 /// `sluice serve` on a data directory of our choosing (the tmpfs); returns it and its address.
 fn serve(data_dir: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("SLUICE_LOG__LEVEL", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let logs = logs.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if line.contains("sluice listening")
-                    && let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && let Some(a) = v["addr"].as_str().or(v["fields"]["addr"].as_str())
-                {
-                    let _ = tx.send(a.parse::<SocketAddr>().unwrap());
-                }
-                logs.lock().unwrap().push(line);
-            }
-        });
-    }
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("sluice serve did not start: {:?}", logs.lock().unwrap()));
-    (child, addr, logs)
+    common::start(data_dir, &[])
 }
 
 fn stop(child: &mut Child) {

@@ -195,17 +195,21 @@ impl Drop for TestApp {
     }
 }
 
-fn start(data_dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+pub fn start(data_dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("SLUICE_LOG__LEVEL", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("SLUICE_LOG__LEVEL", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
+    spawn_serve(cmd)
+}
+
+/// Spawns a prepared `sluice serve` command, collects every log line it prints, and waits for
+/// the address of its "sluice listening" line (which is in the logs by then).
+pub fn spawn_serve(mut cmd: Command) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn sluice serve");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -217,17 +221,22 @@ fn start(data_dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<M
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if line.contains("sluice listening")
+                let addr = if line.contains("sluice listening")
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && let Some(addr) = v["addr"].as_str()
                 {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                }
+                    Some(addr.parse::<SocketAddr>().unwrap())
+                } else {
+                    None
+                };
                 logs.lock().unwrap().push(line);
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
             }
         });
     }
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(a) => a,
         Err(_) => {
             let _ = child.kill();
