@@ -7,6 +7,10 @@ use sluice_bench::{bare, coldstart, cpu, disk, e2e, process};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The same allocator as the `sluice` binary, so the ceilings run on the server's own runtime.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "sluice-bench", about = "Sluice benchmark references and measurements")]
 struct Cli {
