@@ -44,6 +44,7 @@ use sluice_core::ingest::IngestService;
 use sluice_core::query::QueryService;
 use std::sync::Arc;
 use throttle::Throttle;
+use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -139,19 +140,17 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
 
 /// The layers every router gets, with the 404 fallback.
 fn finish(router: Router, config: &HttpConfig) -> Router {
-    let router = router.fallback(not_found);
-    // Innermost of the shared layers, so a waiting request holds no body, parsed value or
-    // envelope; one semaphore for every route (GlobalConcurrencyLimitLayer shares it across clones).
-    let router = if config.max_in_flight > 0 {
-        router.layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight))
-    } else {
-        router
-    };
-    router
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(access_log::access_log))
-        .layer(middleware::from_fn(request_id::finalize))
+    // One `layer` call with the whole stack: each `Router::layer` boxes every route once more,
+    // and a request then clones each box on its way in (an allocation per layer per request).
+    let shared = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, X_API_KEY]))
+        .layer(middleware::from_fn(request_id::finalize))
+        .layer(middleware::from_fn(access_log::access_log))
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Innermost, so a waiting request holds no body, parsed value or envelope; one semaphore
+        // for every route (GlobalConcurrencyLimitLayer shares it across clones).
+        .option_layer((config.max_in_flight > 0).then(|| GlobalConcurrencyLimitLayer::new(config.max_in_flight)));
+    router.fallback(not_found).layer(shared)
 }
 
 /// The ingest function's router: `POST /v1/events`.
