@@ -75,7 +75,9 @@ pub struct Envelope {
 #[derive(Clone)]
 pub struct SigningKey {
     kid: String,
-    secret: Vec<u8>,
+    /// The HMAC state after absorbing the key: cloning it saves hashing the padded key again for
+    /// every message.
+    keyed: Hmac<Sha256>,
 }
 
 impl SigningKey {
@@ -84,17 +86,18 @@ impl SigningKey {
         if secret.len() < 32 {
             return Err(EnvelopeError::WeakKey);
         }
+        // HMAC takes keys of any length; the error arm exists only because the API is generic.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret).map_err(|_| EnvelopeError::WeakKey)?;
         Ok(Self {
             kid: kid.to_owned(),
-            secret,
+            keyed,
         })
     }
 
-    fn mac(&self, body: &[u8]) -> Result<Hmac<Sha256>, EnvelopeError> {
-        // HMAC takes keys of any length; the error arm exists only because the API is generic.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).map_err(|_| EnvelopeError::WeakKey)?;
+    fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
         mac.update(body);
-        Ok(mac)
+        mac
     }
 }
 
@@ -145,7 +148,7 @@ impl Sealer {
     pub fn seal(&self, env: &Envelope) -> Result<OutgoingMessage, EnvelopeError> {
         let body = serde_json::to_string(env).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         let key = self.keys.first().ok_or(EnvelopeError::UnknownKey)?;
-        let sig = hex::encode(key.mac(body.as_bytes())?.finalize().into_bytes());
+        let sig = hex::encode(key.mac(body.as_bytes()).finalize().into_bytes());
         let received_at = env
             .received_at
             .format(&time::format_description::well_known::Rfc3339)
@@ -182,7 +185,7 @@ impl Sealer {
             .find(|k| &k.kid == kid)
             .ok_or(EnvelopeError::UnknownKey)?;
         let sig = hex::decode(sig).map_err(|_| EnvelopeError::BadSignature)?;
-        key.mac(body.as_bytes())?
+        key.mac(body.as_bytes())
             .verify_slice(&sig)
             .map_err(|_| EnvelopeError::BadSignature)?;
         // Even a correctly signed body is parsed strictly: the signing key could leak.

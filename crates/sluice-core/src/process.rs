@@ -9,7 +9,7 @@
 
 use crate::envelope::{Envelope, EnvelopeError, Sealer, attr};
 use crate::event::StoredEvent;
-use crate::ports::{EventStore, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, StoreError};
+use crate::ports::{EventStore, OutgoingMessage, PutOutcome, Queue, ReceiptHandle, ReceivedMessage, StoreError};
 use crate::validate::Validator;
 use futures::FutureExt as _;
 use std::panic::AssertUnwindSafe;
@@ -183,8 +183,8 @@ pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
 /// Settles a processed batch against the queues: deletes successes, dead-letters permanent
 /// failures, and delays retries with backoff. Returns the messages left for redelivery.
 ///
-/// The records are settled concurrently: a durable queue commits concurrent calls together, so a
-/// batch costs one commit instead of one per record.
+/// Dead-lettering and backoffs run concurrently (a durable queue commits concurrent calls
+/// together), then every finished record is deleted in one batch: one request, one commit.
 pub async fn settle(
     queue: &dyn Queue,
     dlq: &dyn Queue,
@@ -196,19 +196,43 @@ pub async fn settle(
     let pending: Vec<_> = batch
         .iter()
         .zip(outcomes)
-        .map(|(msg, outcome)| settle_one(queue, dlq, msg, outcome, max_backoff, now))
+        .map(|(msg, outcome)| finish_one(queue, dlq, msg, outcome, max_backoff, now))
         .collect();
-    let settled = futures::future::join_all(pending).await;
+    let finished = futures::future::join_all(pending).await;
+    let done: Vec<&ReceivedMessage> = batch
+        .iter()
+        .zip(&finished)
+        .filter(|(_, d)| **d)
+        .map(|(m, _)| m)
+        .collect();
+    let mut deleted = std::collections::HashSet::new();
+    for chunk in done.chunks(DELETE_BATCH) {
+        let receipts: Vec<ReceiptHandle> = chunk.iter().map(|m| m.receipt.clone()).collect();
+        for (msg, result) in chunk.iter().zip(queue.delete_batch(&receipts).await) {
+            match result {
+                Ok(()) => {
+                    deleted.insert(msg.message_id.as_str());
+                }
+                // The record will be redelivered; the conditional put makes that harmless.
+                Err(e) => tracing::warn!(
+                    message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered"
+                ),
+            }
+        }
+    }
     batch
         .iter()
-        .zip(settled)
-        .filter(|(_, done)| !done)
-        .map(|(msg, _)| msg.message_id.clone())
+        .filter(|m| !deleted.contains(m.message_id.as_str()))
+        .map(|m| m.message_id.clone())
         .collect()
 }
 
-/// Settles one record; true when it is finished with (stored, duplicate or dead-lettered and deleted).
-async fn settle_one(
+/// SQS's limit on one `DeleteMessageBatch`.
+const DELETE_BATCH: usize = 10;
+
+/// Everything but the delete for one record; true when it may be deleted (stored, duplicate, or
+/// dead-lettered).
+async fn finish_one(
     queue: &dyn Queue,
     dlq: &dyn Queue,
     msg: &ReceivedMessage,
@@ -216,7 +240,7 @@ async fn settle_one(
     max_backoff: Duration,
     now: OffsetDateTime,
 ) -> bool {
-    let done = match outcome {
+    match outcome {
         Outcome::Stored | Outcome::Duplicate => true,
         Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
             Ok(_) => true,
@@ -230,17 +254,6 @@ async fn settle_one(
             if let Err(e) = queue.change_visibility(&msg.receipt, delay).await {
                 tracing::debug!(message_id = %msg.message_id, error = %e, "could not set retry backoff");
             }
-            false
-        }
-    };
-    if !done {
-        return false;
-    }
-    match queue.delete(&msg.receipt).await {
-        Ok(()) => true,
-        Err(e) => {
-            // The record will be redelivered; the conditional put makes that harmless.
-            tracing::warn!(message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered");
             false
         }
     }

@@ -397,6 +397,20 @@ fn receive_tx(
     Ok(Ok(out))
 }
 
+/// Deletes the message a receipt names, inside the writer's transaction.
+fn delete_tx(c: &Connection, queue: &str, receipt: &ReceiptHandle) -> rusqlite::Result<Result<(), QueueError>> {
+    Ok(match check_receipt(c, queue, receipt)? {
+        Ok(Some(seq)) => {
+            c.prepare_cached("DELETE FROM messages WHERE seq = ?1")?
+                .execute(params![seq])?;
+            Ok(())
+        }
+        // Already deleted: SQS answers success, so retried deletes are harmless.
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    })
+}
+
 /// Finds the message a receipt names in `queue`: `Ok(None)` if it is gone from the queue,
 /// `Err(InvalidReceipt)` if the receipt is not its latest one.
 fn check_receipt(
@@ -583,20 +597,38 @@ impl Queue for EmbeddedQueue {
         let receipt = receipt.clone();
         self.db
             .writer
-            .run(move |c| {
-                Ok(match check_receipt(c, &name, &receipt)? {
-                    Ok(Some(seq)) => {
-                        c.prepare_cached("DELETE FROM messages WHERE seq = ?1")?
-                            .execute(params![seq])?;
-                        Ok(())
-                    }
-                    // Already deleted: SQS answers success, so retried deletes are harmless.
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                })
-            })
+            .run(move |c| delete_tx(c, &name, &receipt))
             .await
             .map_err(unavailable)?
+    }
+
+    async fn delete_batch(&self, receipts: &[ReceiptHandle]) -> Vec<Result<(), QueueError>> {
+        if receipts.len() > MAX_BATCH {
+            let e = QueueError::Invalid(format!("delete at most {MAX_BATCH} messages at once"));
+            return receipts.iter().map(|_| Err(e.clone())).collect();
+        }
+        let name = self.name.clone();
+        let owned = receipts.to_vec();
+        let n = receipts.len();
+        // One command, so the batch costs one job and one reply; a stale receipt is an answer
+        // for that entry, not a failure of the group.
+        let applied = self
+            .db
+            .writer
+            .run(move |c| {
+                owned
+                    .iter()
+                    .map(|receipt| delete_tx(c, &name, receipt))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await;
+        match applied {
+            Ok(results) => results,
+            Err(f) => {
+                let e = unavailable(f);
+                (0..n).map(|_| Err(e.clone())).collect()
+            }
+        }
     }
 
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError> {

@@ -141,6 +141,7 @@ macro_rules! conformance_tests {
                 queue_hides_received_messages_until_visibility_expires,
                 queue_stale_receipt_is_rejected,
                 queue_delete_removes_the_message_and_repeats_are_ok,
+                queue_delete_batch_answers_per_receipt,
                 queue_change_visibility_zero_makes_a_message_visible_now,
                 queue_change_visibility_extends_hiding,
                 queue_counts_receives,

@@ -55,7 +55,7 @@ impl QueueDepth {
 }
 
 /// Why a queue operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue cannot take the message now (disk full, service down); retry later.
     #[error("queue unavailable: {0}")]
@@ -87,6 +87,13 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes a received message. Deleting with a stale receipt is an error; deleting a message
     /// that is already gone is not (as on SQS).
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
+
+    /// Deletes up to 10 received messages in one request (SQS `DeleteMessageBatch`): one result
+    /// per receipt, in order, each with [`Queue::delete`]'s meaning, so one stale receipt does not
+    /// keep the others. The default deletes them concurrently one by one.
+    async fn delete_batch(&self, receipts: &[ReceiptHandle]) -> Vec<Result<(), QueueError>> {
+        futures::future::join_all(receipts.iter().map(|r| self.delete(r))).await
+    }
 
     /// Changes how long a received message stays hidden (zero makes it visible at once).
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError>;

@@ -199,6 +199,34 @@ pub async fn queue_delete_removes_the_message_and_repeats_are_ok<F: Factory>(f: 
     assert_eq!(bodies(&rest), ["stays"]);
 }
 
+/// A batch delete removes each named message and answers per receipt; a receipt named twice, or
+/// of a message already gone, is fine (as with single deletes), and unnamed messages stay.
+pub async fn queue_delete_batch_answers_per_receipt<F: Factory>(f: &F) {
+    let q = f.queue().await;
+    q.send_batch(vec![message("a"), message("b"), message("c")])
+        .await
+        .unwrap();
+    let got = q.receive(2, SECOND, LONG).await.unwrap();
+    assert_eq!(bodies(&got), ["a", "b"]);
+    q.delete(&got[1].receipt).await.unwrap();
+    let receipts = [got[0].receipt.clone(), got[1].receipt.clone(), got[0].receipt.clone()];
+    let results = q.delete_batch(&receipts).await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    assert_eq!(
+        q.depth().await.unwrap(),
+        QueueDepth {
+            visible: 1,
+            in_flight: 0
+        }
+    );
+    let rest = q.receive(10, SECOND, LONG).await.unwrap();
+    assert_eq!(bodies(&rest), ["c"]);
+    assert!(q.delete_batch(&[]).await.is_empty());
+}
+
 /// Setting the visibility of a received message to zero makes it receivable at once.
 pub async fn queue_change_visibility_zero_makes_a_message_visible_now<F: Factory>(f: &F) {
     let q = f.queue().await;
