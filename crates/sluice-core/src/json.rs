@@ -44,24 +44,23 @@ pub fn escape_pointer_token(token: &str) -> String {
 }
 
 struct State {
-    path: RefCell<Vec<String>>,
     failure: RefCell<Option<JsonError>>,
     max_depth: usize,
 }
 
 impl State {
-    fn pointer(&self) -> String {
-        self.path
-            .borrow()
-            .iter()
-            .map(|t| format!("/{}", escape_pointer_token(t)))
-            .collect()
-    }
-
     fn fail<E: serde::de::Error>(&self, e: JsonError) -> E {
         let msg = e.to_string();
         *self.failure.borrow_mut() = Some(e);
         E::custom(msg)
+    }
+
+    /// Puts `token` in front of a duplicate key's pointer while the error travels up, so the
+    /// pointer is only built for a body that fails, and a body that parses allocates no path.
+    fn prefix_pointer(&self, token: &str) {
+        if let Some(JsonError::DuplicateKey { pointer, .. }) = self.failure.borrow_mut().as_mut() {
+            pointer.insert_str(0, &format!("/{}", escape_pointer_token(token)));
+        }
     }
 }
 
@@ -117,15 +116,17 @@ impl<'de> Visitor<'de> for Seed<'_> {
         }
         let mut out = Vec::new();
         loop {
-            self.state.path.borrow_mut().push(out.len().to_string());
             let next = seq.next_element_seed(Seed {
                 state: self.state,
                 depth,
             });
-            self.state.path.borrow_mut().pop();
-            match next? {
-                Some(v) => out.push(v),
-                None => break,
+            match next {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => break,
+                Err(e) => {
+                    self.state.prefix_pointer(&out.len().to_string());
+                    return Err(e);
+                }
             }
         }
         Ok(Value::Array(out))
@@ -141,16 +142,23 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                let pointer = self.state.pointer();
-                return Err(self.state.fail(JsonError::DuplicateKey { pointer, key }));
+                return Err(self.state.fail(JsonError::DuplicateKey {
+                    pointer: String::new(),
+                    key,
+                }));
             }
-            self.state.path.borrow_mut().push(key.clone());
-            let value = map.next_value_seed(Seed {
+            match map.next_value_seed(Seed {
                 state: self.state,
                 depth,
-            });
-            self.state.path.borrow_mut().pop();
-            out.insert(key, value?);
+            }) {
+                Ok(value) => {
+                    out.insert(key, value);
+                }
+                Err(e) => {
+                    self.state.prefix_pointer(&key);
+                    return Err(e);
+                }
+            }
         }
         Ok(Value::Object(out))
     }
@@ -160,7 +168,6 @@ impl<'de> Visitor<'de> for Seed<'_> {
 /// (an array or object at the top level is depth 1).
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     let state = State {
-        path: RefCell::new(Vec::new()),
         failure: RefCell::new(None),
         max_depth,
     };
