@@ -137,7 +137,9 @@ impl Default for QueueSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
-    /// Concurrent pollers.
+    /// Concurrent pollers. 0 pauses the process step (like disabling the SQS event source
+    /// mapping on AWS): ingest keeps accepting and the queue keeps every event, bounded by
+    /// `queue.max_depth`, until a restart with workers drains it.
     pub workers: usize,
     /// Records per receive, 1 to 10.
     pub batch_size: usize,
@@ -320,9 +322,6 @@ impl Config {
     fn check(&self) -> anyhow::Result<()> {
         if !(1..=10).contains(&self.worker.batch_size) {
             bail!("worker.batch_size must be 1 to 10");
-        }
-        if self.worker.workers == 0 {
-            bail!("worker.workers must be at least 1");
         }
         if self.queue.max_receive_count == 0 {
             bail!("queue.max_receive_count must be at least 1");

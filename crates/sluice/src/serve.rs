@@ -270,6 +270,9 @@ pub async fn run(
         })
         .collect();
 
+    if worker_config.workers == 0 {
+        tracing::warn!("worker.workers is 0: the process step is paused; accepted events stay queued");
+    }
     let addr = listener.local_addr()?;
     let backend = format!("{:?}", config.backend).to_ascii_lowercase();
     tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = worker_config.workers, "sluice listening");

@@ -522,3 +522,28 @@ async fn d3_a_stalled_consumer_makes_ingest_answer_503_at_the_queue_bound_instea
     let stored = app.wait_for_count(&app.key, all.len(), WAIT).await;
     assert_exactly_once(&stored, &all);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_process_step_keeps_accepted_events_queued_until_workers_return() {
+    let mut app = TestApp::spawn_with(&[("SLUICE_WORKER__WORKERS", "0")]);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let r = app.post(&app.key, &batch(5, &format!("paused-{n}"))).await;
+        assert_eq!(r.status(), 202);
+        ids.extend(accepted_ids(r).await);
+    }
+    // Long enough for a running worker to have stored them (a poll waits at most 1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(queue_depth(&app.data_dir), 15);
+    assert!(
+        app.list_all(&app.key).await.is_empty(),
+        "nothing is processed while paused"
+    );
+    assert!(app.logs().iter().any(|l| l.contains("process step is paused")));
+
+    assert!(app.terminate().success());
+    app.restart_with(&[]);
+    let stored = app.wait_for_count(&app.key, ids.len(), WAIT).await;
+    assert_exactly_once(&stored, &ids);
+    assert_eq!(queue_depth(&app.data_dir), 0);
+}

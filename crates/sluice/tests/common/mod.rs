@@ -112,6 +112,13 @@ impl TestApp {
         self.child.wait().unwrap()
     }
 
+    /// Starts the server again on the same data directory with other `SLUICE_*` overrides.
+    #[allow(dead_code)]
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.restart();
+    }
+
     /// Starts the server again on the same data directory (a new port).
     pub fn restart(&mut self) {
         let (child, addr, logs) = start(&self.data_dir, &self.env);
