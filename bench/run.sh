@@ -71,9 +71,9 @@ export SLUICE_THROTTLE__GLOBAL_RATE_PER_SEC=100000000 SLUICE_THROTTLE__GLOBAL_BU
 export SLUICE_QUEUE__MAX_DEPTH=1000000000 SLUICE_LOG__LEVEL=warn
 
 SERVE_PID=""
-start_serve() { # $1 data dir
+start_serve() { # $1 data dir, $2 process-step workers (default 4; 0 pauses the process step)
   SLUICE_KEY=$($SLUICE keys create --tenant bench --data-dir "$1" 2>/dev/null); export SLUICE_KEY
-  $SLUICE serve --listen 127.0.0.1:18380 --data-dir "$1" > "$1.log" 2>&1 &
+  SLUICE_WORKER__WORKERS=${2:-4} $SLUICE serve --listen 127.0.0.1:18380 --data-dir "$1" > "$1.log" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_http http://127.0.0.1:18380/healthz
 }
@@ -134,12 +134,19 @@ for per in 1 100; do
     run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-sluice.txt"
     rss=$(stop_serve); rm -rf "$(dirname "$data")"
     record "$(wrk_json sluice "$per" "$c" "$OUT/wrk-sluice.txt" "$rss")"
+    # The intake alone: the process step paused, as when the ingest function runs apart from the
+    # process function on AWS. The same durable 202; only the consumer's share of the 2 cores is gone.
+    data=$(mktemp -d)/data
+    start_serve "$data" 0
+    run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-intake.txt"
+    rss=$(stop_serve); rm -rf "$(dirname "$data")"
+    record "$(wrk_json sluice_intake "$per" "$c" "$OUT/wrk-intake.txt" "$rss")"
     run_wrk "$c" "$lua" http://127.0.0.1:18381/v1/events "$OUT/wrk-bare.txt"
     record "$(wrk_json bare_http "$per" "$c" "$OUT/wrk-bare.txt")"
     scratch=$(mktemp -d)
     record "$($BENCH disk --dir "$scratch" --conns "$c" --per-request "$per" --secs "$SECS")"
     rm -rf "$scratch"
-    tail -3 "$RESULTS" | python3 -c 'import sys,json; [print(" ", json.loads(l)["system"] if "system" in json.loads(l) else "disk", round(json.loads(l)["events_per_sec"])) for l in sys.stdin]' >&2
+    tail -4 "$RESULTS" | python3 -c 'import sys,json; [print(" ", json.loads(l)["system"] if "system" in json.loads(l) else "disk", round(json.loads(l)["events_per_sec"])) for l in sys.stdin]' >&2
   done
 done
 kill "$BARE_PID" 2>/dev/null || true
