@@ -7,7 +7,7 @@ use crate::envelope::{Envelope, Sealer, VERSION};
 use crate::ids::{EventId, IdempotencyKey, RequestId};
 use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, OutgoingMessage, Queue, QueueError};
 use crate::tenant::Tenant;
-use crate::validate::{Submission, ValidationError, Validator};
+use crate::validate::{ValidationError, Validator};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,8 +168,7 @@ impl IngestService {
     /// Validates `body` and enqueues its events; `Ok` means every event is durably in the queue.
     pub async fn ingest(&self, ctx: &IngestContext, body: &[u8]) -> Result<Accepted, IngestError> {
         let now = self.clock.now();
-        let submission = self.validator.parse_body(body, now)?;
-        let events = submission.events();
+        let (events, single) = self.validator.parse_body(body, now)?.into_events();
         if let Some(bp) = &self.backpressure
             && bp.would_exceed(events.len() as u64)
         {
@@ -178,6 +177,7 @@ impl IngestService {
         let mut ids = Vec::with_capacity(events.len());
         let mut next = EventId::new_at(now);
         let mut messages = Vec::with_capacity(events.len());
+        // By value: each event's payload moves into its envelope instead of being deep-copied.
         for e in events {
             let id = next;
             next = id.successor().unwrap_or_else(|| EventId::new_at(now));
@@ -186,8 +186,8 @@ impl IngestService {
                 v: VERSION,
                 id,
                 tenant: ctx.tenant.clone(),
-                event_type: e.event_type.clone(),
-                data: e.data.clone(),
+                event_type: e.event_type,
+                data: e.data,
                 occurred_at: e.occurred_at.unwrap_or(now),
                 received_at: now,
                 request_id: ctx.request_id.clone(),
@@ -199,9 +199,9 @@ impl IngestService {
                     .map_err(|e| IngestError::Unavailable(e.to_string()))?,
             );
         }
-        let accepted = match submission {
-            Submission::One(_) => Accepted::One { id: ids[0] },
-            Submission::Many(_) => Accepted::Many { ids },
+        let accepted = match (single, ids.first()) {
+            (true, Some(id)) => Accepted::One { id: *id },
+            _ => Accepted::Many { ids },
         };
         let Some(key) = &ctx.idempotency_key else {
             self.send_all(messages).await?;

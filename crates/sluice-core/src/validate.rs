@@ -214,6 +214,14 @@ impl Submission {
             Submission::Many(v) => v,
         }
     }
+
+    /// The events by value, in request order, and whether the request held a single object.
+    pub fn into_events(self) -> (Vec<NewEvent>, bool) {
+        match self {
+            Submission::One(e) => (vec![e], true),
+            Submission::Many(v) => (v, false),
+        }
+    }
 }
 
 /// Validates request bodies against the limits and schemas.
