@@ -24,14 +24,12 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use sluice_core::ports::{
-    MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
+    MAX_BATCH, MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
 };
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// SQS's limit on entries per `SendMessageBatch`.
-const MAX_BATCH: usize = 10;
 /// SQS's limit on the total payload of one `SendMessageBatch` (body plus attribute names, types
 /// and values of every entry). Queues may be configured lower, never higher than this default.
 const MAX_BATCH_BYTES: usize = 256 * 1024;

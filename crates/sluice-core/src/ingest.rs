@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::envelope::{Envelope, Sealer, VERSION};
 use crate::ids::{EventId, IdempotencyKey, RequestId};
-use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, OutgoingMessage, Queue, QueueError};
+use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, OutgoingMessage, Queue, QueueError};
 use crate::tenant::Tenant;
 use crate::validate::{ValidationError, Validator};
 use sha2::{Digest, Sha256};
@@ -124,9 +124,6 @@ impl std::fmt::Debug for IngestService {
         f.debug_struct("IngestService").finish_non_exhaustive()
     }
 }
-
-/// SQS's limit on one `SendMessageBatch`.
-const SEND_BATCH: usize = 10;
 
 impl IngestService {
     /// Wires the use case to its ports.
@@ -262,7 +259,7 @@ impl IngestService {
         let mut chunks = Vec::new();
         let mut it = messages.into_iter().peekable();
         while it.peek().is_some() {
-            chunks.push(it.by_ref().take(SEND_BATCH).collect::<Vec<_>>());
+            chunks.push(it.by_ref().take(MAX_BATCH).collect::<Vec<_>>());
         }
         // Concurrent chunks share one group commit in the embedded queue and overlap round trips on SQS.
         let results = futures::future::join_all(chunks.into_iter().map(|c| self.queue.send_batch(c))).await;

@@ -9,7 +9,9 @@
 
 use crate::envelope::{Envelope, EnvelopeError, Sealer, attr};
 use crate::event::StoredEvent;
-use crate::ports::{EventStore, OutgoingMessage, PutOutcome, Queue, ReceiptHandle, ReceivedMessage, StoreError};
+use crate::ports::{
+    EventStore, MAX_BATCH, OutgoingMessage, PutOutcome, Queue, ReceiptHandle, ReceivedMessage, StoreError,
+};
 use crate::validate::Validator;
 use futures::FutureExt as _;
 use std::panic::AssertUnwindSafe;
@@ -206,7 +208,7 @@ pub async fn settle(
         .map(|(m, _)| m)
         .collect();
     let mut deleted = std::collections::HashSet::new();
-    for chunk in done.chunks(DELETE_BATCH) {
+    for chunk in done.chunks(MAX_BATCH) {
         let receipts: Vec<ReceiptHandle> = chunk.iter().map(|m| m.receipt.clone()).collect();
         for (msg, result) in chunk.iter().zip(queue.delete_batch(&receipts).await) {
             match result {
@@ -226,9 +228,6 @@ pub async fn settle(
         .map(|m| m.message_id.clone())
         .collect()
 }
-
-/// SQS's limit on one `DeleteMessageBatch`.
-const DELETE_BATCH: usize = 10;
 
 /// Everything but the delete for one record; true when it may be deleted (stored, duplicate, or
 /// dead-lettered).

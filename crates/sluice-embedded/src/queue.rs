@@ -23,8 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// SQS's limit on messages per send and per receive.
-pub const MAX_BATCH: usize = 10;
+pub use sluice_core::ports::MAX_BATCH;
 /// SQS's limit on one message: body plus attribute names and values, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// SQS's limit on attributes per message.

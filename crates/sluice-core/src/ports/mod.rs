@@ -12,5 +12,7 @@ pub mod store;
 
 pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
-pub use queue::{MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage};
+pub use queue::{
+    MAX_BATCH, MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
+};
 pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// SQS's limit on entries per batch request: messages per send and per receive, receipts per
+/// delete.
+pub const MAX_BATCH: usize = 10;
+
 /// String message attributes (SQS `MessageAttributes` of type `String`).
 pub type MessageAttributes = BTreeMap<String, String>;
 
@@ -88,7 +92,7 @@ pub trait Queue: Send + Sync + 'static {
     /// that is already gone is not (as on SQS).
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
 
-    /// Deletes up to 10 received messages in one request (SQS `DeleteMessageBatch`): one result
+    /// Deletes up to [`MAX_BATCH`] received messages in one request (SQS `DeleteMessageBatch`): one result
     /// per receipt, in order, each with [`Queue::delete`]'s meaning, so one stale receipt does not
     /// keep the others. The default deletes them concurrently one by one.
     async fn delete_batch(&self, receipts: &[ReceiptHandle]) -> Vec<Result<(), QueueError>> {
