@@ -201,20 +201,19 @@ pub async fn settle(
         .map(|(msg, outcome)| finish_one(queue, dlq, msg, outcome, max_backoff, now))
         .collect();
     let finished = futures::future::join_all(pending).await;
-    let done: Vec<&ReceivedMessage> = batch
+    let done: Vec<(usize, &ReceivedMessage)> = batch
         .iter()
         .zip(&finished)
-        .filter(|(_, d)| **d)
-        .map(|(m, _)| m)
+        .enumerate()
+        .filter(|(_, (_, finished))| **finished)
+        .map(|(i, (m, _))| (i, m))
         .collect();
-    let mut deleted = std::collections::HashSet::new();
+    let mut settled = vec![false; batch.len()];
     for chunk in done.chunks(MAX_BATCH) {
-        let receipts: Vec<ReceiptHandle> = chunk.iter().map(|m| m.receipt.clone()).collect();
-        for (msg, result) in chunk.iter().zip(queue.delete_batch(&receipts).await) {
+        let receipts: Vec<ReceiptHandle> = chunk.iter().map(|(_, m)| m.receipt.clone()).collect();
+        for ((i, msg), result) in chunk.iter().zip(queue.delete_batch(&receipts).await) {
             match result {
-                Ok(()) => {
-                    deleted.insert(msg.message_id.as_str());
-                }
+                Ok(()) => settled[*i] = true,
                 // The record will be redelivered; the conditional put makes that harmless.
                 Err(e) => tracing::warn!(
                     message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered"
@@ -224,8 +223,9 @@ pub async fn settle(
     }
     batch
         .iter()
-        .filter(|m| !deleted.contains(m.message_id.as_str()))
-        .map(|m| m.message_id.clone())
+        .zip(settled)
+        .filter(|(_, settled)| !settled)
+        .map(|(m, _)| m.message_id.clone())
         .collect()
 }
 
