@@ -444,3 +444,22 @@ async fn a_second_handle_opened_on_the_same_file_sees_the_same_queue() {
     let got = q2.receive(10, Duration::from_secs(2), LONG).await.unwrap();
     assert_eq!(got[0].body, "shared");
 }
+
+#[tokio::test]
+async fn a_delete_batch_over_the_sqs_limit_is_refused_entry_by_entry_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    q.send(msg("kept")).await.unwrap();
+    let got = q
+        .receive(1, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let receipts = vec![got[0].receipt.clone(); sluice_embedded::MAX_BATCH + 1];
+    let results = q.delete_batch(&receipts).await;
+    assert_eq!(results.len(), receipts.len());
+    assert!(
+        results.iter().all(|r| matches!(r, Err(QueueError::Invalid(_)))),
+        "{results:?}"
+    );
+    assert_eq!(q.depth().await.unwrap().in_flight, 1);
+}

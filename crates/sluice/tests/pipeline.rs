@@ -224,3 +224,36 @@ async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
     assert_eq!(queue.depth().await.unwrap().total(), 1);
     assert!(dlq.peek(10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn records_whose_delete_fails_are_left_for_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+    let queue = qdb.queue("events", QueueConfig::default());
+    let dlq = qdb.queue("dlq", QueueConfig::default());
+    let sealer = sealer();
+    let msgs = [1, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
+    queue.send_batch(msgs).await.unwrap();
+    let stale = queue.receive(10, Duration::from_secs(1), Duration::ZERO).await.unwrap();
+    // Received again: the first receipts are stale, so deleting with them fails.
+    let current = queue
+        .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(current.len(), 2);
+    let left = settle(
+        &queue,
+        &dlq,
+        &stale,
+        &[Outcome::Stored, Outcome::Stored],
+        Duration::from_secs(1),
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+    let mut expected: Vec<String> = stale.iter().map(|m| m.message_id.clone()).collect();
+    expected.sort();
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, expected, "both records stay for redelivery");
+    assert_eq!(queue.depth().await.unwrap().in_flight, 2);
+}
