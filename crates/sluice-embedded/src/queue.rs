@@ -37,7 +37,8 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// therefore also looks again this often. In-process sends wake it at once.
 const CROSS_PROCESS_RECHECK: Duration = Duration::from_secs(1);
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE messages (
         seq INTEGER PRIMARY KEY,
         queue TEXT NOT NULL,
@@ -51,7 +52,31 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX messages_by_queue ON messages (queue, seq);
     CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);
-"];
+",
+    "
+    -- Two B-trees instead of four: every send, receive and delete writes each of them, and the
+    -- queue's writer is the pipeline's busiest thread. Receipts now carry the row's seq, so the
+    -- UNIQUE message_id index is not needed to find a message, and receives walk the visibility
+    -- index (queue, visible_at_ms, seq) instead of a second (queue, seq) index.
+    CREATE TABLE messages_v2 (
+        seq INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        sent_at_ns INTEGER NOT NULL,
+        visible_at_ms INTEGER NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        receipt TEXT
+    );
+    INSERT INTO messages_v2
+        SELECT seq, queue, message_id, body, attributes, sent_at_ns, visible_at_ms, receive_count, receipt
+        FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v2 RENAME TO messages;
+    CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);
+",
+];
 
 /// Dead-letter policy of a queue (SQS `RedrivePolicy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,10 +273,27 @@ fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Splits a receipt handle into the message id and the token of one receipt.
-fn parse_receipt(receipt: &ReceiptHandle) -> Option<(&str, &str)> {
-    let (id, token) = receipt.0.split_once(':')?;
-    (!id.is_empty() && !token.is_empty()).then_some((id, token))
+/// What a receipt handle names: the row, the message it held when received, and the token of
+/// that one receipt.
+struct Receipt<'a> {
+    seq: i64,
+    message_id: &'a str,
+    token: &'a str,
+}
+
+/// Splits a receipt handle, `{seq}:{message_id}:{token}`. The seq finds the row without an index
+/// on message ids; the message id tells a reused seq (SQLite may hand a deleted row's seq to a
+/// later send) from the message the receipt was for.
+fn parse_receipt(receipt: &ReceiptHandle) -> Option<Receipt<'_>> {
+    let mut parts = receipt.0.splitn(3, ':');
+    let seq = parts.next()?.parse().ok()?;
+    let message_id = parts.next()?;
+    let token = parts.next()?;
+    (!message_id.is_empty() && !token.is_empty()).then_some(Receipt { seq, message_id, token })
+}
+
+fn receipt_handle(seq: i64, message_id: &str, token: &str) -> ReceiptHandle {
+    ReceiptHandle(format!("{seq}:{message_id}:{token}"))
 }
 
 fn validate_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
@@ -280,6 +322,7 @@ fn validate_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
 /// A row as read for a receive or a peek.
 struct Row {
     seq: i64,
+    visible_at_ms: i64,
     message_id: String,
     body: String,
     attributes: String,
@@ -288,16 +331,17 @@ struct Row {
 }
 
 impl Row {
-    const COLUMNS: &'static str = "seq, message_id, body, attributes, sent_at_ns, receive_count";
+    const COLUMNS: &'static str = "seq, visible_at_ms, message_id, body, attributes, sent_at_ns, receive_count";
 
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             seq: r.get(0)?,
-            message_id: r.get(1)?,
-            body: r.get(2)?,
-            attributes: r.get(3)?,
-            sent_at_ns: r.get(4)?,
-            receive_count: r.get(5)?,
+            visible_at_ms: r.get(1)?,
+            message_id: r.get(2)?,
+            body: r.get(3)?,
+            attributes: r.get(4)?,
+            sent_at_ns: r.get(5)?,
+            receive_count: r.get(6)?,
         })
     }
 
@@ -325,6 +369,18 @@ struct Received {
     next_visible_ms: Option<i64>,
 }
 
+/// The next visible messages after a cursor, in the order they became visible (a send makes a
+/// message visible at once), oldest first, so a message whose visibility timeout ran out is not
+/// starved by a stream of new sends. The row value walks the (queue, visible_at_ms) index, whose
+/// entries end in seq, so no sort is needed.
+fn receive_sql() -> String {
+    format!(
+        "SELECT {} FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 AND sent_at_ns >= ?3 \
+         AND (visible_at_ms, seq) > (?4, ?5) ORDER BY visible_at_ms, seq LIMIT ?6",
+        Row::COLUMNS
+    )
+}
+
 fn receive_tx(
     c: &Connection,
     queue: &str,
@@ -335,29 +391,30 @@ fn receive_tx(
     let now = now_ms();
     let cutoff = retention_cutoff_ns(config.retention);
     let hidden_until = now.saturating_add(duration_ms(visibility));
-    let mut select = c.prepare_cached(&format!(
-        "SELECT {} FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 AND sent_at_ns >= ?3 AND seq > ?4 \
-         ORDER BY seq LIMIT ?5",
-        Row::COLUMNS
-    ))?;
+    let mut select = c.prepare_cached(&receive_sql())?;
     let mut out = Received {
         messages: Vec::new(),
         dead_lettered: 0,
         next_visible_ms: None,
     };
-    // `seq > last` rather than relying on rows turning invisible: a zero visibility timeout
-    // leaves them visible, and a redriven row must not be looked at twice.
-    let mut last_seq = i64::MIN;
+    // A cursor over the index rather than relying on rows turning invisible: a zero visibility
+    // timeout leaves them visible (at a later place in the index, so one may be met again: the
+    // `taken` check), and a redriven row must not be looked at twice.
+    let mut last = (i64::MIN, i64::MIN);
+    let mut taken: Vec<i64> = Vec::new();
     while out.messages.len() < max {
         let want = i64::try_from(max - out.messages.len()).unwrap_or(1);
         let rows = select
-            .query_map(params![queue, now, cutoff, last_seq, want], Row::read)?
+            .query_map(params![queue, now, cutoff, last.0, last.1, want], Row::read)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         if rows.is_empty() {
             break;
         }
         for row in rows {
-            last_seq = row.seq;
+            last = (row.visible_at_ms, row.seq);
+            if taken.contains(&row.seq) {
+                continue;
+            }
             if let Some(redrive) = &config.redrive
                 && row.receive_count >= i64::from(redrive.max_receive_count)
             {
@@ -381,7 +438,8 @@ fn receive_tx(
                 "UPDATE messages SET receive_count = ?2, visible_at_ms = ?3, receipt = ?4 WHERE seq = ?1",
             )?
             .execute(params![row.seq, count, hidden_until, token])?;
-            let receipt = ReceiptHandle(format!("{}:{token}", row.message_id));
+            taken.push(row.seq);
+            let receipt = receipt_handle(row.seq, &row.message_id, &token);
             match row.into_message(receipt, count) {
                 Ok(m) => out.messages.push(m),
                 Err(e) => return Ok(Err(e)),
@@ -417,25 +475,27 @@ fn check_receipt(
     queue: &str,
     receipt: &ReceiptHandle,
 ) -> rusqlite::Result<Result<Option<i64>, QueueError>> {
-    let Some((message_id, token)) = parse_receipt(receipt) else {
+    let Some(named) = parse_receipt(receipt) else {
         return Ok(Err(QueueError::InvalidReceipt));
     };
-    let row: Option<(i64, String, Option<String>)> = c
-        .prepare_cached("SELECT seq, queue, receipt FROM messages WHERE message_id = ?1")?
-        .query_row(params![message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let row: Option<(String, String, Option<String>)> = c
+        .prepare_cached("SELECT queue, message_id, receipt FROM messages WHERE seq = ?1")?
+        .query_row(params![named.seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     Ok(match row {
         None => Ok(None),
-        Some((seq, q, Some(current))) if current == token => {
+        // The seq went to a later message: the one the receipt named was deleted.
+        Some((_, id, _)) if id != named.message_id => Ok(None),
+        Some((q, _, Some(current))) if current == named.token => {
             if q == queue {
-                Ok(Some(seq))
+                Ok(Some(named.seq))
             } else {
                 // A live receipt of another queue's message: a caller mixing up queues.
                 Err(QueueError::InvalidReceipt)
             }
         }
         // Moving a message (dead-lettering, redrive) clears its receipt: gone from this queue.
-        Some((_, q, _)) if q != queue => Ok(None),
+        Some((q, _, _)) if q != queue => Ok(None),
         Some(_) => Err(QueueError::InvalidReceipt),
     })
 }
@@ -534,12 +594,15 @@ impl Queue for EmbeddedQueue {
             .writer
             .run(move |c| {
                 let sent = now_ns();
+                // The same instant as `sent`, so a change of visibility to zero can put a message
+                // back at exactly its place in send order.
+                let visible = sent / 1_000_000;
                 let mut insert = c.prepare_cached(
                     "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for (id, body, attributes) in &rows {
-                    insert.execute(params![&*name, id, body, attributes, sent])?;
+                    insert.execute(params![&*name, id, body, attributes, sent, visible])?;
                 }
                 Ok(())
             })
@@ -643,6 +706,13 @@ impl Queue for EmbeddedQueue {
             .writer
             .run(move |c| {
                 Ok(match check_receipt(c, &name, &receipt)? {
+                    Ok(Some(seq)) if visibility.is_zero() => {
+                        // Released at once: back to its place in send order, not behind every
+                        // message sent since it was received.
+                        c.prepare_cached("UPDATE messages SET visible_at_ms = sent_at_ns / 1000000 WHERE seq = ?1")?
+                            .execute(params![seq])?;
+                        Ok(())
+                    }
                     Ok(Some(seq)) => {
                         let until = now_ms().saturating_add(duration_ms(visibility));
                         c.prepare_cached("UPDATE messages SET visible_at_ms = ?2 WHERE seq = ?1")?
@@ -680,5 +750,94 @@ impl Queue for EmbeddedQueue {
             })
             .await
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(c: &Connection, sql: &str) -> String {
+        // Parameters stay unbound: the plan is what QPSG keeps for every binding.
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            steps.push(r.get::<_, String>(3).unwrap());
+        }
+        steps.join("; ")
+    }
+
+    #[test]
+    fn messages_live_in_two_btrees_and_a_receive_walks_one_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open_writer(&dir.path().join("q.db"), MIGRATIONS).unwrap();
+        let btrees: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'messages' AND rootpage > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(btrees, 2, "each B-tree is written by every send, receive and delete");
+        let receive = plan(&c, &receive_sql());
+        assert!(receive.contains("USING INDEX messages_by_visibility"), "{receive}");
+        assert!(!receive.contains("TEMP B-TREE"), "{receive}");
+        let by_receipt = plan(&c, "SELECT queue, message_id, receipt FROM messages WHERE seq = 1");
+        assert!(by_receipt.contains("INTEGER PRIMARY KEY"), "{by_receipt}");
+    }
+
+    #[tokio::test]
+    async fn messages_queued_before_the_two_btree_schema_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        {
+            let old = open_writer(&path, &MIGRATIONS[..1]).unwrap();
+            old.execute(
+                "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
+                 VALUES ('q', '01OLD', 'kept', '{\"k\":\"v\"}', ?1, 0)",
+                params![now_ns()],
+            )
+            .unwrap();
+        }
+        let db = QueueDb::open(&path).unwrap();
+        let q = db.queue("q", QueueConfig::default());
+        let got = q.receive(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].message_id.as_str(), got[0].body.as_str()), ("01OLD", "kept"));
+        assert_eq!(got[0].attributes.get("k").map(String::as_str), Some("v"));
+        q.delete(&got[0].receipt).await.unwrap();
+        assert_eq!(q.depth().await.unwrap().total(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_whose_seq_went_to_a_later_message_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = QueueDb::open(&dir.path().join("q.db")).unwrap();
+        let q = db.queue("q", QueueConfig::default());
+        let long = Duration::from_secs(30);
+        q.send(OutgoingMessage {
+            body: "first".into(),
+            attributes: MessageAttributes::default(),
+        })
+        .await
+        .unwrap();
+        let first = q.receive(1, Duration::ZERO, long).await.unwrap();
+        q.delete(&first[0].receipt).await.unwrap();
+        // SQLite hands the deleted row's seq to the next insert.
+        q.send(OutgoingMessage {
+            body: "second".into(),
+            attributes: MessageAttributes::default(),
+        })
+        .await
+        .unwrap();
+        let second = q.receive(1, Duration::ZERO, long).await.unwrap();
+        let seq = |m: &ReceivedMessage| parse_receipt(&m.receipt).map(|r| r.seq);
+        assert_eq!(seq(&first[0]), seq(&second[0]), "the test needs a reused seq");
+        // The stale receipt is a harmless no-op (SQS semantics), and the new message stays.
+        q.delete(&first[0].receipt).await.unwrap();
+        assert_eq!(q.depth().await.unwrap().in_flight, 1);
+        q.delete(&second[0].receipt).await.unwrap();
+        assert_eq!(q.depth().await.unwrap().total(), 0);
     }
 }
