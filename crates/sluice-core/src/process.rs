@@ -1,13 +1,13 @@
 //! The process step: queue records in, events in the store exactly once.
 //!
-//! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: every record of a batch is
-//! processed concurrently, each gets its own [`Outcome`], a panic in one is caught and becomes that
-//! record's failure, and only records that succeeded are deleted. Retryable failures stay in the
+//! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: the records of a batch are
+//! checked one by one and written to the store together, each gets its own [`Outcome`], a panic in
+//! one is caught and becomes that record's failure, and only records that succeeded are deleted. Retryable failures stay in the
 //! queue and come back after a backoff; permanent ones (a record that can never succeed) go to the
 //! dead-letter queue at once with the reason. Because the store write is a conditional put on the
 //! event id, a redelivered record stores nothing twice.
 
-use crate::envelope::{Envelope, EnvelopeError, Sealer, attr};
+use crate::envelope::{Envelope, Sealer, attr};
 use crate::event::StoredEvent;
 use crate::ports::{
     EventStore, MAX_BATCH, OutgoingMessage, PutOutcome, Queue, ReceiptHandle, ReceivedMessage, StoreError,
@@ -76,45 +76,97 @@ impl Processor {
 
     /// Processes one record. Never panics outward when called through [`Processor::process_batch`].
     pub async fn process(&self, msg: &ReceivedMessage) -> Outcome {
-        let env = match self.sealer.open(msg) {
-            Ok(env) => env,
-            Err(e @ (EnvelopeError::BadSignature | EnvelopeError::Unsigned | EnvelopeError::UnknownKey)) => {
-                return Outcome::Permanent(format!("envelope rejected: {e}"));
-            }
-            Err(e) => return Outcome::Permanent(format!("envelope rejected: {e}")),
-        };
+        match self.prepare(msg) {
+            Ok(event) => put_outcome(self.store.put_if_absent(&event).await),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Everything before the store: the envelope's signature and shape, and the event contract
+    /// again (T-2). A record that fails here can never succeed: its outcome is permanent.
+    fn prepare(&self, msg: &ReceivedMessage) -> Result<StoredEvent, Outcome> {
+        let env = self
+            .sealer
+            .open(msg)
+            .map_err(|e| Outcome::Permanent(format!("envelope rejected: {e}")))?;
         if let Err(v) = self.validator.recheck(&env.event_type, &env.data) {
             let first = v
                 .first()
                 .map(|v| format!("{} {}", v.pointer, v.message))
                 .unwrap_or_default();
-            return Outcome::Permanent(format!("event no longer valid: {first}"));
+            return Err(Outcome::Permanent(format!("event no longer valid: {first}")));
         }
-        let event = stored_event(env);
-        match self.store.put_if_absent(&event).await {
-            Ok(PutOutcome::Created) => Outcome::Stored,
-            Ok(PutOutcome::AlreadyExists) => Outcome::Duplicate,
-            Err(StoreError::Unavailable(m)) => Outcome::Retry(format!("store unavailable: {m}")),
-            Err(StoreError::Corrupt(m)) => Outcome::Retry(format!("store error: {m}")),
-        }
+        Ok(stored_event(env))
     }
 
-    /// Processes a batch concurrently; one outcome per record, in order. A panic in one record is
-    /// contained and reported as that record's retryable failure.
+    /// Processes a batch: one [`Outcome`] per record, in order.
+    ///
+    /// The records that pass [`Processor::prepare`] are written with one
+    /// [`EventStore::put_batch_if_absent`]. A panic is contained to its record: one while
+    /// preparing fails that record; one inside the batch write makes the batch's records be
+    /// written again one by one, so only the record that panics fails (a write that did land
+    /// first comes back as a duplicate, which is a success).
     pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let mut events = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
+        for (i, msg) in batch.iter().enumerate() {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(msg))) {
+                Ok(Ok(event)) => {
+                    events.push(event);
+                    positions.push(i);
+                }
+                Ok(Err(outcome)) => outcomes[i] = Some(outcome),
+                Err(_) => outcomes[i] = Some(panicked()),
+            }
+        }
+        if !events.is_empty() {
+            let written = match AssertUnwindSafe(self.store.put_batch_if_absent(&events))
+                .catch_unwind()
+                .await
+            {
+                Ok(results) => results.into_iter().map(put_outcome).collect(),
+                Err(_) => self.put_one_by_one(&events).await,
+            };
+            for (i, outcome) in positions.into_iter().zip(written) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            // Only a store that answers fewer results than events leaves a gap: retry those.
+            .map(|o| o.unwrap_or_else(|| Outcome::Retry("the store gave no answer for this record".into())))
+            .collect()
+    }
+
+    async fn put_one_by_one(&self, events: &[StoredEvent]) -> Vec<Outcome> {
         // Collected into a Vec of async blocks rather than a lazy `map` with a closure over the
         // unwind result: that closure trips rustc's higher-ranked lifetime inference and makes
         // the future not provably `Send`, so `run_worker` could not be `tokio::spawn`ed.
-        let futures: Vec<_> = batch
+        let futures: Vec<_> = events
             .iter()
-            .map(|m| async move {
-                match AssertUnwindSafe(self.process(m)).catch_unwind().await {
-                    Ok(o) => o,
-                    Err(_) => Outcome::Retry("the record's processing panicked".into()),
+            .map(|e| async move {
+                match AssertUnwindSafe(self.store.put_if_absent(e)).catch_unwind().await {
+                    Ok(r) => put_outcome(r),
+                    Err(_) => panicked(),
                 }
             })
             .collect();
         futures::future::join_all(futures).await
+    }
+}
+
+fn panicked() -> Outcome {
+    Outcome::Retry("the record's processing panicked".into())
+}
+
+/// What a conditional put's result means for the record.
+fn put_outcome(result: Result<PutOutcome, StoreError>) -> Outcome {
+    match result {
+        Ok(PutOutcome::Created) => Outcome::Stored,
+        Ok(PutOutcome::AlreadyExists) => Outcome::Duplicate,
+        Err(StoreError::Unavailable(m)) => Outcome::Retry(format!("store unavailable: {m}")),
+        Err(StoreError::Corrupt(m)) => Outcome::Retry(format!("store error: {m}")),
     }
 }
 

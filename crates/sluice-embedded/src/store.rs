@@ -10,7 +10,7 @@ use crate::EmbeddedError;
 use crate::sqlite::{DbFailure, ReadPool, from_nanos, open_writer, to_nanos};
 use crate::writer::{Writer, WriterStats};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::ports::{
     Claim, EventStore, IdempotencyError, IdempotencyRecord, IdempotencyStore, KeyRecord, KeyStore, KeyStoreError,
     ListQuery, Page, PutOutcome, StoreError,
@@ -138,6 +138,30 @@ struct EventRow {
     request_id: String,
 }
 
+/// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
+/// (tenant, id) is left untouched.
+fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            row.tenant,
+            row.id,
+            row.event_type,
+            row.data,
+            row.occurred_at,
+            row.received_at,
+            row.request_id
+        ])?;
+    Ok(if n == 1 {
+        PutOutcome::Created
+    } else {
+        PutOutcome::AlreadyExists
+    })
+}
+
 impl EventRow {
     const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id";
 
@@ -185,26 +209,47 @@ impl EventStore for StoreDb {
     async fn put_if_absent(&self, event: &StoredEvent) -> Result<PutOutcome, StoreError> {
         let row = EventRow::encode(event)?;
         self.writer
-            .run(move |c| {
-                // OR IGNORE is the conditional put: an existing (tenant, id) is left untouched.
-                let n = c
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        row.tenant,
-                        row.id,
-                        row.event_type,
-                        row.data,
-                        row.occurred_at,
-                        row.received_at,
-                        row.request_id
-                    ])?;
-                Ok(if n == 1 { PutOutcome::Created } else { PutOutcome::AlreadyExists })
-            })
+            .run(move |c| insert_if_absent(c, &row))
             .await
             .map_err(store_unavailable)
+    }
+
+    async fn put_batch_if_absent(&self, events: &[StoredEvent]) -> Vec<Result<PutOutcome, StoreError>> {
+        // Rows that cannot be encoded answer at once; the others go to the writer as one command,
+        // so a batch costs one job and one reply however many events it holds.
+        let mut rows = Vec::with_capacity(events.len());
+        let mut refused: Vec<Option<StoreError>> = Vec::with_capacity(events.len());
+        for e in events {
+            match EventRow::encode(e) {
+                Ok(row) => {
+                    rows.push(row);
+                    refused.push(None);
+                }
+                Err(err) => refused.push(Some(err)),
+            }
+        }
+        let written = if rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.writer
+                .run(move |c| {
+                    rows.iter()
+                        .map(|row| insert_if_absent(c, row))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+        };
+        let mut written = written.map(Vec::into_iter);
+        refused
+            .into_iter()
+            .map(|refusal| match (refusal, &mut written) {
+                (Some(err), _) => Err(err),
+                (None, Ok(outcomes)) => outcomes
+                    .next()
+                    .ok_or_else(|| StoreError::Unavailable("the writer skipped an event".into())),
+                (None, Err(f)) => Err(store_unavailable(*f)),
+            })
+            .collect()
     }
 
     async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {

@@ -150,6 +150,7 @@ macro_rules! conformance_tests {
                 queue_queues_are_isolated,
                 queue_concurrent_sends_are_each_delivered,
                 store_put_if_absent_is_conditional,
+                store_put_batch_if_absent_answers_per_event,
                 store_round_trips_every_field,
                 store_get_is_scoped_to_tenant,
                 store_same_id_in_two_tenants_is_two_events,

@@ -52,6 +52,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores the event only if no event with its tenant and id exists (`attribute_not_exists`).
     async fn put_if_absent(&self, event: &StoredEvent) -> Result<PutOutcome, StoreError>;
 
+    /// [`EventStore::put_if_absent`] for each of `events` (distinct ids): one result per event, in
+    /// order, so one failure does not decide the others. The default puts them concurrently one
+    /// by one (DynamoDB's `BatchWriteItem` has no conditions); a store that can write them
+    /// together (one transaction) overrides it.
+    async fn put_batch_if_absent(&self, events: &[StoredEvent]) -> Vec<Result<PutOutcome, StoreError>> {
+        futures::future::join_all(events.iter().map(|e| self.put_if_absent(e))).await
+    }
+
     /// The event with this id, if it belongs to `tenant`.
     async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 

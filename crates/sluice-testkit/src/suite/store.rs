@@ -34,6 +34,35 @@ pub async fn store_put_if_absent_is_conditional<F: Factory>(f: &F) {
     assert_eq!(store.get(&tenant, &e.id).await.unwrap(), Some(e));
 }
 
+/// A batch put answers per event with the single put's meaning: an existing id is left alone, the
+/// new ones are stored.
+pub async fn store_put_batch_if_absent_answers_per_event<F: Factory>(f: &F) {
+    let store = f.event_store().await;
+    let tenant = fresh_tenant();
+    let times = timeline(3);
+    let existing = event(&tenant, "order.created", times[0]);
+    store.put_if_absent(&existing).await.unwrap();
+    let mut rewritten = existing.clone();
+    rewritten.data = serde_json::json!({ "overwritten": true });
+    let fresh: Vec<StoredEvent> = times[1..].iter().map(|t| event(&tenant, "order.paid", *t)).collect();
+    let batch = [vec![rewritten], fresh.clone()].concat();
+    let outcomes: Vec<PutOutcome> = store
+        .put_batch_if_absent(&batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [PutOutcome::AlreadyExists, PutOutcome::Created, PutOutcome::Created]
+    );
+    assert_eq!(store.get(&tenant, &existing.id).await.unwrap(), Some(existing));
+    for e in fresh {
+        assert_eq!(store.get(&tenant, &e.id).await.unwrap(), Some(e));
+    }
+    assert!(store.put_batch_if_absent(&[]).await.is_empty());
+}
+
 /// Every field, including nested JSON, non-ASCII text and sub-second times, survives a round trip.
 pub async fn store_round_trips_every_field<F: Factory>(f: &F) {
     let store = f.event_store().await;
