@@ -77,7 +77,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
     /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50;
-    /// 64 requests in flight.
+    /// 32 requests in flight.
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
@@ -87,7 +87,7 @@ impl Default for HttpConfig {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
-            max_in_flight: 64,
+            max_in_flight: 32,
         }
     }
 }

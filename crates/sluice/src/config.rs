@@ -89,8 +89,9 @@ pub struct Throttle {
     /// Requests handled at once; more wait unread for a slot, so memory stays bounded however
     /// many connections are open (D-2): at most this many bodies of `limits.max_body_bytes`.
     /// 0: no limit. Each send waits for its group commit, so this also caps how many sends share
-    /// one fsync: 64 took 19.4k events/s where 32 took 17.5k (64 connections, this repository's
-    /// 2-core benchmark machine).
+    /// one fsync: on the 2-core benchmark machine 64 took 19.7k single events/s where 32 took
+    /// 17.5k, but peak memory under 100-event bodies rose from 60 to 67 MiB. Raise it where
+    /// memory allows.
     pub max_in_flight: usize,
 }
 
@@ -103,7 +104,7 @@ impl Default for Throttle {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
-            max_in_flight: 64,
+            max_in_flight: 32,
         }
     }
 }
