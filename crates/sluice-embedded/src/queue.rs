@@ -816,21 +816,11 @@ mod tests {
         let db = QueueDb::open(&dir.path().join("q.db")).unwrap();
         let q = db.queue("q", QueueConfig::default());
         let long = Duration::from_secs(30);
-        q.send(OutgoingMessage {
-            body: "first".into(),
-            attributes: MessageAttributes::default(),
-        })
-        .await
-        .unwrap();
+        q.send(sluice_testkit::message("first")).await.unwrap();
         let first = q.receive(1, Duration::ZERO, long).await.unwrap();
         q.delete(&first[0].receipt).await.unwrap();
         // SQLite hands the deleted row's seq to the next insert.
-        q.send(OutgoingMessage {
-            body: "second".into(),
-            attributes: MessageAttributes::default(),
-        })
-        .await
-        .unwrap();
+        q.send(sluice_testkit::message("second")).await.unwrap();
         let second = q.receive(1, Duration::ZERO, long).await.unwrap();
         let seq = |m: &ReceivedMessage| parse_receipt(&m.receipt).map(|r| r.seq);
         assert_eq!(seq(&first[0]), seq(&second[0]), "the test needs a reused seq");
