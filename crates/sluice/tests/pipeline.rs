@@ -10,13 +10,40 @@ use sluice_core::ports::{EventStore, ListQuery, Queue, ReceivedMessage};
 use sluice_core::process::{Outcome, Processor, settle};
 use sluice_core::validate::Validator;
 use sluice_core::{EventId, EventType, RequestId, Tenant};
-use sluice_embedded::{QueueConfig, QueueDb, Redrive, StoreDb};
+use sluice_embedded::{EmbeddedQueue, QueueConfig, QueueDb, Redrive, StoreDb};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
 fn sealer() -> Arc<Sealer> {
     Arc::new(Sealer::new(vec![SigningKey::new("k", vec![3; 32]).unwrap()], 32).unwrap())
+}
+
+/// A fresh directory holding the main queue `events`, its `dlq` and a store, with one signing key.
+struct Rig {
+    dir: tempfile::TempDir,
+    queue: EmbeddedQueue,
+    dlq: EmbeddedQueue,
+    store: Arc<StoreDb>,
+    sealer: Arc<Sealer>,
+}
+
+/// A [`Rig`] whose main queue has the `events` settings.
+fn rig(events: QueueConfig) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
+    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+    Rig {
+        queue: qdb.queue("events", events),
+        dlq: qdb.queue("dlq", QueueConfig::default()),
+        dir,
+        store,
+        sealer: sealer(),
+    }
+}
+
+fn processor(store: Arc<dyn EventStore>, sealer: &Arc<Sealer>) -> Processor {
+    Processor::new(store, sealer.clone(), Arc::new(Validator::default()))
 }
 
 fn envelope(n: i64) -> Envelope {
@@ -36,17 +63,14 @@ fn envelope(n: i64) -> Envelope {
 
 #[tokio::test]
 async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
-    let queue = qdb.queue("events", QueueConfig::default());
-    let dlq = qdb.queue("dlq", QueueConfig::default());
-    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    let sealer = sealer();
-    let processor = Processor::new(
-        store.clone() as Arc<dyn EventStore>,
-        sealer.clone(),
-        Arc::new(Validator::default()),
-    );
+    let Rig {
+        dir: _dir,
+        queue,
+        dlq,
+        store,
+        sealer,
+    } = rig(QueueConfig::default());
+    let processor = processor(store.clone(), &sealer);
     queue.send(sealer.seal(&envelope(1)).unwrap()).await.unwrap();
 
     // First delivery: stored, then the worker dies before deleting the message.
@@ -94,26 +118,20 @@ async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
 
 #[tokio::test]
 async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
-    let queue = qdb.queue(
-        "events",
-        QueueConfig {
-            redrive: Some(Redrive {
-                dead_letter_queue: "dlq".into(),
-                max_receive_count: 5,
-            }),
-            ..QueueConfig::default()
-        },
-    );
-    let dlq = qdb.queue("dlq", QueueConfig::default());
-    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    let sealer = sealer();
-    let processor = Processor::new(
-        store.clone() as Arc<dyn EventStore>,
-        sealer.clone(),
-        Arc::new(Validator::default()),
-    );
+    let Rig {
+        dir: _dir,
+        queue,
+        dlq,
+        store,
+        sealer,
+    } = rig(QueueConfig {
+        redrive: Some(Redrive {
+            dead_letter_queue: "dlq".into(),
+            max_receive_count: 5,
+        }),
+        ..QueueConfig::default()
+    });
+    let processor = processor(store.clone(), &sealer);
     let good1 = sealer.seal(&envelope(1)).unwrap();
     let mut bad = sealer.seal(&envelope(2)).unwrap();
     bad.body = bad.body.replace("\"n\":2", "\"n\":3");
@@ -183,17 +201,14 @@ impl EventStore for PanickyStore {
 
 #[tokio::test]
 async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
-    let queue = qdb.queue("events", QueueConfig::default());
-    let dlq = qdb.queue("dlq", QueueConfig::default());
-    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    let sealer = sealer();
-    let processor = Processor::new(
-        Arc::new(PanickyStore(store.clone())),
-        sealer.clone(),
-        Arc::new(Validator::default()),
-    );
+    let Rig {
+        dir: _dir,
+        queue,
+        dlq,
+        store,
+        sealer,
+    } = rig(QueueConfig::default());
+    let processor = processor(Arc::new(PanickyStore(store.clone())), &sealer);
     let msgs = [1, 13, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
     queue.send_batch(msgs).await.unwrap();
     let batch = queue
@@ -227,11 +242,13 @@ async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
 
 #[tokio::test]
 async fn records_whose_delete_fails_are_left_for_redelivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
-    let queue = qdb.queue("events", QueueConfig::default());
-    let dlq = qdb.queue("dlq", QueueConfig::default());
-    let sealer = sealer();
+    let Rig {
+        dir: _dir,
+        queue,
+        dlq,
+        sealer,
+        ..
+    } = rig(QueueConfig::default());
     let msgs = [1, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
     queue.send_batch(msgs).await.unwrap();
     let stale = queue.receive(10, Duration::from_secs(1), Duration::ZERO).await.unwrap();
@@ -262,16 +279,14 @@ async fn records_whose_delete_fails_are_left_for_redelivery() {
 /// that can never succeed is answered before the store and does not hold its neighbours back.
 #[tokio::test]
 async fn a_batch_is_written_to_the_store_in_one_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    let sealer = sealer();
-    let processor = Processor::new(
-        store.clone() as Arc<dyn EventStore>,
-        sealer.clone(),
-        Arc::new(Validator::default()),
-    );
-    let qdb = QueueDb::open(&dir.path().join("queue.db")).unwrap();
-    let queue = qdb.queue("events", QueueConfig::default());
+    let Rig {
+        dir: _dir,
+        queue,
+        store,
+        sealer,
+        ..
+    } = rig(QueueConfig::default());
+    let processor = processor(store.clone(), &sealer);
     let mut msgs: Vec<_> = (1..=3).map(|n| sealer.seal(&envelope(n)).unwrap()).collect();
     msgs[1].body.push(' '); // breaks the signature: permanent
     queue.send_batch(msgs).await.unwrap();
