@@ -232,6 +232,40 @@ async fn a_full_store_answers_unavailable_and_recovers() {
     assert_eq!(page.events, vec![e]);
 }
 
+/// A batch put that cannot commit answers every event with the failure and stores none of them;
+/// once space returns the same batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
+    store.limit_pages(Some(0)).await.unwrap();
+    let batch: Vec<StoredEvent> = (1..=3)
+        .map(|n| {
+            let mut e = event("acme", n);
+            e.data = json!("z".repeat(50 * 1024));
+            e
+        })
+        .collect();
+    let results = store.put_batch_if_absent(&batch).await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(reason)) if reason == "disk full"),
+            "{results:?}"
+        );
+    }
+    let tenant = Tenant::parse("acme").unwrap();
+    for e in &batch {
+        assert_eq!(EventStore::get(store.as_ref(), &tenant, &e.id).await.unwrap(), None);
+    }
+    store.limit_pages(None).await.unwrap();
+    let results = store.put_batch_if_absent(&batch).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(PutOutcome::Created))),
+        "{results:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peek_changes_neither_visibility_nor_counts() {
     let dir = tempfile::tempdir().unwrap();
