@@ -1,11 +1,11 @@
 //! The process step: queue records in, events in the store exactly once.
 //!
-//! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: the records of a batch are
-//! checked one by one and written to the store together, each gets its own [`Outcome`], a panic in
-//! one is caught and becomes that record's failure, and only records that succeeded are deleted. Retryable failures stay in the
-//! queue and come back after a backoff; permanent ones (a record that can never succeed) go to the
-//! dead-letter queue at once with the reason. Because the store write is a conditional put on the
-//! event id, a redelivered record stores nothing twice.
+//! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: the records of a batch
+//! are checked one by one and written to the store together, each gets its own [`Outcome`], a panic
+//! in one is caught and becomes that record's failure, and only records that succeeded are deleted.
+//! Retryable failures stay in the queue and come back after a backoff; permanent ones (a record
+//! that can never succeed) go to the dead-letter queue at once with the reason. Because the store
+//! write is a conditional put on the event id, a redelivered record stores nothing twice.
 
 use crate::envelope::{Envelope, Sealer, attr};
 use crate::event::StoredEvent;
@@ -101,7 +101,7 @@ impl Processor {
 
     /// Processes a batch: one [`Outcome`] per record, in order.
     ///
-    /// The records that pass [`Processor::prepare`] are written with one
+    /// The records whose envelope and contract check pass are written with one
     /// [`EventStore::put_batch_if_absent`]. A panic is contained to its record: one while
     /// preparing fails that record; one inside the batch write makes the batch's records be
     /// written again one by one, so only the record that panics fails (a write that did land
