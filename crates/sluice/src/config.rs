@@ -149,6 +149,12 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// Longest retry backoff, in seconds.
     pub max_backoff_secs: u64,
+    /// How much lower than the gateway's the process step's threads run, as a `nice` increment
+    /// (0 to 19; 0: the same priority). On AWS the ingest and process functions never compete
+    /// for a CPU; on one machine this keeps it so under load: accepting events comes first and
+    /// the process step drains the queue with the CPU left over, at full speed when ingest is
+    /// quiet. The backlog stays bounded by `queue.max_depth`.
+    pub nice: u8,
 }
 
 impl Default for WorkerSettings {
@@ -157,6 +163,7 @@ impl Default for WorkerSettings {
             workers: 4,
             batch_size: 10,
             max_backoff_secs: 60,
+            nice: 10,
         }
     }
 }
@@ -327,6 +334,9 @@ impl Config {
         if !(1..=10).contains(&self.worker.batch_size) {
             bail!("worker.batch_size must be 1 to 10");
         }
+        if self.worker.nice > 19 {
+            bail!("worker.nice must be 0 to 19");
+        }
         if self.queue.max_receive_count == 0 {
             bail!("queue.max_receive_count must be at least 1");
         }
@@ -386,6 +396,16 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 256 * 1024);
         assert_eq!(c.queue.max_receive_count, 5);
         assert!(c.log.redact.iter().any(|r| r == "password"));
+        assert_eq!(c.worker.nice, 10);
+    }
+
+    #[test]
+    fn worker_nice_is_a_nice_increment() {
+        let env = |v: &str| [("SLUICE_WORKER__NICE".to_string(), v.to_string())];
+        assert_eq!(Config::load(None, env("0")).unwrap().worker.nice, 0);
+        assert_eq!(Config::load(None, env("19")).unwrap().worker.nice, 19);
+        assert!(Config::load(None, env("20")).is_err());
+        assert!(Config::load(None, env("-1")).is_err());
     }
 
     #[test]

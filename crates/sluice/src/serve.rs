@@ -2,7 +2,9 @@
 //! SQS and DynamoDB.
 //!
 //! The gateway (auth, throttling, routers) and the worker pool (the process step) run side by
-//! side over the ports ([`Ports`]); only [`open_ports`] knows which adapters are behind them. On
+//! side over the ports ([`Ports`]); only [`open_ports`] knows which adapters are behind them. The
+//! worker pool has its own threads, at a lower priority (`worker.nice`): on AWS the ingest and
+//! process functions never compete for a CPU, and on one machine accepting events comes first. On
 //! the embedded backend the queue and the store are separate SQLite files, as SQS and DynamoDB are
 //! separate services; on the AWS backend they are the deployment's real queue, dead-letter queue
 //! and tables, so the whole AWS data path can be driven from one machine (against moto, or a
@@ -257,9 +259,14 @@ pub async fn run(
         visibility: Duration::from_secs(config.queue.visibility_timeout_secs),
         max_backoff: Duration::from_secs(config.worker.max_backoff_secs),
     };
-    let workers: Vec<_> = (0..worker_config.workers)
-        .map(|_| {
-            tokio::spawn(run_worker(
+    let process_rt = (worker_config.workers > 0)
+        .then(|| process_runtime(worker_config.workers, config.worker.nice))
+        .transpose()?;
+    let workers: Vec<_> = process_rt
+        .iter()
+        .flat_map(|rt| std::iter::repeat_n(rt.handle(), worker_config.workers))
+        .map(|rt| {
+            rt.spawn(run_worker(
                 queue.clone(),
                 dlq.clone(),
                 processor.clone(),
@@ -284,10 +291,49 @@ pub async fn run(
     for w in workers {
         let _ = w.await;
     }
+    // Every worker has returned; what is left on those threads is idle connection upkeep.
+    if let Some(rt) = process_rt {
+        rt.shutdown_background();
+    }
     let _ = poller.await;
     tracing::info!("sluice stopped");
     served.context("serving HTTP")
 }
+
+/// The process step's threads: as many as it has workers, at most one per CPU, each `nice`
+/// steps below the thread that starts them.
+fn process_runtime(workers: usize, nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.clamp(1, cpus))
+        .thread_name("sluice-process")
+        .enable_all()
+        .on_thread_start(move || lower_priority(nice))
+        .build()
+        .context("starting the process step's threads")
+}
+
+/// Lowers the calling thread's priority by `nice` steps (at most to 19, the lowest).
+///
+/// On Linux a thread id given to `setpriority` names that one thread, not the whole process, so
+/// the gateway's threads keep their priority. Raising it back would need privileges, and a
+/// failure leaves the thread as it was: slower ingest under load, never a lost event. Elsewhere
+/// thread priorities are not per thread, so nothing changes.
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let result = rustix::process::getpriority_process(Some(tid))
+        .and_then(|now| rustix::process::setpriority_process(Some(tid), now.saturating_add(i32::from(nice)).min(19)));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not lower the process step's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: u8) {}
 
 /// Keeps the backpressure gauge close to the queue's real depth (D-3): on SQS that is
 /// `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`.

@@ -547,3 +547,52 @@ async fn a_paused_process_step_keeps_accepted_events_queued_until_workers_return
     assert_exactly_once(&stored, &ids);
     assert_eq!(queue_depth(&app.data_dir), 0);
 }
+
+/// Each thread of process `pid` as (name, nice value), from `/proc/<pid>/task/*/stat`.
+fn thread_priorities(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // `pid (comm) state ...`: comm may hold spaces, so split after its closing parenthesis;
+        // nice is field 19, the 17th after the comm.
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((name, nice));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_step_runs_on_its_own_threads_below_the_gateways_priority() {
+    for (setting, lower_by) in [(None, 10), (Some("7"), 7), (Some("0"), 0)] {
+        let env: Vec<(&str, &str)> = setting.map(|v| ("SLUICE_WORKER__NICE", v)).into_iter().collect();
+        let app = TestApp::spawn_with(&env);
+        let threads = thread_priorities(app.pid());
+        let base = threads.iter().find(|(n, _)| n == "sluice").unwrap().1;
+        let gateway: Vec<i64> = threads
+            .iter()
+            .filter(|(n, _)| n == "tokio-rt-worker")
+            .map(|t| t.1)
+            .collect();
+        let process: Vec<i64> = threads
+            .iter()
+            .filter(|(n, _)| n == "sluice-process")
+            .map(|t| t.1)
+            .collect();
+        assert!(!gateway.is_empty() && !process.is_empty(), "{setting:?}: {threads:?}");
+        assert!(gateway.iter().all(|&n| n == base), "{setting:?}: {threads:?}");
+        let want = (base + lower_by).min(19);
+        assert!(
+            process.iter().all(|&n| n == want),
+            "{setting:?}: want {want}: {threads:?}"
+        );
+        // And the process step on those threads still stores what ingest accepted.
+        let r = app.post(&app.key, r#"{"type":"order.created","data":{"n":1}}"#).await;
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        app.wait_for_event(&app.key, &id, WAIT).await;
+    }
+}
