@@ -8,6 +8,7 @@
 //! - [`auth`]: API keys, OIDC JWTs or a trusted upstream principal (S-1), failed attempts limited per
 //!   client address, then throttling.
 //! - `throttle`: governor token buckets, per key and global (D-1).
+//! - `admission`: requests handled at once, bounded by count and by declared body bytes (D-2).
 //! - `body`: media type check and body reading under a byte limit (T-1).
 //! - `ingest`, `query`: the route handlers, thin adapters over `sluice_core`'s use cases.
 //! - [`access_log`]: one structured event per request, never a body or credential (R-1, I-1).
@@ -19,6 +20,7 @@
 //! routes (the `/v1` handlers behind the auth and throttling guard) → 404 fallback.
 
 pub mod access_log;
+mod admission;
 pub mod auth;
 mod body;
 pub mod client_ip;
@@ -34,6 +36,7 @@ pub use client_ip::ClientIp;
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
 
+use admission::Admission;
 use auth::{Guard, X_API_KEY};
 use axum::Router;
 use axum::http::header;
@@ -45,7 +48,6 @@ use sluice_core::query::QueryService;
 use std::sync::Arc;
 use throttle::Throttle;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
@@ -70,14 +72,18 @@ pub struct HttpConfig {
     /// Bucket size of failed attempts per client address (0: equal to the rate).
     pub auth_failure_burst: u32,
     /// Requests handled at once (0: no limit). Beyond it a request waits, unread, for a free
-    /// slot: memory stays bounded by this many bodies however many connections are open (D-2).
+    /// slot: memory stays bounded however many connections are open (D-2).
     pub max_in_flight: usize,
+    /// Body bytes handled at once, as declared by `Content-Length` (at least 1 KiB a request; the
+    /// largest body when none is declared). Beyond it a request waits, unread, like beyond
+    /// `max_in_flight` (0: no limit).
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for HttpConfig {
     /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
     /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50;
-    /// 32 requests in flight.
+    /// 256 requests and 256 KiB of declared body in flight.
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
@@ -87,7 +93,8 @@ impl Default for HttpConfig {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
-            max_in_flight: 32,
+            max_in_flight: 256,
+            max_in_flight_bytes: 256 * 1024,
         }
     }
 }
@@ -147,9 +154,12 @@ fn finish(router: Router, config: &HttpConfig) -> Router {
         .layer(middleware::from_fn(request_id::finalize))
         .layer(middleware::from_fn(access_log::access_log))
         .layer(CatchPanicLayer::custom(panic_response))
-        // Innermost, so a waiting request holds no body, parsed value or envelope; one semaphore
-        // for every route (GlobalConcurrencyLimitLayer shares it across clones).
-        .option_layer((config.max_in_flight > 0).then(|| GlobalConcurrencyLimitLayer::new(config.max_in_flight)));
+        // Innermost, so a waiting request holds no body, parsed value or envelope; one set of
+        // bounds for every route.
+        .option_layer(
+            Admission::new(config.max_in_flight, config.max_in_flight_bytes, config.max_body_bytes)
+                .map(|a| middleware::from_fn_with_state(Arc::new(a), admission::admit)),
+        );
     router.fallback(not_found).layer(shared)
 }
 

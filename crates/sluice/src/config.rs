@@ -87,12 +87,15 @@ pub struct Throttle {
     /// Burst of failed authentications per client address.
     pub auth_failure_burst: u32,
     /// Requests handled at once; more wait unread for a slot, so memory stays bounded however
-    /// many connections are open (D-2): at most this many bodies of `limits.max_body_bytes`.
-    /// 0: no limit. Each send waits for its group commit, so this also caps how many sends share
-    /// one fsync: on the 2-core benchmark machine 64 took 19.7k single events/s where 32 took
-    /// 17.5k, but peak memory under 100-event bodies rose from 60 to 67 MiB. Raise it where
-    /// memory allows.
+    /// many connections are open (D-2). 0: no limit.
     pub max_in_flight: usize,
+    /// Body bytes handled at once, as each request's `Content-Length` declares them (at least
+    /// 1 KiB a request; `limits.max_body_bytes` when none is declared); more wait unread like
+    /// beyond `max_in_flight`. 0: no limit. Memory follows the bytes, not the request count: a
+    /// 100-event batch takes about 25 times its body while it is handled. Each send waits for its
+    /// group commit, so many small requests in flight share one fsync, and a few large batches
+    /// fill the budget.
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for Throttle {
@@ -104,7 +107,8 @@ impl Default for Throttle {
             global_burst: 5000,
             auth_failures_per_minute: 600,
             auth_failure_burst: 50,
-            max_in_flight: 32,
+            max_in_flight: 256,
+            max_in_flight_bytes: 256 * 1024,
         }
     }
 }

@@ -238,6 +238,7 @@ pub async fn run(
         auth_failures_per_minute: config.throttle.auth_failures_per_minute,
         auth_failure_burst: config.throttle.auth_failure_burst,
         max_in_flight: config.throttle.max_in_flight,
+        max_in_flight_bytes: config.throttle.max_in_flight_bytes,
     };
     let app = sluice_http::app(
         ingest,
