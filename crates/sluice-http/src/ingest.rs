@@ -1,5 +1,6 @@
 //! `POST /v1/events`: the ingest route, a thin adapter over [`IngestService`].
 
+use crate::admission::ByteBudget;
 use crate::body::{read_limited, require_json};
 use crate::client_ip::source_ip;
 use crate::problem::{Code, Problem};
@@ -24,6 +25,8 @@ const QUEUE_RETRY_AFTER: u64 = 5;
 pub(crate) struct IngestState {
     pub(crate) service: Arc<IngestService>,
     pub(crate) max_body_bytes: usize,
+    /// Body bytes in work at once (D-2), if bounded.
+    pub(crate) budget: Option<ByteBudget>,
 }
 
 /// The authenticated principal, put there by the guard.
@@ -89,6 +92,11 @@ pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Requ
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_limited(&parts.headers, body, state.max_body_bytes).await?;
+    // Held until the answer is ready: parsing, sealing and the send are where the memory goes.
+    let _share = match &state.budget {
+        Some(budget) => Some(budget.hold(bytes.len()).await?),
+        None => None,
+    };
     let ctx = IngestContext {
         tenant: principal.tenant,
         request_id,

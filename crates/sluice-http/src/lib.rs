@@ -8,7 +8,7 @@
 //! - [`auth`]: API keys, OIDC JWTs or a trusted upstream principal (S-1), failed attempts limited per
 //!   client address, then throttling.
 //! - `throttle`: governor token buckets, per key and global (D-1).
-//! - `admission`: requests handled at once, bounded by count and by declared body bytes (D-2).
+//! - `admission`: the byte budget, the body bytes the ingest route works on at once (D-2).
 //! - `body`: media type check and body reading under a byte limit (T-1).
 //! - `ingest`, `query`: the route handlers, thin adapters over `sluice_core`'s use cases.
 //! - [`access_log`]: one structured event per request, never a body or credential (R-1, I-1).
@@ -36,7 +36,7 @@ pub use client_ip::ClientIp;
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
 
-use admission::Admission;
+use admission::ByteBudget;
 use auth::{Guard, X_API_KEY};
 use axum::Router;
 use axum::http::header;
@@ -48,6 +48,7 @@ use sluice_core::query::QueryService;
 use std::sync::Arc;
 use throttle::Throttle;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
@@ -72,11 +73,11 @@ pub struct HttpConfig {
     /// Bucket size of failed attempts per client address (0: equal to the rate).
     pub auth_failure_burst: u32,
     /// Requests handled at once (0: no limit). Beyond it a request waits, unread, for a free
-    /// slot: memory stays bounded however many connections are open (D-2).
+    /// slot: memory stays bounded by this many bodies however many connections are open (D-2).
     pub max_in_flight: usize,
-    /// Body bytes handled at once, as declared by `Content-Length` (at least 1 KiB a request; the
-    /// largest body when none is declared). Beyond it a request waits, unread, like beyond
-    /// `max_in_flight` (0: no limit).
+    /// Body bytes the ingest route works on at once, counted once a body is read (at least
+    /// 1 KiB a request; 0: no limit). Parsing and sealing take many times the body, so this
+    /// bounds most of a request's memory (D-2); see `admission`.
     pub max_in_flight_bytes: usize,
 }
 
@@ -118,6 +119,7 @@ fn ingest_routes(service: Arc<IngestService>, guard: &Arc<Guard>, config: &HttpC
     let state = Arc::new(ingest::IngestState {
         service,
         max_body_bytes,
+        budget: ByteBudget::new(config.max_in_flight_bytes),
     });
     Router::new()
         .route(
@@ -154,12 +156,9 @@ fn finish(router: Router, config: &HttpConfig) -> Router {
         .layer(middleware::from_fn(request_id::finalize))
         .layer(middleware::from_fn(access_log::access_log))
         .layer(CatchPanicLayer::custom(panic_response))
-        // Innermost, so a waiting request holds no body, parsed value or envelope; one set of
-        // bounds for every route.
-        .option_layer(
-            Admission::new(config.max_in_flight, config.max_in_flight_bytes, config.max_body_bytes)
-                .map(|a| middleware::from_fn_with_state(Arc::new(a), admission::admit)),
-        );
+        // Innermost, so a waiting request holds no body, parsed value or envelope; one semaphore
+        // for every route (GlobalConcurrencyLimitLayer shares it across clones).
+        .option_layer((config.max_in_flight > 0).then(|| GlobalConcurrencyLimitLayer::new(config.max_in_flight)));
     router.fallback(not_found).layer(shared)
 }
 

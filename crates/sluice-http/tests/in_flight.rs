@@ -35,39 +35,46 @@ fn held_post_declaring(
     (req.body(Body::from_stream(stream)).unwrap(), tx)
 }
 
-const EVENT: &[u8] = br#"{"type":"a","data":1}"#;
+/// One valid event whose body is exactly `len` bytes long.
+fn event_of(len: usize) -> String {
+    let head = r#"{"type":"a","data":""#;
+    let tail = r#""}"#;
+    format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
+}
+
+/// How many sends have begun (they wait at the queue's gate while the test holds it).
+fn entered(h: &Harness) -> usize {
+    h.queue.entered.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
 
 #[tokio::test]
-async fn d2_requests_beyond_the_byte_budget_wait_while_small_ones_fit_beside() {
+async fn d2_bodies_beyond_the_byte_budget_wait_while_small_ones_fit_beside() {
     let h = Harness::new();
     let app = h.app_with(&HttpConfig {
         max_in_flight: 0,
         max_in_flight_bytes: 4096,
         ..HttpConfig::default()
     });
-    let (big, big_body) = held_post_declaring(&h, Some(3000));
-    let first = tokio::spawn(app.clone().oneshot(big));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let gate = h.queue.gate.write().await;
+    let big = tokio::spawn(app.clone().oneshot(post_events(&h.acme, event_of(3000))));
+    settle().await;
+    assert_eq!(entered(&h), 1, "the first body did not reach the queue");
+    // 3000 of 4096 bytes are in work: a small event (1 KiB at least) still fits beside it...
+    let small = tokio::spawn(app.clone().oneshot(post_events(&h.acme, event_of(100))));
+    settle().await;
+    assert_eq!(entered(&h), 2, "a small body waited although it fits the budget");
+    // ...but 2000 more bytes do not: that request waits before parsing, sealing or sending.
+    let waiting = tokio::spawn(app.clone().oneshot(post_events(&h.acme, event_of(2000))));
+    settle().await;
+    assert_eq!(entered(&h), 2, "a body went to work beyond the byte budget");
+    assert!(!waiting.is_finished());
 
-    // 3000 of 4096 bytes are taken: a bodiless GET (1 KiB) still fits beside it...
-    let get = tokio::time::timeout(
-        Duration::from_secs(5),
-        app.clone().oneshot(get_as(&h.acme, "/v1/events")),
-    )
-    .await
-    .expect("a small request waited although it fits the budget")
-    .unwrap();
-    assert_eq!(get.status(), StatusCode::OK);
-
-    // ...but another 2000 declared bytes do not: that request waits, unread.
-    let (second, second_body) = held_post_declaring(&h, Some(2000));
-    let second = tokio::spawn(app.clone().oneshot(second));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "a request ran beyond the byte budget");
-
-    second_body.send(Bytes::from_static(EVENT)).unwrap();
-    big_body.send(Bytes::from_static(EVENT)).unwrap();
-    for r in [first, second] {
+    drop(gate);
+    for r in [big, small, waiting] {
         let r = tokio::time::timeout(Duration::from_secs(5), r)
             .await
             .unwrap()
@@ -75,42 +82,38 @@ async fn d2_requests_beyond_the_byte_budget_wait_while_small_ones_fit_beside() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
+    assert_eq!(h.queue.sent.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]
-async fn d2_a_chunked_body_weighs_the_largest_body_it_may_send() {
+async fn d2_a_body_still_arriving_holds_no_share_of_the_byte_budget() {
     let h = Harness::new();
     let app = h.app_with(&HttpConfig {
         max_in_flight: 0,
-        max_in_flight_bytes: 1 << 20,
-        max_body_bytes: 8 * 1024,
+        max_in_flight_bytes: 4096,
         ..HttpConfig::default()
     });
-    // Without a Content-Length a request may send up to 8 KiB, so it weighs 8 KiB: 128 of them
-    // fill the 1 MiB budget, and even a 1 KiB request waits for one to finish.
-    let mut held = Vec::new();
-    for _ in 0..128 {
-        let (r, body) = held_post_declaring(&h, None);
-        held.push((tokio::spawn(app.clone().oneshot(r)), body));
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (extra, extra_body) = held_post_declaring(&h, Some(EVENT.len()));
-    let extra = tokio::spawn(app.clone().oneshot(extra));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!extra.is_finished(), "the budget was not full of chunked requests");
-    extra_body.send(Bytes::from_static(EVENT)).unwrap();
-    let (first, first_body) = held.remove(0);
-    first_body.send(Bytes::from_static(EVENT)).unwrap();
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
-    let extra = tokio::time::timeout(Duration::from_secs(5), extra)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(extra.status(), StatusCode::ACCEPTED);
-    for (r, body) in held {
-        body.send(Bytes::from_static(EVENT)).unwrap();
-        assert_eq!(r.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    // Slow clients declaring the largest body, or none (chunked): while their bytes trickle in
+    // they take no share, so they cannot starve everyone else.
+    let (declared, declared_body) = held_post_declaring(&h, Some(256 * 1024));
+    let (chunked, chunked_body) = held_post_declaring(&h, None);
+    let slow = [
+        tokio::spawn(app.clone().oneshot(declared)),
+        tokio::spawn(app.clone().oneshot(chunked)),
+    ];
+    settle().await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.clone().oneshot(post_events(&h.acme, event_of(3000))),
+    )
+    .await
+    .expect("a request waited on bodies that had not arrived")
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    drop((declared_body, chunked_body));
+    for r in slow {
+        // Their senders went away mid-body: refused, never accepted.
+        assert_ne!(r.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
     }
 }
 

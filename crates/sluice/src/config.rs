@@ -87,14 +87,14 @@ pub struct Throttle {
     /// Burst of failed authentications per client address.
     pub auth_failure_burst: u32,
     /// Requests handled at once; more wait unread for a slot, so memory stays bounded however
-    /// many connections are open (D-2). 0: no limit.
+    /// many connections are open (D-2): at most this many bodies of `limits.max_body_bytes` being
+    /// read. 0: no limit.
     pub max_in_flight: usize,
-    /// Body bytes handled at once, as each request's `Content-Length` declares them (at least
-    /// 1 KiB a request; `limits.max_body_bytes` when none is declared); more wait unread like
-    /// beyond `max_in_flight`. 0: no limit. Memory follows the bytes, not the request count: a
-    /// 100-event batch takes about 25 times its body while it is handled. Each send waits for its
-    /// group commit, so many small requests in flight share one fsync, and a few large batches
-    /// fill the budget.
+    /// Body bytes the ingest route works on at once, counted once a body is read (at least 1 KiB
+    /// a request); more wait, holding only their body. 0: no limit. This is where memory goes: a
+    /// 100-event batch takes about 25 times its body while it is parsed, sealed and sent. Each
+    /// send waits for its group commit, so many single events at once share one fsync while a
+    /// few large batches fill the budget.
     pub max_in_flight_bytes: usize,
 }
 

@@ -35,11 +35,17 @@ pub const SECRET_REASON: &str = "SELECT * FROM events WHERE tenant='acme' -- /va
 pub struct MemQueue {
     pub sent: Mutex<Vec<OutgoingMessage>>,
     pub fail: AtomicBool,
+    /// Sends wait while a test holds this for writing.
+    pub gate: tokio::sync::RwLock<()>,
+    /// Sends begun, waiting at the gate or not.
+    pub entered: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl Queue for MemQueue {
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let _open = self.gate.read().await;
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable(SECRET_REASON.into()));
         }
