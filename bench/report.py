@@ -65,9 +65,9 @@ w("**Intake alone** is the same `sluice serve` with `worker.workers = 0`: the pr
   "event source mapping is disabled on AWS), so the ingest route has the machine to itself. On AWS the ingest and "
   "process functions run on separate compute; on one 2-core machine the process step drains the queue on its own "
   "threads while the load runs, `worker.nice` (default 10) steps below the gateway's, so accepting events comes "
-  "first and the process step takes the CPU that is left. Requests in flight are bounded by count (256) and by "
-  "declared body bytes (256 KiB, at least 1 KiB a request), so many single events share each group commit while "
-  "100-event batches fill the byte budget.\n")
+  "first and the process step takes the CPU that is left. Requests in flight are bounded by count (256), and the "
+  "ingest work on bodies already read by bytes (256 KiB, at least 1 KiB a request), so many single events share "
+  "each group commit while 100-event batches fill the byte budget.\n")
 w("| events/request | connections | sluice events/s | p50 ms | p99 ms | intake alone events/s | p99 ms | bare HTTP events/s | p99 ms | disk events/s | sluice / bare | intake alone / bare | sluice / disk | sluice peak RSS MiB |")
 w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 ratios_bare = []
