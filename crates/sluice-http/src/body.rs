@@ -1,11 +1,13 @@
 //! Reading a request body safely (T-1): the media type is checked first, then the body is read
 //! through a byte limit, so an oversized body is refused after at most `limit` bytes whether its
-//! `Content-Length` is honest, lies, or is absent (chunked).
+//! `Content-Length` is honest, lies, or is absent (chunked), and within a time limit, so a client
+//! trickling its body cannot hold a request slot for ever (D-2).
 
 use crate::problem::{Code, Problem};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
 
 /// Whether a `Content-Type` names JSON in UTF-8: `application/json` or `application/*+json`,
 /// with no `charset` other than UTF-8.
@@ -56,8 +58,14 @@ fn too_large(limit: usize) -> Problem {
     Problem::new(Code::PayloadTooLarge).detail(format!("the request body is limited to {limit} bytes"))
 }
 
-/// The whole body, refused with 413 as soon as it passes `limit` bytes.
-pub(crate) async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
+/// The whole body, refused with 413 as soon as it passes `limit` bytes and with 408 if it has not
+/// all arrived within `timeout` (zero: no time limit).
+pub(crate) async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Problem> {
     if let Some(declared) = headers.get(header::CONTENT_LENGTH) {
         let declared = declared
             .to_str()
@@ -68,7 +76,18 @@ pub(crate) async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) 
             return Err(too_large(limit));
         }
     }
-    match Limited::new(body, limit).collect().await {
+    let read = Limited::new(body, limit).collect();
+    let read = if timeout.is_zero() {
+        read.await
+    } else {
+        tokio::time::timeout(timeout, read).await.map_err(|_| {
+            Problem::new(Code::RequestTimeout).detail(format!(
+                "the request body did not arrive within {} seconds",
+                timeout.as_secs_f64()
+            ))
+        })?
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
         Err(e) => {

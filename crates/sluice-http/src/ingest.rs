@@ -25,6 +25,8 @@ const QUEUE_RETRY_AFTER: u64 = 5;
 pub(crate) struct IngestState {
     pub(crate) service: Arc<IngestService>,
     pub(crate) max_body_bytes: usize,
+    /// How long a body may take to arrive (zero: no limit).
+    pub(crate) body_timeout: std::time::Duration,
     /// Body bytes in work at once (D-2), if bounded.
     pub(crate) budget: Option<ByteBudget>,
 }
@@ -91,7 +93,7 @@ pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Requ
     let request_id = request_id(&parts.extensions);
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
-    let bytes = read_limited(&parts.headers, body, state.max_body_bytes).await?;
+    let bytes = read_limited(&parts.headers, body, state.max_body_bytes, state.body_timeout).await?;
     // Held until the answer is ready: parsing, sealing and the send are where the memory goes.
     let _share = match &state.budget {
         Some(budget) => Some(budget.hold(bytes.len()).await?),

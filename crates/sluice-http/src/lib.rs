@@ -79,12 +79,15 @@ pub struct HttpConfig {
     /// 1 KiB a request; 0: no limit). Parsing and sealing take many times the body, so this
     /// bounds most of a request's memory (D-2); see `admission`.
     pub max_in_flight_bytes: usize,
+    /// How long a request body may take to arrive before a 408 (zero: no limit). A client
+    /// trickling its body holds one of the `max_in_flight` slots meanwhile (D-2).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
     /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
     /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50;
-    /// 256 requests and 256 KiB of declared body in flight.
+    /// 256 requests and 256 KiB of body in work at once; 30 s for a body to arrive.
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
@@ -96,6 +99,7 @@ impl Default for HttpConfig {
             auth_failure_burst: 50,
             max_in_flight: 256,
             max_in_flight_bytes: 256 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -119,6 +123,7 @@ fn ingest_routes(service: Arc<IngestService>, guard: &Arc<Guard>, config: &HttpC
     let state = Arc::new(ingest::IngestState {
         service,
         max_body_bytes,
+        body_timeout: config.body_timeout,
         budget: ByteBudget::new(config.max_in_flight_bytes),
     });
     Router::new()

@@ -33,6 +33,8 @@ pub enum Code {
     NotFound,
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 413: the body is larger than allowed.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -55,7 +57,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::MalformedJson,
         Code::InvalidParameter,
         Code::InvalidCursor,
@@ -63,6 +65,7 @@ impl Code {
         Code::Unauthorized,
         Code::NotFound,
         Code::MethodNotAllowed,
+        Code::RequestTimeout,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
         Code::ValidationFailed,
@@ -84,6 +87,7 @@ impl Code {
             Code::Unauthorized => "unauthorized",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::RequestTimeout => "request_timeout",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::ValidationFailed => "validation_failed",
@@ -105,6 +109,7 @@ impl Code {
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::ValidationFailed | Code::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
@@ -124,6 +129,7 @@ impl Code {
             Code::Unauthorized => "Unauthorized",
             Code::NotFound => "Not found",
             Code::MethodNotAllowed => "Method not allowed",
+            Code::RequestTimeout => "Request timeout",
             Code::PayloadTooLarge => "Payload too large",
             Code::UnsupportedMediaType => "Unsupported media type",
             Code::ValidationFailed => "Validation failed",
@@ -143,6 +149,7 @@ impl Code {
             StatusCode::UNAUTHORIZED => Code::Unauthorized,
             StatusCode::NOT_FOUND => Code::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Code::RequestTimeout,
             StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => Code::ValidationFailed,
@@ -246,7 +253,7 @@ impl Problem {
         if self.code == Code::Unauthorized {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.code == Code::PayloadTooLarge {
+        if matches!(self.code, Code::PayloadTooLarge | Code::RequestTimeout) {
             // The rest of the body is never read, so the server drops the connection after this
             // reply; saying so keeps a keep-alive client from sending its next request into it.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -287,6 +294,8 @@ mod tests {
     #[test]
     fn d1_a_refused_oversized_body_closes_the_connection_openly() {
         let res = Problem::new(Code::PayloadTooLarge).render("r");
+        assert_eq!(res.headers().get(header::CONNECTION).unwrap(), "close");
+        let res = Problem::new(Code::RequestTimeout).render("r");
         assert_eq!(res.headers().get(header::CONNECTION).unwrap(), "close");
         let res = Problem::new(Code::MalformedJson).render("r");
         assert!(res.headers().get(header::CONNECTION).is_none());

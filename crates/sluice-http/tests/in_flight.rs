@@ -171,3 +171,43 @@ async fn d2_without_a_limit_requests_run_side_by_side() {
     body.send(Bytes::from_static(br#"{"type":"a","data":1}"#)).unwrap();
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn d2_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot() {
+    let h = Harness::new();
+    let app = h.app_with(&HttpConfig {
+        max_in_flight: 1,
+        body_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    });
+    // A client that sends its head and then nothing, holding the only slot.
+    let (slow, _never) = held_post(&h);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), send(&app, slow))
+        .await
+        .expect("the slow body was waited on for ever");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(r.code(), "request_timeout");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(h.queue.sent.lock().unwrap().is_empty(), "nothing of it was queued");
+    // The slot is free again.
+    let next = tokio::time::timeout(Duration::from_secs(5), send(&app, post_events(&h.acme, event_of(100))))
+        .await
+        .expect("the slot stayed taken");
+    assert_eq!(next.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn d2_a_body_arriving_in_time_is_not_cut_short() {
+    let h = Harness::new();
+    let app = h.app_with(&HttpConfig {
+        body_timeout: Duration::from_millis(500),
+        ..HttpConfig::default()
+    });
+    let (slowish, body) = held_post(&h);
+    let reply = tokio::spawn(async move { send(&app, slowish).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    body.send(Bytes::from(event_of(100))).unwrap();
+    assert_eq!(reply.await.unwrap().status, StatusCode::ACCEPTED);
+}

@@ -96,6 +96,10 @@ pub struct Throttle {
     /// send waits for its group commit, so many single events at once share one fsync while a
     /// few large batches fill the budget.
     pub max_in_flight_bytes: usize,
+    /// Seconds a request body may take to arrive before the request is refused with 408 and
+    /// its connection closed, so slow clients cannot hold the `max_in_flight` slots (D-2).
+    /// 0: no limit.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Throttle {
@@ -109,6 +113,7 @@ impl Default for Throttle {
             auth_failure_burst: 50,
             max_in_flight: 256,
             max_in_flight_bytes: 256 * 1024,
+            body_timeout_secs: 30,
         }
     }
 }

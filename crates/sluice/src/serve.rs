@@ -239,6 +239,7 @@ pub async fn run(
         auth_failure_burst: config.throttle.auth_failure_burst,
         max_in_flight: config.throttle.max_in_flight,
         max_in_flight_bytes: config.throttle.max_in_flight_bytes,
+        body_timeout: Duration::from_secs(config.throttle.body_timeout_secs),
     };
     let app = sluice_http::app(
         ingest,

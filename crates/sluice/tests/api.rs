@@ -494,3 +494,25 @@ async fn sigterm_drains_and_exits_cleanly_and_data_survives_a_restart() {
     let e = app.wait_for_event(&app.key, &id, WAIT).await;
     assert_eq!(e["data"], "kept");
 }
+
+#[tokio::test]
+async fn d2_a_body_trickled_past_the_time_limit_gets_408_and_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("SLUICE_THROTTLE__BODY_TIMEOUT_SECS", "1")]);
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"type\":",
+        app.key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    // The server answers and closes by itself: reading to the end cannot hang.
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut reply))
+        .await
+        .expect("the server kept waiting for the body")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("\"code\":\"request_timeout\""), "{reply}");
+    assert!(reply.to_ascii_lowercase().contains("connection: close"), "{reply}");
+}
