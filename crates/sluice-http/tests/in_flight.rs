@@ -7,6 +7,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use common::*;
 use sluice_http::HttpConfig;
@@ -42,6 +43,15 @@ fn event_of(len: usize) -> String {
     format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
 }
 
+/// The response of a spawned request, which must come within 5 s.
+async fn finished(task: tokio::task::JoinHandle<Result<Response, Infallible>>) -> Response {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the request did not finish within 5 s")
+        .unwrap()
+        .unwrap()
+}
+
 /// How many sends have begun (they wait at the queue's gate while the test holds it).
 fn entered(h: &Harness) -> usize {
     h.queue.entered.load(std::sync::atomic::Ordering::SeqCst)
@@ -75,12 +85,7 @@ async fn d2_bodies_beyond_the_byte_budget_wait_while_small_ones_fit_beside() {
 
     drop(gate);
     for r in [big, small, waiting] {
-        let r = tokio::time::timeout(Duration::from_secs(5), r)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(finished(r).await.status(), StatusCode::ACCEPTED);
     }
     assert_eq!(h.queue.sent.lock().unwrap().len(), 3);
 }
@@ -135,18 +140,8 @@ async fn d2_requests_beyond_the_in_flight_limit_wait_for_a_slot() {
     assert!(!second.is_finished(), "a second request ran beside the first");
 
     body.send(Bytes::from_static(br#"{"type":"a","data":1}"#)).unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), first)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let second = tokio::time::timeout(Duration::from_secs(5), second)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(finished(first).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(finished(second).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
