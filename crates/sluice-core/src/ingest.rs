@@ -207,7 +207,7 @@ impl IngestService {
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
-            fingerprint: hex::encode(Sha256::digest(body)),
+            fingerprint: crate::envelope::hex_digest(&Sha256::digest(body)),
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
             payload: encode_payload(&messages),

@@ -35,7 +35,7 @@ impl fmt::Debug for ApiKey {
 }
 
 fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::envelope::hex_digest(&Sha256::digest(secret.as_bytes()))
 }
 
 /// Makes a new key for `tenant`; store the record, show the key once.

@@ -9,14 +9,20 @@
 use crate::client_ip::source_ip;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
 use futures::StreamExt as _;
+use pin_project_lite::pin_project;
 use sluice_core::RequestId;
 use sluice_core::keys::Principal;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
+use tower::{Layer, Service};
 
 /// The log target of the access log.
 pub const ACCESS_TARGET: &str = "sluice::access";
@@ -24,50 +30,142 @@ pub const ACCESS_TARGET: &str = "sluice::access";
 /// Longest path logged.
 const MAX_PATH: usize = 256;
 
-/// Middleware: logs the request once its response is ready.
-pub(crate) async fn access_log(req: Request, next: Next) -> Response {
-    // With the access log filtered out (say `log.level = warn`), skip gathering its fields and
-    // wrapping the body in a byte counter: that costs an allocation or five on every request.
-    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
-        return next.run(req).await;
+/// Logs every request once its response is ready; a tower layer, so a request pays no boxing for
+/// it (and nothing at all while the access log is filtered out).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AccessLogLayer;
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLog { inner }
     }
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let mut path = req.uri().path().to_owned();
-    if path.len() > MAX_PATH {
-        let mut cut = MAX_PATH;
-        while !path.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        path.truncate(cut);
+}
+
+/// The service [`AccessLogLayer`] wraps around the routes.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessLog<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request> for AccessLog<S>
+where
+    S: Service<Request, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = AccessLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    let request_id = req.extensions().get::<RequestId>().cloned();
-    let ip = source_ip(req.extensions());
-    let bytes_in = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&bytes_in);
-    let (parts, body) = req.into_parts();
-    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // With the access log filtered out (say `log.level = warn`), skip gathering its fields and
+        // wrapping the body in a byte counter: that costs an allocation or five on every request.
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+            return AccessLogFuture {
+                inner: self.inner.call(req),
+                record: None,
+            };
         }
-        chunk
-    }));
-    let res = next.run(Request::from_parts(parts, body)).await;
-    let principal = res.extensions().get::<Principal>();
-    tracing::info!(
-        target: ACCESS_TARGET,
-        request_id = request_id.as_ref().map(RequestId::as_str),
-        method = %method,
-        route = route.as_deref().unwrap_or("<unmatched>"),
-        path = %path,
-        status = res.status().as_u16(),
-        latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-        tenant = principal.map(|p| p.tenant.as_str()),
-        key_id = principal.map(|p| p.key_id.as_str()),
-        source_ip = ip.as_deref(),
-        bytes_in = bytes_in.load(Ordering::Relaxed),
-        "request"
-    );
-    res
+        let (req, record) = Record::start(req);
+        AccessLogFuture {
+            inner: self.inner.call(req),
+            record: Some(record),
+        }
+    }
+}
+
+pin_project! {
+    /// The response of [`AccessLog`], logged once the inner service answers.
+    pub(crate) struct AccessLogFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<Record>,
+    }
+}
+
+impl<F, B> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<B>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(res) = ready!(this.inner.poll(cx));
+        if let Some(record) = this.record.take() {
+            record.emit(&res);
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// What the access log knows about a request before its response.
+struct Record {
+    start: Instant,
+    method: Method,
+    route: Option<String>,
+    path: String,
+    request_id: Option<RequestId>,
+    ip: Option<String>,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl Record {
+    /// Gathers the request's fields and counts its body bytes as the handler reads them.
+    fn start(req: Request) -> (Request, Self) {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+        let mut path = req.uri().path().to_owned();
+        if path.len() > MAX_PATH {
+            let mut cut = MAX_PATH;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
+        }
+        let request_id = req.extensions().get::<RequestId>().cloned();
+        let ip = source_ip(req.extensions());
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&bytes_in);
+        let (parts, body) = req.into_parts();
+        let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+            chunk
+        }));
+        let record = Self {
+            start,
+            method,
+            route,
+            path,
+            request_id,
+            ip,
+            bytes_in,
+        };
+        (Request::from_parts(parts, body), record)
+    }
+
+    fn emit<B>(self, res: &Response<B>) {
+        let principal = res.extensions().get::<Principal>();
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = self.request_id.as_ref().map(RequestId::as_str),
+            method = %self.method,
+            route = self.route.as_deref().unwrap_or("<unmatched>"),
+            path = %self.path,
+            status = res.status().as_u16(),
+            latency_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            tenant = principal.map(|p| p.tenant.as_str()),
+            key_id = principal.map(|p| p.key_id.as_str()),
+            source_ip = self.ip.as_deref(),
+            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+            "request"
+        );
+    }
 }

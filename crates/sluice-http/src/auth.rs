@@ -16,18 +16,22 @@
 use crate::client_ip;
 use crate::problem::{Code, Problem};
 use crate::throttle::Throttle;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Extensions, HeaderMap, HeaderName, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sluice_core::keys::{AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier};
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::{Layer, Service};
 
 /// The API key header.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -199,40 +203,101 @@ impl Guard {
     }
 }
 
-/// Middleware: refuse addresses with too many failures, authenticate, throttle, then run the
-/// handler with the [`Principal`].
-pub(crate) async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
-    let addr = guard
-        .failures
-        .as_ref()
-        .map(|_| client_ip::source_ip(req.extensions()).unwrap_or_else(|| "unknown".to_owned()));
-    if let (Some(failures), Some(addr)) = (&guard.failures, &addr)
-        && let Some(wait) = failures.blocked_for(addr)
-    {
-        return Problem::new(Code::Throttled)
-            .detail("too many failed authentication attempts; retry after the indicated number of seconds")
-            .retry_after(whole_secs(wait))
-            .into_response();
+/// Puts the [`Guard`] in front of a route: refuse addresses with too many failures,
+/// authenticate, throttle, then run the handler with the [`Principal`].
+///
+/// A tower layer rather than `from_fn_with_state`, which boxes a clone of the inner service on
+/// top of the future for every request.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardLayer {
+    guard: Arc<Guard>,
+}
+
+impl GuardLayer {
+    /// A layer sharing `guard` (and so its buckets) with every other route it is put on.
+    pub(crate) fn new(guard: Arc<Guard>) -> Self {
+        Self { guard }
     }
-    let principal = match guard.authenticate(req.headers(), req.extensions()).await {
-        Ok(p) => p,
-        Err(Denied::Invalid) => {
-            if let (Some(failures), Some(addr)) = (&guard.failures, &addr) {
-                failures.record(addr);
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guarded {
+            guard: Arc::clone(&self.guard),
+            inner,
+        }
+    }
+}
+
+/// A route behind the [`Guard`].
+#[derive(Debug, Clone)]
+pub(crate) struct Guarded<S> {
+    guard: Arc<Guard>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Guarded<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The service driven to readiness goes with this request; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let guard = Arc::clone(&self.guard);
+        Box::pin(async move { Ok(guard.admit(req, inner).await) })
+    }
+}
+
+impl Guard {
+    async fn admit<S>(&self, mut req: Request, mut inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible>,
+    {
+        let addr = self
+            .failures
+            .as_ref()
+            .map(|_| client_ip::source_ip(req.extensions()).unwrap_or_else(|| "unknown".to_owned()));
+        if let (Some(failures), Some(addr)) = (&self.failures, &addr)
+            && let Some(wait) = failures.blocked_for(addr)
+        {
+            return Problem::new(Code::Throttled)
+                .detail("too many failed authentication attempts; retry after the indicated number of seconds")
+                .retry_after(whole_secs(wait))
+                .into_response();
+        }
+        let principal = match self.authenticate(req.headers(), req.extensions()).await {
+            Ok(p) => p,
+            Err(Denied::Invalid) => {
+                if let (Some(failures), Some(addr)) = (&self.failures, &addr) {
+                    failures.record(addr);
+                }
+                return unauthorized().into_response();
             }
-            return unauthorized().into_response();
-        }
-        Err(Denied::Unavailable(problem)) => return problem.into_response(),
-    };
-    let mut res = match guard.throttle.check(&principal.key_id) {
-        Ok(()) => {
-            req.extensions_mut().insert(principal.clone());
-            next.run(req).await
-        }
-        Err(problem) => problem.into_response(),
-    };
-    res.extensions_mut().insert(principal);
-    res
+            Err(Denied::Unavailable(problem)) => return problem.into_response(),
+        };
+        let mut res = match self.throttle.check(&principal.key_id) {
+            Ok(()) => {
+                req.extensions_mut().insert(principal.clone());
+                let Ok(res) = inner.call(req).await;
+                res
+            }
+            Err(problem) => problem.into_response(),
+        };
+        res.extensions_mut().insert(principal);
+        res
+    }
 }
 
 #[cfg(test)]

@@ -36,13 +36,14 @@ pub use client_ip::ClientIp;
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
 
+use access_log::AccessLogLayer;
 use admission::ByteBudget;
-use auth::{Guard, X_API_KEY};
+use auth::{Guard, GuardLayer, X_API_KEY};
 use axum::Router;
 use axum::http::header;
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use request_id::FinalizeLayer;
 use sluice_core::ingest::IngestService;
 use sluice_core::query::QueryService;
 use std::sync::Arc;
@@ -129,13 +130,13 @@ fn ingest_routes(service: Arc<IngestService>, guard: &Arc<Guard>, config: &HttpC
     Router::new()
         .route(
             openapi::EVENTS,
-            post(ingest::post_events).route_layer(middleware::from_fn_with_state(Arc::clone(guard), auth::guard)),
+            post(ingest::post_events).route_layer(GuardLayer::new(Arc::clone(guard))),
         )
         .with_state(state)
 }
 
 fn query_routes(service: Arc<QueryService>, guard: &Arc<Guard>) -> Router {
-    let guarded = || middleware::from_fn_with_state(Arc::clone(guard), auth::guard);
+    let guarded = || GuardLayer::new(Arc::clone(guard));
     Router::new()
         .route(openapi::EVENTS, get(query::list_events).route_layer(guarded()))
         .route(openapi::EVENT, get(query::get_event).route_layer(guarded()))
@@ -158,8 +159,8 @@ fn finish(router: Router, config: &HttpConfig) -> Router {
     // and a request then clones each box on its way in (an allocation per layer per request).
     let shared = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, X_API_KEY]))
-        .layer(middleware::from_fn(request_id::finalize))
-        .layer(middleware::from_fn(access_log::access_log))
+        .layer(FinalizeLayer)
+        .layer(AccessLogLayer)
         .layer(CatchPanicLayer::custom(panic_response))
         // Innermost, so a waiting request holds no body, parsed value or envelope; one semaphore
         // for every route (GlobalConcurrencyLimitLayer shares it across clones).
