@@ -337,20 +337,34 @@ fn lower_priority(nice: u8) {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority(_nice: u8) {}
 
+/// The backpressure gauge waits at least this many times as long as its last read took.
+const GAUGE_COST_RATIO: u32 = 50;
+
 /// Keeps the backpressure gauge close to the queue's real depth (D-3): on SQS that is
 /// `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`.
+///
+/// Reading the depth of the embedded queue counts its rows, so a deep backlog takes tens of
+/// milliseconds of a core per read, the very time ingest needs most. The reads are therefore
+/// spaced by [`gauge_wait`]. The bound still holds between reads: every send adds to the gauge at
+/// once (`Backpressure::add`); only the process step's deletes wait for the next read.
 async fn poll_depth(queue: Arc<dyn Queue>, bp: Arc<Backpressure>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
+        let started = tokio::time::Instant::now();
         match queue.depth().await {
             Ok(d) => bp.observe(d.total()),
             Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
         }
+        tokio::select! {
+            () = tokio::time::sleep(gauge_wait(every, started.elapsed())) => {}
+            _ = stop.changed() => return,
+        }
     }
+}
+
+/// How long the gauge waits after a read that took `took`: `every`, or longer when reading is
+/// slow, so the gauge never costs more than 1/[`GAUGE_COST_RATIO`] of one core.
+fn gauge_wait(every: Duration, took: Duration) -> Duration {
+    every.max(took.saturating_mul(GAUGE_COST_RATIO))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -374,4 +388,23 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_depth_gauge_backs_off_when_reading_the_depth_is_slow() {
+        let every = Duration::from_millis(250);
+        assert_eq!(
+            gauge_wait(every, Duration::from_micros(300)),
+            every,
+            "a shallow queue: every tick"
+        );
+        assert_eq!(gauge_wait(every, Duration::from_millis(5)), every);
+        // A million-message backlog counted in 40 ms: read every 2 s, 2% of one core.
+        assert_eq!(gauge_wait(every, Duration::from_millis(40)), Duration::from_secs(2));
+        assert_eq!(gauge_wait(every, Duration::MAX), Duration::MAX);
+    }
 }
