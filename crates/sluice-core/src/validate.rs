@@ -163,20 +163,21 @@ impl Schemas {
         self.by_type.is_empty()
     }
 
-    fn check(&self, t: &EventType, data: &Value, base: &str, out: &mut Vec<Violation>) {
+    /// Checks `data` against `t`'s schema; `base` builds the event's pointer, only for a violation.
+    fn check(&self, t: &EventType, data: &Value, base: impl Fn() -> String, out: &mut Vec<Violation>) {
         match self.by_type.get(t) {
             Some(v) => {
                 for e in v.iter_errors(data).take(MAX_VIOLATIONS) {
                     let mut message = e.to_string();
                     truncate(&mut message, 200);
                     out.push(Violation {
-                        pointer: format!("{base}/data{}", e.instance_path),
+                        pointer: format!("{}/data{}", base(), e.instance_path),
                         message,
                     });
                 }
             }
             None if self.require => out.push(Violation {
-                pointer: format!("{base}/type"),
+                pointer: format!("{}/type", base()),
                 message: "no schema is registered for this event type".into(),
             }),
             None => {}
@@ -247,7 +248,7 @@ impl Validator {
         let value = parse_strict(body, self.limits.max_depth)?;
         let mut violations = Vec::new();
         let submission = match value {
-            Value::Object(_) => self.parse_event(&value, "", now, &mut violations).map(Submission::One),
+            Value::Object(_) => self.parse_event(value, None, now, &mut violations).map(Submission::One),
             Value::Array(items) => {
                 if items.is_empty() {
                     violations.push(v("", "a batch holds at least one event"));
@@ -259,8 +260,8 @@ impl Validator {
                 }
                 let mut events = Vec::with_capacity(items.len());
                 if violations.is_empty() {
-                    for (i, item) in items.iter().enumerate() {
-                        if let Some(e) = self.parse_event(item, &format!("/{i}"), now, &mut violations) {
+                    for (i, item) in items.into_iter().enumerate() {
+                        if let Some(e) = self.parse_event(item, Some(i), now, &mut violations) {
                             events.push(e);
                         }
                         if violations.len() >= MAX_VIOLATIONS {
@@ -288,51 +289,52 @@ impl Validator {
     /// which was judged at ingest.
     pub fn recheck(&self, t: &EventType, data: &Value) -> Result<(), Vec<Violation>> {
         let mut out = Vec::new();
-        self.schemas.check(t, data, "", &mut out);
+        self.schemas.check(t, data, String::new, &mut out);
         if out.is_empty() { Ok(()) } else { Err(out) }
     }
 
     fn parse_event(
         &self,
-        value: &Value,
-        base: &str,
+        value: Value,
+        index: Option<usize>,
         now: OffsetDateTime,
         out: &mut Vec<Violation>,
     ) -> Option<NewEvent> {
-        let Value::Object(obj) = value else {
-            out.push(v(base, "an event is a JSON object"));
+        // The event's pointer in the body ("" or "/3"), built only where a violation or a schema
+        // check needs it: most events in a batch never do.
+        let base = || index.map_or_else(String::new, |i| format!("/{i}"));
+        let Value::Object(mut obj) = value else {
+            out.push(v(&base(), "an event is a JSON object"));
             return None;
         };
         let before = out.len();
         for key in obj.keys() {
             if !matches!(key.as_str(), "type" | "data" | "occurred_at") {
-                out.push(v(&format!("{base}/{}", escape_pointer_token(key)), "unknown field"));
+                out.push(v(&format!("{}/{}", base(), escape_pointer_token(key)), "unknown field"));
             }
         }
         let event_type = match obj.get("type") {
             Some(Value::String(s)) => match EventType::parse(s) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    out.push(v(&format!("{base}/type"), &e.to_string()));
+                    out.push(v(&format!("{}/type", base()), &e.to_string()));
                     None
                 }
             },
             Some(_) => {
-                out.push(v(&format!("{base}/type"), "must be a string"));
+                out.push(v(&format!("{}/type", base()), "must be a string"));
                 None
             }
             None => {
-                out.push(v(&format!("{base}/type"), "is required"));
+                out.push(v(&format!("{}/type", base()), "is required"));
                 None
             }
         };
-        let data = match obj.get("data") {
-            Some(d) => Some(d.clone()),
-            None => {
-                out.push(v(&format!("{base}/data"), "is required"));
-                None
-            }
-        };
+        // Moved out, not cloned: the payload goes on into the envelope as it is.
+        let data = obj.remove("data");
+        if data.is_none() {
+            out.push(v(&format!("{}/data", base()), "is required"));
+        }
         let occurred_at = match obj.get("occurred_at") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
@@ -340,18 +342,21 @@ impl Validator {
                     let past = now - Duration::from_secs(self.limits.max_past_secs);
                     let future = now + Duration::from_secs(self.limits.max_future_secs);
                     if t < past || t > future {
-                        out.push(v(&format!("{base}/occurred_at"), "is outside the accepted time window"));
+                        out.push(v(
+                            &format!("{}/occurred_at", base()),
+                            "is outside the accepted time window",
+                        ));
                     }
                     Some(t.to_offset(time::UtcOffset::UTC))
                 }
                 Err(_) => {
-                    out.push(v(&format!("{base}/occurred_at"), "must be an RFC 3339 date-time"));
+                    out.push(v(&format!("{}/occurred_at", base()), "must be an RFC 3339 date-time"));
                     None
                 }
             },
             Some(_) => {
                 out.push(v(
-                    &format!("{base}/occurred_at"),
+                    &format!("{}/occurred_at", base()),
                     "must be an RFC 3339 date-time string",
                 ));
                 None

@@ -83,10 +83,19 @@ impl FailureLimit {
     }
 
     /// How long `addr` must still wait, if it is blocked.
+    /// Whether any address may still be blocked (expired blocks leave as they are looked up).
+    fn any_blocked(&self) -> bool {
+        self.blocked.lock().is_ok_and(|blocked| !blocked.is_empty())
+    }
+
     fn blocked_for(&self, addr: &str) -> Option<Duration> {
-        let blocked = self.blocked.lock().ok()?;
+        let mut blocked = self.blocked.lock().ok()?;
         let until = *blocked.get(addr)?;
-        until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+        let wait = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+        if wait.is_none() {
+            blocked.remove(addr);
+        }
+        wait
     }
 
     /// Spends one failure from `addr`'s bucket; an empty bucket blocks it until a token is back.
@@ -265,12 +274,12 @@ impl Guard {
     where
         S: Service<Request, Response = Response, Error = Infallible>,
     {
-        let addr = self
-            .failures
-            .as_ref()
-            .map(|_| client_ip::source_ip(req.extensions()).unwrap_or_else(|| "unknown".to_owned()));
-        if let (Some(failures), Some(addr)) = (&self.failures, &addr)
-            && let Some(wait) = failures.blocked_for(addr)
+        let addr = |req: &Request| client_ip::source_ip(req.extensions()).unwrap_or_else(|| "unknown".to_owned());
+        // The address is spelled out only when some address is blocked: a string per request
+        // otherwise, for nothing.
+        if let Some(failures) = &self.failures
+            && failures.any_blocked()
+            && let Some(wait) = failures.blocked_for(&addr(&req))
         {
             return Problem::new(Code::Throttled)
                 .detail("too many failed authentication attempts; retry after the indicated number of seconds")
@@ -280,8 +289,8 @@ impl Guard {
         let principal = match self.authenticate(req.headers(), req.extensions()).await {
             Ok(p) => p,
             Err(Denied::Invalid) => {
-                if let (Some(failures), Some(addr)) = (&self.failures, &addr) {
-                    failures.record(addr);
+                if let Some(failures) = &self.failures {
+                    failures.record(&addr(&req));
                 }
                 return unauthorized().into_response();
             }
@@ -316,18 +325,21 @@ mod tests {
     #[test]
     fn d1_failures_block_an_address_until_its_bucket_refills() {
         let limit = FailureLimit::new(60, 2).unwrap();
+        assert!(!limit.any_blocked());
         assert_eq!(limit.blocked_for("a"), None);
         limit.record("a");
         limit.record("a");
         assert_eq!(limit.blocked_for("a"), None, "the burst is spent, not exceeded");
         // The next failure finds the bucket empty: from then on the address waits.
         limit.record("a");
+        assert!(limit.any_blocked());
         let wait = limit.blocked_for("a").unwrap();
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert_eq!(whole_secs(wait), 1);
         assert_eq!(limit.blocked_for("b"), None, "addresses have their own buckets");
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(limit.blocked_for("a"), None, "a token is back");
+        assert!(!limit.any_blocked(), "an expired block leaves once looked up");
         assert!(FailureLimit::new(0, 5).is_none());
     }
 

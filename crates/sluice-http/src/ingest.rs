@@ -88,9 +88,16 @@ fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
 
 /// `POST /v1/events`: one event or a batch in, `202 {"id"}` or `{"ids"}` out.
 pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Request) -> Result<Response, Problem> {
-    let (parts, body) = req.into_parts();
-    let principal = principal(&parts.extensions)?;
-    let request_id = request_id(&parts.extensions);
+    let (mut parts, body) = req.into_parts();
+    // Taken, not cloned: nothing reads them from the request after the handler.
+    let principal = parts
+        .extensions
+        .remove::<Principal>()
+        .ok_or_else(|| Problem::new(Code::Unauthorized).detail("missing or invalid credentials"))?;
+    let request_id = parts
+        .extensions
+        .remove::<RequestId>()
+        .unwrap_or_else(RequestId::generate);
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_limited(&parts.headers, body, state.max_body_bytes, state.body_timeout).await?;
