@@ -100,6 +100,11 @@ pub struct Throttle {
     /// its connection closed, so slow clients cannot hold the `max_in_flight` slots (D-2).
     /// 0: no limit.
     pub body_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole header block, on a new connection and
+    /// between requests on a kept-alive one; past it the connection is closed, so clients
+    /// trickling headers (slowloris) cannot pile up connections and header buffers (D-2).
+    /// 0: no limit.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for Throttle {
@@ -114,6 +119,7 @@ impl Default for Throttle {
             max_in_flight: 256,
             max_in_flight_bytes: 256 * 1024,
             body_timeout_secs: 30,
+            header_timeout_secs: 60,
         }
     }
 }

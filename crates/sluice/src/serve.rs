@@ -29,7 +29,6 @@ use sluice_core::validate::{Schemas, Validator};
 use sluice_embedded::{EmbeddedQueue, QueueConfig, QueueDb, Redrive, StoreDb};
 use sluice_http::{Auth, HttpConfig};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -285,9 +284,8 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let backend = format!("{:?}", config.backend).to_ascii_lowercase();
     tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = worker_config.workers, "sluice listening");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let header_timeout = Duration::from_secs(config.throttle.header_timeout_secs);
+    let served = crate::listen::serve_http(listener, app, header_timeout, shutdown).await;
     tracing::info!("no longer accepting; finishing the records in hand");
     let _ = stop_tx.send(true);
     for w in workers {

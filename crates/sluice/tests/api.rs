@@ -496,6 +496,29 @@ async fn sigterm_drains_and_exits_cleanly_and_data_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn d2_headers_trickled_past_the_time_limit_close_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("SLUICE_THROTTLE__HEADER_TIMEOUT_SECS", "1")]);
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    conn.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    // The server closes by itself: reading to the end cannot hang.
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest))
+        .await
+        .expect("the server kept waiting for the headers");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains(" 202 "), "{rest:?}");
+    // The server is still serving everyone else.
+    assert_eq!(app.post(&app.key, r#"{"type":"t.x","data":{}}"#).await.status(), 202);
+}
+#[tokio::test]
 async fn d2_a_body_trickled_past_the_time_limit_gets_408_and_the_connection_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn_with(&[("SLUICE_THROTTLE__BODY_TIMEOUT_SECS", "1")]);
