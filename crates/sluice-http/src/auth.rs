@@ -138,7 +138,8 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-fn unauthorized() -> Problem {
+/// The one 401 every kind of authentication failure gets.
+pub(crate) fn unauthorized() -> Problem {
     Problem::new(Code::Unauthorized).detail("missing or invalid credentials")
 }
 

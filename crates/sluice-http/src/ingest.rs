@@ -31,20 +31,15 @@ pub(crate) struct IngestState {
     pub(crate) budget: Option<ByteBudget>,
 }
 
-/// The authenticated principal, put there by the guard.
-pub(crate) fn principal(extensions: &Extensions) -> Result<Principal, Problem> {
-    extensions
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| Problem::new(Code::Unauthorized).detail("missing or invalid credentials"))
+/// The authenticated principal, put there by the guard. Taken, not cloned: nothing reads it from
+/// the request after the handler.
+pub(crate) fn principal(extensions: &mut Extensions) -> Result<Principal, Problem> {
+    extensions.remove::<Principal>().ok_or_else(crate::auth::unauthorized)
 }
 
-/// The request id, put there by the outermost layer.
-pub(crate) fn request_id(extensions: &Extensions) -> RequestId {
-    extensions
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(RequestId::generate)
+/// The request id, put there by the outermost layer (which keeps its own copy for the response).
+pub(crate) fn request_id(extensions: &mut Extensions) -> RequestId {
+    extensions.remove::<RequestId>().unwrap_or_else(RequestId::generate)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {
@@ -89,15 +84,8 @@ fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
 /// `POST /v1/events`: one event or a batch in, `202 {"id"}` or `{"ids"}` out.
 pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Request) -> Result<Response, Problem> {
     let (mut parts, body) = req.into_parts();
-    // Taken, not cloned: nothing reads them from the request after the handler.
-    let principal = parts
-        .extensions
-        .remove::<Principal>()
-        .ok_or_else(|| Problem::new(Code::Unauthorized).detail("missing or invalid credentials"))?;
-    let request_id = parts
-        .extensions
-        .remove::<RequestId>()
-        .unwrap_or_else(RequestId::generate);
+    let principal = principal(&mut parts.extensions)?;
+    let request_id = request_id(&mut parts.extensions);
     require_json(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_limited(&parts.headers, body, state.max_body_bytes, state.body_timeout).await?;

@@ -43,10 +43,10 @@ fn query_problem(e: QueryError, request_id: &RequestId) -> Problem {
 pub(crate) async fn get_event(
     State(service): State<Arc<QueryService>>,
     id: Result<Path<String>, PathRejection>,
-    req: Request,
+    mut req: Request,
 ) -> Result<Response, Problem> {
-    let principal = principal(req.extensions())?;
-    let request_id = request_id(req.extensions());
+    let principal = principal(req.extensions_mut())?;
+    let request_id = request_id(req.extensions_mut());
     let Ok(Path(id)) = id else {
         return Err(not_found());
     };
@@ -90,10 +90,10 @@ fn list_params(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> R
 pub(crate) async fn list_events(
     State(service): State<Arc<QueryService>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
+    mut req: Request,
 ) -> Result<Response, Problem> {
-    let principal = principal(req.extensions())?;
-    let request_id = request_id(req.extensions());
+    let principal = principal(req.extensions_mut())?;
+    let request_id = request_id(req.extensions_mut());
     let p = list_params(query)?;
     match service
         .list(
