@@ -9,10 +9,12 @@ use crate::ids::KeyId;
 use crate::ports::{KeyRecord, KeyStore, KeyStoreError};
 use crate::tenant::Tenant;
 use base64::Engine as _;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -97,7 +99,7 @@ pub struct Principal {
 }
 
 /// Why authentication failed. Deliberately coarse: the client learns only "no".
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// Missing, malformed, unknown, wrong, expired or revoked credentials.
     #[error("invalid credentials")]
@@ -109,12 +111,24 @@ pub enum AuthError {
 
 /// Verifies presented API keys against a [`KeyStore`], caching records briefly as API Gateway
 /// caches authorizer results: a revocation takes effect within `cache_ttl`.
+///
+/// Concurrent misses on one key share a single store read. Every client of a busy key misses at
+/// the same instant when its entry expires, and without this each would read the store: hundreds
+/// of reads, blocking threads and database connections for one record, every `cache_ttl`.
 pub struct Authenticator {
     store: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
     cache_ttl: Duration,
-    cache: RwLock<HashMap<KeyId, (Option<KeyRecord>, Instant)>>,
+    cache: RwLock<HashMap<KeyId, (Record, Instant)>>,
+    /// Store reads under way, by key; each finishes once, whoever polls it.
+    lookups: Mutex<HashMap<KeyId, Lookup>>,
 }
+
+/// A key's record as read from the store; `None` for an unknown id, which is cached too.
+type Record = Option<Arc<KeyRecord>>;
+
+/// One store read of a key record, awaited by every request that missed the cache meanwhile.
+type Lookup = Shared<BoxFuture<'static, Result<Record, AuthError>>>;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,6 +140,9 @@ impl fmt::Debug for Authenticator {
 
 const MAX_CACHE: usize = 10_000;
 
+/// What an unknown key's presented secret is compared with, so both paths do the same work.
+const NO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 impl Authenticator {
     /// An authenticator over `store`.
     pub fn new(store: Arc<dyn KeyStore>, clock: Arc<dyn Clock>, cache_ttl: Duration) -> Self {
@@ -134,30 +151,57 @@ impl Authenticator {
             clock,
             cache_ttl,
             cache: RwLock::new(HashMap::new()),
+            lookups: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn record(&self, id: &KeyId) -> Result<Option<KeyRecord>, AuthError> {
+    fn lookup(&self, id: &KeyId) -> Lookup {
+        let store = self.store.clone();
+        let id = id.clone();
+        async move {
+            match store.get(&id).await {
+                Ok(rec) => Ok(rec.map(Arc::new)),
+                Err(KeyStoreError::NotFound) => Err(AuthError::Invalid),
+                Err(KeyStoreError::Unavailable(m)) => Err(AuthError::Unavailable(m)),
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    async fn record(&self, id: &KeyId) -> Result<Record, AuthError> {
         if let Ok(cache) = self.cache.read()
             && let Some((rec, at)) = cache.get(id)
             && at.elapsed() < self.cache_ttl
         {
             return Ok(rec.clone());
         }
-        let rec = self.store.get(id).await.map_err(|e| match e {
-            KeyStoreError::NotFound => AuthError::Invalid,
-            KeyStoreError::Unavailable(m) => AuthError::Unavailable(m),
-        })?;
-        if !self.cache_ttl.is_zero()
-            && let Ok(mut cache) = self.cache.write()
-        {
-            if cache.len() >= MAX_CACHE {
-                // Unknown ids are cached too, so a flood of random ids must not grow memory without bound.
-                cache.clear();
-            }
-            cache.insert(id.clone(), (rec.clone(), Instant::now()));
+        // With no cache, every request reads for itself: a revocation counts from the next one.
+        if self.cache_ttl.is_zero() {
+            return self.lookup(id).await;
         }
-        Ok(rec)
+        let lookup = match self.lookups.lock() {
+            Ok(mut lookups) => lookups.entry(id.clone()).or_insert_with(|| self.lookup(id)).clone(),
+            Err(_) => self.lookup(id),
+        };
+        let rec = lookup.clone().await;
+        // The first waiter back publishes the record, then retires the lookup; a request arriving
+        // in between finds one or the other, never neither, so it does not read again.
+        if let Ok(mut lookups) = self.lookups.lock()
+            && lookups.get(id).is_some_and(|l| l.ptr_eq(&lookup))
+        {
+            if let Ok(rec) = &rec
+                && let Ok(mut cache) = self.cache.write()
+            {
+                if cache.len() >= MAX_CACHE {
+                    // Unknown ids are cached too, so a flood of random ids must not grow memory without bound.
+                    cache.clear();
+                }
+                cache.insert(id.clone(), (rec.clone(), Instant::now()));
+            }
+            lookups.remove(id);
+        }
+        rec
     }
 
     /// Checks a presented key.
@@ -166,8 +210,7 @@ impl Authenticator {
         let id = KeyId::parse(id).map_err(|_| AuthError::Invalid)?;
         let record = self.record(&id).await?;
         let presented_hash = hash_secret(secret);
-        // Compare against a dummy when the id is unknown so both paths do the same work.
-        let stored = record.as_ref().map_or("0".repeat(64), |r| r.secret_hash.clone());
+        let stored = record.as_ref().map_or(NO_HASH, |r| r.secret_hash.as_str());
         let equal: bool = presented_hash.as_bytes().ct_eq(stored.as_bytes()).into();
         let record = match record {
             Some(r) if equal => r,
@@ -178,7 +221,7 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         Ok(Principal {
-            tenant: record.tenant,
+            tenant: record.tenant.clone(),
             key_id: record.id.to_string(),
         })
     }
@@ -262,5 +305,103 @@ mod tests {
         assert!(auth.authenticate(k1.expose()).await.is_err());
         store.revoke(&r2.id, clock.now()).await.unwrap();
         assert!(auth.authenticate(k2.expose()).await.is_err());
+    }
+
+    /// A key store that counts its reads and takes a while over each, as a disk or network does.
+    struct SlowKeys {
+        inner: MemKeys,
+        reads: std::sync::atomic::AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl KeyStore for SlowKeys {
+        async fn insert(&self, r: &KeyRecord) -> Result<(), KeyStoreError> {
+            self.inner.insert(r).await
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, KeyStoreError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(KeyStoreError::Unavailable("disk on fire".into()));
+            }
+            self.inner.get(id).await
+        }
+        async fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
+            self.inner.list().await
+        }
+        async fn revoke(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), KeyStoreError> {
+            self.inner.revoke(id, at).await
+        }
+        async fn set_expiry(&self, id: &KeyId, e: Option<OffsetDateTime>) -> Result<(), KeyStoreError> {
+            self.inner.set_expiry(id, e).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn d2_concurrent_misses_on_one_key_share_one_store_read() {
+        use std::sync::atomic::Ordering;
+        let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+        let store = Arc::new(SlowKeys {
+            inner: MemKeys::default(),
+            reads: 0.into(),
+            down: false.into(),
+        });
+        let (key, rec) = generate(Tenant::parse("acme").unwrap(), "", clock.now(), None);
+        store.insert(&rec).await.unwrap();
+        let (other, other_rec) = generate(Tenant::parse("beta").unwrap(), "", clock.now(), None);
+        store.insert(&other_rec).await.unwrap();
+        let ttl = Duration::from_millis(300);
+        let auth = Arc::new(Authenticator::new(store.clone(), Arc::new(clock), ttl));
+        let burst = |presented: Vec<String>| {
+            let tasks: Vec<_> = presented
+                .into_iter()
+                .map(|k| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move { auth.authenticate(&k).await.map(|p| p.tenant.as_str().to_owned()) })
+                })
+                .collect();
+            async move {
+                let mut tenants = Vec::new();
+                for t in tasks {
+                    tenants.push(t.await.unwrap());
+                }
+                tenants
+            }
+        };
+        let mut keys = vec![key.expose().to_owned(); 64];
+        keys.push(other.expose().to_owned());
+        let tenants = burst(keys.clone()).await;
+        assert_eq!(tenants.iter().filter(|t| matches!(t, Ok(n) if n == "acme")).count(), 64);
+        assert_eq!(tenants.last().unwrap().as_deref().unwrap(), "beta");
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            2,
+            "one read per key, not per request"
+        );
+
+        // A wrong secret for a known id rides the same read and is still refused.
+        let wrong = format!("{}.{}", rec.id, "A".repeat(43));
+        assert!(matches!(auth.authenticate(&wrong).await, Err(AuthError::Invalid)));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2, "served from the cache");
+
+        // When the entry expires, the next burst reads once more.
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+        burst(keys[..64].to_vec()).await;
+        assert_eq!(store.reads.load(Ordering::SeqCst), 3);
+
+        // A failed read is shared by the requests that waited for it, and not remembered.
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+        store.down.store(true, Ordering::SeqCst);
+        let failed = burst(keys[..16].to_vec()).await;
+        assert!(failed.iter().all(|t| t.is_err()));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 4);
+        store.down.store(false, Ordering::SeqCst);
+        assert!(
+            auth.authenticate(key.expose()).await.is_ok(),
+            "the next request reads again"
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5);
+        assert!(auth.lookups.lock().unwrap().is_empty(), "no lookup is left behind");
     }
 }

@@ -12,13 +12,19 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How long a connection waits on a lock held by another connection (another process, or a
 /// reader checkpointing) before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle read connections kept around; more are opened on demand and closed after use.
-const MAX_IDLE_READERS: usize = 4;
+/// Read connections per database file, and so reads running at once on the blocking pool.
+///
+/// A bound, not a pool size: without it a burst of concurrent reads (every connection's API key
+/// falling out of the authenticator's cache at the same instant, or a flood of queries) would
+/// spawn a blocking thread and open a fresh connection, with its own page cache and parsed
+/// schema, for each one, up to tokio's 512 blocking threads. Reads beyond it wait their turn.
+const MAX_READERS: usize = 4;
 
 /// Why a database operation did not happen, in words safe to show a caller.
 ///
@@ -122,6 +128,8 @@ fn migrate(conn: &Connection, migrations: &[&str]) -> rusqlite::Result<()> {
 pub(crate) struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection that may be in use ([`MAX_READERS`]).
+    permits: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -130,6 +138,7 @@ impl ReadPool {
         let pool = Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(MAX_READERS)),
         };
         // Open one now so a misconfigured file fails at startup rather than on the first query.
         let first = pool.connect().map_err(|source| EmbeddedError::Open {
@@ -158,7 +167,12 @@ impl ReadPool {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let pool = self.clone();
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return Err(DbFailure("database read failed"));
+        };
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let taken = pool.idle.lock().pop();
             let conn = match taken {
                 Some(c) => c,
@@ -166,11 +180,10 @@ impl ReadPool {
             };
             let out = f(&conn);
             // A connection whose read failed may hold a stale snapshot or a broken handle: drop it.
+            // Holding a permit, this read's connection is one of at most `MAX_READERS`, so the
+            // idle list never outgrows it.
             if out.is_ok() {
-                let mut idle = pool.idle.lock();
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(conn);
-                }
+                pool.idle.lock().push(conn);
             }
             out
         })
@@ -267,6 +280,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn d2_a_burst_of_reads_runs_on_at_most_max_readers_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let _writer = open_writer(&path, &["CREATE TABLE a (x)"]).unwrap();
+        let readers = ReadPool::new(&path).unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let reads = (0..48).map(|_| {
+            let (readers, running, most) = (readers.clone(), running.clone(), most.clone());
+            tokio::spawn(async move {
+                readers
+                    .read(move |c| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(10));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        c.query_row("SELECT COUNT(*) FROM a", [], |r| r.get::<_, i64>(0))
+                    })
+                    .await
+            })
+        });
+        for read in reads.collect::<Vec<_>>() {
+            assert_eq!(read.await.unwrap(), Ok(0), "every read is served, none refused");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert_eq!(most, MAX_READERS, "48 reads at once ran {most} at a time");
+        assert!(
+            readers.idle.lock().len() <= MAX_READERS,
+            "no more connections kept than may run"
+        );
     }
 
     #[test]
