@@ -18,6 +18,19 @@ use tokio::sync::Semaphore;
 /// reader checkpointing) before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of the connection that writes a file, in KiB (SQLite's default is 2000).
+///
+/// A send, receive or delete touches a handful of pages: the B-trees' roots, the right-most
+/// leaves where rows arrive and the left-most where they leave. Everything else is in the
+/// operating system's page cache a `pread` away. Measured under `wrk -c256` with 100-event
+/// bodies, 1 MiB for writers and 256 KiB for readers cut peak RSS by about 4 MiB (of 49 to 52)
+/// and cost no throughput.
+const WRITER_CACHE_KIB: i64 = 1024;
+
+/// Page cache of each read connection, in KiB: reads are point lookups and index scans
+/// (the depth count walks a whole index once, and would otherwise keep 2 MB of it).
+const READER_CACHE_KIB: i64 = 256;
+
 /// Read connections per database file, and so reads running at once on the blocking pool.
 ///
 /// A bound, not a pool size: without it a burst of concurrent reads (every connection's API key
@@ -67,6 +80,8 @@ pub(crate) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Connection
     .map_err(open)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
     stable_plans(&conn).map_err(open)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(open)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(open)?;
@@ -156,6 +171,7 @@ impl ReadPool {
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         stable_plans(&conn)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(conn)
     }
 
@@ -226,6 +242,11 @@ mod tests {
         assert_eq!(mode, "wal");
         let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2, "FULL");
+        let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(cache, -WRITER_CACHE_KIB, "negative: KiB, not pages");
+        let reader = ReadPool::new(&path).unwrap().idle.lock().pop().unwrap();
+        let cache: i64 = reader.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(cache, -READER_CACHE_KIB);
         drop(conn);
         // Reopening applies nothing twice (CREATE TABLE would fail if it did).
         let conn = open_writer(&path, &migrations).unwrap();
