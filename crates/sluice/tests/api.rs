@@ -73,12 +73,11 @@ async fn an_accepted_event_is_stored_once_with_its_request_id() {
     assert!(event["received_at"].is_string());
     assert_eq!(event["request_id"], "trace-abc-123");
     // The worker logged the record with the same request id.
-    let logs = app.logs();
-    assert!(
-        logs.iter()
-            .any(|l| l.contains("record processed") && l.contains("trace-abc-123") && l.contains(&id)),
-        "{logs:#?}"
-    );
+    app.wait_for_log(
+        |l| l.contains("record processed") && l.contains("trace-abc-123") && l.contains(&id),
+        WAIT,
+    )
+    .await;
 }
 
 #[tokio::test]

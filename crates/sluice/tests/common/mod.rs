@@ -102,6 +102,25 @@ impl TestApp {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The log lines once one of them satisfies `found`, or a panic with them all after
+    /// `within`. The server writes its log through a background thread and the tests read it
+    /// through another, so a line can trail the effect it reports by a few milliseconds.
+    #[allow(dead_code)]
+    pub async fn wait_for_log(&self, found: impl Fn(&str) -> bool, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let logs = self.logs();
+            if logs.iter().any(|l| found(l)) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line within {within:?}: {logs:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `kill -9`: no shutdown, no flush, nothing.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
