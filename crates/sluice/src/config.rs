@@ -105,6 +105,14 @@ pub struct Throttle {
     /// trickling headers (slowloris) cannot pile up connections and header buffers (D-2).
     /// 0: no limit.
     pub header_timeout_secs: u64,
+    /// Connections open at once; at the limit new ones wait in the kernel's listen backlog until
+    /// one closes, so idle connections cannot pile up tasks, descriptors and buffers (D-2).
+    /// 0: no limit.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (the socket's peer); beyond it a new
+    /// one is closed as soon as it is accepted. Behind a reverse proxy every connection comes
+    /// from the proxy: raise it to `max_connections` or set 0 there. 0: no limit.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Throttle {
@@ -120,6 +128,8 @@ impl Default for Throttle {
             max_in_flight_bytes: 256 * 1024,
             body_timeout_secs: 30,
             header_timeout_secs: 60,
+            max_connections: 1024,
+            max_connections_per_address: 256,
         }
     }
 }

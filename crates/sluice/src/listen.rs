@@ -1,10 +1,14 @@
 //! `sluice serve`'s accept loop: hyper's HTTP/1 server over the shared axum router, with a
-//! timer, so a client has a bounded time to send each request's header block (D-2).
+//! timer, so a client has a bounded time to send each request's header block, and a bound on
+//! the connections open at once, in all and from one address (D-2).
 //!
 //! `axum::serve` gives hyper no timer, and hyper's header-read timeout only runs with one: a
 //! client trickling its headers (slowloris) would hold a task, a socket and a header buffer of
-//! up to hyper's 400 KiB for as long as it liked. The body is bounded separately
-//! (`throttle.body_timeout_secs`, in the router). On AWS, API Gateway owns the connections.
+//! up to hyper's 400 KiB for as long as it liked. Nor does it bound connections: each holds a
+//! task, a file descriptor and hyper's read and write buffers (8 KiB each to start), and
+//! `throttle.max_in_flight` bounds requests, not the idle connections around them. The body is
+//! bounded separately (`throttle.body_timeout_secs`, in the router). On AWS, API Gateway owns
+//! the connections.
 
 use axum::Router;
 use axum::body::Body;
@@ -13,29 +17,102 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
+
+/// How long and how many connections `serve_http` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time for a request's whole header block, on a new connection and between requests on a
+    /// kept-alive one. Zero: no limit.
+    pub header_timeout: Duration,
+    /// Connections open at once. At the limit the server stops accepting, and new connections
+    /// wait in the kernel's listen backlog until one closes, as nginx's `worker_connections`
+    /// and Go's `LimitListener` do. 0: no limit.
+    pub max_connections: usize,
+    /// Connections open at once from one client address; beyond it a new one is closed as soon
+    /// as it is accepted, so one client cannot take the whole `max_connections`. 0: no limit.
+    pub max_per_address: usize,
+}
+
+/// Open connections by client address. An address leaves the map with its last connection,
+/// so the map never holds more entries than there are connections.
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// Counts a new connection from `ip`, unless it already has `max` open.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                open.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its address's count, given back when the connection ends.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
 /// connections in hand: requests in flight finish, idle keep-alive connections close.
-///
-/// `header_timeout` bounds the wait for a request's whole header block, on a new connection and
-/// between requests on a kept-alive one; zero means no limit.
 pub async fn serve_http(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
+    let header_timeout = limits.header_timeout;
     builder
         .timer(TokioTimer::new())
         .header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout));
+    let connections = (limits.max_connections > 0).then(|| Arc::new(Semaphore::new(limits.max_connections)));
+    let per_address = Arc::new(PerAddress::default());
     tokio::pin!(shutdown);
     loop {
+        // A free slot first, then the accept: at the limit, new connections wait in the
+        // kernel's backlog (and beyond it are refused there) instead of costing a task each.
+        let slot = match &connections {
+            Some(sem) => tokio::select! {
+                permit = sem.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
+            None => None,
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -51,6 +128,18 @@ pub async fn serve_http(
             },
             () = &mut shutdown => break,
         };
+        let address_slot = if limits.max_per_address > 0 {
+            match per_address.admit(remote.ip(), limits.max_per_address) {
+                Some(s) => Some(s),
+                None => {
+                    // Closed unanswered: an HTTP answer would need the request read first.
+                    tracing::debug!(client = %remote.ip(), "too many connections from one address; closed");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         // The caller's address for `client_ip`, as axum's `into_make_service_with_connect_info`
         // would insert it.
         let service = app.clone().map_request(move |req: hyper::Request<Incoming>| {
@@ -61,6 +150,8 @@ pub async fn serve_http(
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            // Held until the connection ends, whichever way.
+            let _slots = (slot, address_slot);
             // Timeouts, resets and malformed requests end here; hyper has already answered
             // what could be answered (400, 431) and there is nothing more to tell the client.
             if let Err(e) = conn.await {
@@ -91,6 +182,15 @@ mod tests {
     use tokio::sync::oneshot;
 
     async fn server(header_timeout: Duration) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        server_with(ConnectionLimits {
+            header_timeout,
+            max_connections: 0,
+            max_per_address: 0,
+        })
+        .await
+    }
+
+    async fn server_with(limits: ConnectionLimits) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Router::new().route(
@@ -99,7 +199,7 @@ mod tests {
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve_http(listener, app, header_timeout, async {
+            serve_http(listener, app, limits, async {
                 let _ = stopped.await;
             })
             .await
@@ -164,5 +264,127 @@ mod tests {
             read.is_err(),
             "the server closed or answered a request still in its headers: {read:?}"
         );
+    }
+
+    /// Sends a request on `conn` and reads the reply's first bytes, or `None` when the server
+    /// closes the connection or says nothing within `wait`.
+    async fn ask(conn: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+        if conn.write_all(b"GET /ip HTTP/1.1\r\nHost: x\r\n\r\n").await.is_err() {
+            return None;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(wait, conn.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn d2_connections_beyond_the_limit_wait_in_the_backlog_until_one_closes() {
+        let (addr, _stop, _task) = server_with(ConnectionLimits {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            max_per_address: 0,
+        })
+        .await;
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            ask(&mut first, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200")
+        );
+        assert!(
+            ask(&mut second, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200")
+        );
+        // The kernel completes the handshake, but the server does not take the connection.
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(
+            ask(&mut third, Duration::from_millis(500)).await,
+            None,
+            "a third connection was served"
+        );
+        // Still open, first and second are served again: waiting did not cost them.
+        assert!(
+            ask(&mut first, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200")
+        );
+        drop(first);
+        // Its request was sent while it waited; it is answered once a slot frees.
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("the waiting connection was not taken when a slot freed")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn d2_a_client_address_beyond_its_connection_share_is_closed_at_once() {
+        let (addr, _stop, _task) = server_with(ConnectionLimits {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 100,
+            max_per_address: 2,
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            assert!(
+                ask(&mut c, Duration::from_secs(5))
+                    .await
+                    .unwrap()
+                    .starts_with("HTTP/1.1 200")
+            );
+            held.push(c);
+        }
+        let started = std::time::Instant::now();
+        let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(
+            ask(&mut over, Duration::from_secs(5)).await,
+            None,
+            "a third connection from one address was served"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "closed at once, not left waiting"
+        );
+        // A connection ending gives its address's place back.
+        drop(held.pop());
+        for attempt in 0.. {
+            let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+            match ask(&mut again, Duration::from_secs(5)).await {
+                Some(reply) => {
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+                    break;
+                }
+                // The server may not have seen the close yet.
+                None if attempt < 50 => tokio::time::sleep(Duration::from_millis(20)).await,
+                None => panic!("the address never got its place back"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_address_leaves_the_table_with_its_last_connection() {
+        let table = Arc::new(PerAddress::default());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let a = table.admit(ip, 2).unwrap();
+        let b = table.admit(ip, 2).unwrap();
+        assert!(table.admit(ip, 2).is_none());
+        assert!(
+            table.admit("192.0.2.8".parse().unwrap(), 2).is_some(),
+            "other addresses are not held up"
+        );
+        drop(a);
+        let c = table.admit(ip, 2).unwrap();
+        drop((b, c));
+        assert!(table.open.lock().is_empty(), "{:?}", table.open.lock());
     }
 }

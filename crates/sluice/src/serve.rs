@@ -284,8 +284,12 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let backend = format!("{:?}", config.backend).to_ascii_lowercase();
     tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = worker_config.workers, "sluice listening");
-    let header_timeout = Duration::from_secs(config.throttle.header_timeout_secs);
-    let served = crate::listen::serve_http(listener, app, header_timeout, shutdown).await;
+    let limits = crate::listen::ConnectionLimits {
+        header_timeout: Duration::from_secs(config.throttle.header_timeout_secs),
+        max_connections: config.throttle.max_connections,
+        max_per_address: config.throttle.max_connections_per_address,
+    };
+    let served = crate::listen::serve_http(listener, app, limits, shutdown).await;
     tracing::info!("no longer accepting; finishing the records in hand");
     let _ = stop_tx.send(true);
     for w in workers {

@@ -518,6 +518,34 @@ async fn d2_headers_trickled_past_the_time_limit_close_the_connection() {
     assert_eq!(app.post(&app.key, r#"{"type":"t.x","data":{}}"#).await.status(), 202);
 }
 #[tokio::test]
+async fn d2_connections_from_one_address_beyond_its_share_are_closed_unanswered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("SLUICE_THROTTLE__MAX_CONNECTIONS_PER_ADDRESS", "2")]);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    // Give the server time to take both before the third knocks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+        app.key
+    );
+    let _ = over.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut reply))
+        .await
+        .expect("the connection over the limit was left open");
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+    drop(held);
+    // The places come back with the connections, once the server has seen them close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = app.post(&app.key, r#"{"type":"t.x","data":{}}"#).await;
+    assert_eq!(ok.status(), 202);
+}
+
+#[tokio::test]
 async fn d2_a_body_trickled_past_the_time_limit_gets_408_and_the_connection_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn_with(&[("SLUICE_THROTTLE__BODY_TIMEOUT_SECS", "1")]);
