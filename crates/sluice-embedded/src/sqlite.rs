@@ -79,9 +79,7 @@ pub(crate) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Connection
     )
     .map_err(open)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
-    stable_plans(&conn).map_err(open)?;
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
-        .map_err(open)?;
+    tune(&conn, WRITER_CACHE_KIB).map_err(open)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(open)?;
@@ -99,13 +97,17 @@ pub(crate) fn open_writer(path: &Path, migrations: &[&str]) -> Result<Connection
     Ok(conn)
 }
 
-/// Keeps each cached statement's query plan across executions. The bundled SQLite is built with
+/// Settings every connection gets, writer or reader: a page cache of `cache_kib`, and stable
+/// query plans.
+///
+/// Each cached statement keeps its query plan across executions. The bundled SQLite is built with
 /// STAT4, which otherwise marks a statement whose range bounds are bound parameters (the queue's
 /// `visible_at_ms <= ?`, `seq > ?`) as expired at every new binding and re-parses and re-plans it
 /// on every receive: 7% of the queue writer's CPU under load. The plans do not depend on the values.
-fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map(|_| ())
+fn tune(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // Negative: KiB rather than pages.
+    conn.pragma_update(None, "cache_size", -cache_kib)
 }
 
 /// Applies the migrations the file has not seen yet, tracked in `PRAGMA user_version`.
@@ -170,8 +172,7 @@ impl ReadPool {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        stable_plans(&conn)?;
-        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        tune(&conn, READER_CACHE_KIB)?;
         Ok(conn)
     }
 

@@ -6,7 +6,8 @@
 //!   force (D-2).
 //! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags), including
 //!   the backend and `[auth.oidc]`.
-//! - [`listen`]: the accept loop, hyper's HTTP/1 server with a header-read timeout (D-2).
+//! - [`listen`]: the accept loop, hyper's HTTP/1 server with a header-read timeout and bounded
+//!   connections, in all and per client address (D-2).
 //! - [`serve`]: `sluice serve`, the gateway and the worker pool over the ports: the embedded
 //!   adapters, or SQS and DynamoDB (`--backend aws`).
 //! - [`secrets`]: local signing and cursor keys.
