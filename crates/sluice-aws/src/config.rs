@@ -74,15 +74,7 @@ pub fn build_sdk_config(endpoint: &str, region: &str, access_key: &str, secret_k
         .build()
 }
 
-/// Why the resource names could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResourcesError {
-    /// A required variable is unset or empty.
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-}
-
-/// The queues and tables one deployment uses.
+/// The queues and tables one deployment uses (read from the environment by `sluice-host`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsResources {
     /// The main queue's URL.
@@ -98,39 +90,6 @@ pub struct AwsResources {
 }
 
 impl AwsResources {
-    /// The variable naming the main queue's URL.
-    pub const QUEUE_URL_VAR: &'static str = "SLUICE_QUEUE_URL";
-    /// The variable naming the dead-letter queue's URL.
-    pub const DLQ_URL_VAR: &'static str = "SLUICE_DLQ_URL";
-    /// The variable naming the events table.
-    pub const TABLE_VAR: &'static str = "SLUICE_TABLE";
-    /// The variable naming the idempotency table.
-    pub const IDEMPOTENCY_TABLE_VAR: &'static str = "SLUICE_IDEMPOTENCY_TABLE";
-    /// The variable naming the keys table.
-    pub const KEYS_TABLE_VAR: &'static str = "SLUICE_KEYS_TABLE";
-
-    /// Reads `SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE` and
-    /// `SLUICE_KEYS_TABLE`; the error names the first one missing.
-    pub fn from_env() -> Result<Self, ResourcesError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Like [`AwsResources::from_env`] over any lookup (a config file, a test map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ResourcesError> {
-        let get = |k: &'static str| {
-            lookup(k)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ResourcesError::Missing(k))
-        };
-        Ok(Self {
-            queue_url: get(Self::QUEUE_URL_VAR)?,
-            dlq_url: get(Self::DLQ_URL_VAR)?,
-            table: get(Self::TABLE_VAR)?,
-            idempotency_table: get(Self::IDEMPOTENCY_TABLE_VAR)?,
-            keys_table: get(Self::KEYS_TABLE_VAR)?,
-        })
-    }
-
     /// The three table names, for [`crate::DynamoStore::new`].
     pub fn tables(&self) -> DynamoTables {
         DynamoTables {
@@ -138,35 +97,5 @@ impl AwsResources {
             idempotency: self.idempotency_table.clone(),
             keys: self.keys_table.clone(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn from_lookup_names_the_missing_variable() {
-        let mut vars: HashMap<String, String> = [
-            ("SLUICE_QUEUE_URL", "http://q"),
-            ("SLUICE_DLQ_URL", "http://d"),
-            ("SLUICE_TABLE", "events"),
-            ("SLUICE_IDEMPOTENCY_TABLE", "idem"),
-            ("SLUICE_KEYS_TABLE", "keys"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let r = AwsResources::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        assert_eq!(r.tables().idempotency, "idem");
-        vars.insert("SLUICE_IDEMPOTENCY_TABLE".into(), " ".into());
-        assert_eq!(
-            AwsResources::from_lookup(|k| vars.get(k).cloned()),
-            Err(ResourcesError::Missing("SLUICE_IDEMPOTENCY_TABLE"))
-        );
-        vars.remove("SLUICE_DLQ_URL");
-        let err = AwsResources::from_lookup(|k| vars.get(k).cloned()).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable SLUICE_DLQ_URL is not set");
     }
 }

@@ -16,7 +16,7 @@
 //! costs a TLS handshake and a credential resolution per request.
 //!
 //! # Resources
-//! Queue URLs and table names come from the environment ([`AwsResources::from_env`]).
+//! Queue URLs and table names ([`AwsResources`]) come from the environment, read by `sluice-host`.
 //! [`provision`] creates them (with SSE, a redrive policy and on-demand tables) for local and test
 //! setups; production infrastructure is expected to be declared elsewhere.
 //!
@@ -37,6 +37,6 @@ pub mod sqs;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{AwsResources, ResourcesError, build_sdk_config, retry_config, sdk_config, timeout_config};
+pub use config::{AwsResources, build_sdk_config, retry_config, sdk_config, timeout_config};
 pub use dynamo::{DynamoStore, DynamoTables};
 pub use sqs::SqsQueue;

@@ -7,9 +7,10 @@ use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::envelope::{Envelope, Sealer, VERSION};
 use sluice_core::ids::{EventId, RequestId};
 use sluice_core::ports::{EventStore, OutgoingMessage, Queue};
-use sluice_core::process::{Processor, WorkerConfig, run_worker};
+use sluice_core::process::Processor;
 use sluice_core::tenant::Tenant;
 use sluice_core::validate::Validator;
+use sluice_host::worker::{Worker, WorkerConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,25 +74,22 @@ async fn drain(
     let processor = Arc::new(Processor::new(store, sealer, Arc::new(Validator::default())));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let config = WorkerConfig {
-        workers,
-        batch_size,
-        wait: Duration::from_secs(1),
-        visibility: Duration::from_secs(30),
-        max_backoff: Duration::from_secs(60),
+    let worker = Worker {
+        queue: queue.clone(),
+        dlq: dlq.clone(),
+        processor,
+        clock,
+        config: WorkerConfig {
+            workers,
+            batch_size,
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(60),
+        },
     };
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)
-        .map(|_| {
-            tokio::spawn(run_worker(
-                queue.clone(),
-                dlq.clone(),
-                processor.clone(),
-                config.clone(),
-                clock.clone(),
-                stop_rx.clone(),
-            ))
-        })
+        .map(|_| tokio::spawn(worker.clone().run(stop_rx.clone())))
         .collect();
     let elapsed = loop {
         if queue.depth().await?.total() == 0 {

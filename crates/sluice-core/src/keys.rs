@@ -61,6 +61,9 @@ pub fn generate(
     (ApiKey(format!("{id}.{secret}")), record)
 }
 
+/// The header an API key may come in instead of `Authorization: Bearer`.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
 /// The one credential a request presents: `Authorization: Bearer <c>` when that header is sent,
 /// else `x-api-key: <c>`. Each slice holds every value its header arrived with (`None`: not
 /// visible ASCII). `None` when the header is absent or repeated, the scheme is not Bearer, or the

@@ -65,14 +65,6 @@ pub enum OidcError {
     /// The JWKS holds no key that can verify an allowed algorithm.
     #[error("the JWKS has no usable signing key for the allowed algorithms")]
     NoUsableKeys,
-    /// The JWKS file could not be read.
-    #[error("cannot read the JWKS file {path}: {reason}")]
-    JwksFile {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        reason: String,
-    },
 }
 
 /// How to check tokens from one OIDC issuer.
@@ -102,37 +94,6 @@ impl OidcConfig {
         }
     }
 
-    /// Reads `SLUICE_OIDC_ISSUER`, `SLUICE_OIDC_AUDIENCE` (comma-separated), `SLUICE_OIDC_TENANT_CLAIM`
-    /// (default `custom:tenant`), `SLUICE_OIDC_ALGORITHMS` (comma-separated, default `RS256`) and
-    /// `SLUICE_OIDC_LEEWAY_SECS` (default 30) through `lookup` (e.g. `|k| std::env::var(k).ok()`).
-    ///
-    /// `Ok(None)` when no issuer is set: JWT authentication is off.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let Some(issuer) = get("SLUICE_OIDC_ISSUER") else {
-            return Ok(None);
-        };
-        let audiences = get("SLUICE_OIDC_AUDIENCE").map(|v| split_list(&v)).unwrap_or_default();
-        let tenant_claim = get("SLUICE_OIDC_TENANT_CLAIM").unwrap_or_else(|| DEFAULT_TENANT_CLAIM.to_owned());
-        let algorithms = match get("SLUICE_OIDC_ALGORITHMS") {
-            Some(v) => parse_algorithms(split_list(&v))?,
-            None => vec![Algorithm::RS256],
-        };
-        let leeway_secs = match get("SLUICE_OIDC_LEEWAY_SECS") {
-            Some(v) => v.parse().map_err(|_| OidcError::InvalidLeeway)?,
-            None => DEFAULT_LEEWAY_SECS,
-        };
-        let config = Self {
-            issuer,
-            audiences,
-            tenant_claim,
-            algorithms,
-            leeway_secs,
-        };
-        config.validate()?;
-        Ok(Some(config))
-    }
-
     /// Checks the configuration is safe to use; [`JwtVerifier::new`] calls it too.
     pub fn validate(&self) -> Result<(), OidcError> {
         if self.issuer.trim().is_empty() {
@@ -157,26 +118,6 @@ impl OidcConfig {
     }
 }
 
-/// Reads the JWKS for the Lambda authorizer: `SLUICE_OIDC_JWKS` (the JSON itself) or else
-/// `SLUICE_OIDC_JWKS_FILE` (a path). `Ok(None)` when neither is set.
-pub fn jwks_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<String>, OidcError> {
-    if let Some(json) = lookup("SLUICE_OIDC_JWKS").filter(|v| !v.trim().is_empty()) {
-        return Ok(Some(json));
-    }
-    match lookup("SLUICE_OIDC_JWKS_FILE").filter(|v| !v.trim().is_empty()) {
-        Some(path) => read_jwks_file(std::path::Path::new(&path)).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Reads a JWKS file.
-pub fn read_jwks_file(path: &std::path::Path) -> Result<String, OidcError> {
-    std::fs::read_to_string(path).map_err(|e| OidcError::JwksFile {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
-}
-
 /// Parses algorithm names (`RS256`, `PS256`, `ES256`, …), refusing unknown and symmetric ones.
 pub fn parse_algorithms<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<Vec<Algorithm>, OidcError> {
     let mut out = Vec::new();
@@ -196,14 +137,6 @@ pub fn parse_algorithms<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Re
         return Err(OidcError::NoAlgorithms);
     }
     Ok(out)
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 fn is_symmetric(alg: Algorithm) -> bool {
@@ -755,50 +688,6 @@ mod tests {
         assert!(refused(&v, &format!("{header}.{forged}.{sig}")));
         assert!(refused(&v, &"a".repeat(MAX_TOKEN_LEN + 1)));
         assert!(refused(&v, "eyJ.eyJ.x"));
-    }
-
-    #[test]
-    fn config_from_lookup_reads_the_environment_and_refuses_unsafe_settings() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
-        };
-        assert_eq!(OidcConfig::from_lookup(env(&[])).unwrap(), None);
-        assert_eq!(
-            OidcConfig::from_lookup(env(&[("SLUICE_OIDC_ISSUER", " ")])).unwrap(),
-            None
-        );
-        let c = OidcConfig::from_lookup(env(&[
-            ("SLUICE_OIDC_ISSUER", ISS),
-            ("SLUICE_OIDC_AUDIENCE", "a, b,,"),
-            ("SLUICE_OIDC_ALGORITHMS", "RS256,ES256"),
-            ("SLUICE_OIDC_LEEWAY_SECS", "5"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.audiences, ["a", "b"]);
-        assert_eq!(c.tenant_claim, DEFAULT_TENANT_CLAIM);
-        assert_eq!(c.algorithms, [Algorithm::RS256, Algorithm::ES256]);
-        assert_eq!(c.leeway_secs, 5);
-        let err = |pairs| OidcConfig::from_lookup(env(pairs)).unwrap_err();
-        assert_eq!(err(&[("SLUICE_OIDC_ISSUER", ISS)]), OidcError::MissingAudience);
-        for algs in ["HS256", "none", "RS256,HS512", "rs256"] {
-            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([
-                ("SLUICE_OIDC_ISSUER", ISS),
-                ("SLUICE_OIDC_AUDIENCE", "a"),
-                ("SLUICE_OIDC_ALGORITHMS", algs),
-            ]));
-            assert!(matches!(err(pairs), OidcError::UnsupportedAlgorithm(_)), "{algs}");
-        }
-        let pairs = &[
-            ("SLUICE_OIDC_ISSUER", ISS),
-            ("SLUICE_OIDC_AUDIENCE", "a"),
-            ("SLUICE_OIDC_LEEWAY_SECS", "3600"),
-        ];
-        assert_eq!(err(pairs), OidcError::InvalidLeeway);
-        let jwks = jwks_from_lookup(env(&[("SLUICE_OIDC_JWKS", "{\"keys\":[]}")])).unwrap();
-        assert_eq!(jwks.as_deref(), Some("{\"keys\":[]}"));
-        assert!(jwks_from_lookup(env(&[("SLUICE_OIDC_JWKS_FILE", "/nonexistent/jwks.json")])).is_err());
-        assert_eq!(jwks_from_lookup(env(&[])).unwrap(), None);
     }
 
     #[test]

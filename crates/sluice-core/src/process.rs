@@ -1,4 +1,4 @@
-//! The process step: queue records in, events in the store exactly once.
+//! The process step's rules: queue records in, events in the store exactly once.
 //!
 //! Semantics follow a Lambda SQS consumer with `ReportBatchItemFailures`: the records of a batch
 //! are checked one by one and written to the store together, each gets its own [`Outcome`], a panic
@@ -6,12 +6,13 @@
 //! Retryable failures stay in the queue and come back after a backoff; permanent ones (a record
 //! that can never succeed) go to the dead-letter queue at once with the reason. Because the store
 //! write is a conditional put on the event id, a redelivered record stores nothing twice.
+//!
+//! What a host does with the outcomes (delete, back off, report batch item failures) and the loop
+//! that polls a queue live in `sluice-host`, which both hosts share.
 
 use crate::envelope::{Envelope, Sealer, attr};
 use crate::event::StoredEvent;
-use crate::ports::{
-    EventStore, MAX_BATCH, OutgoingMessage, PutOutcome, Queue, ReceiptHandle, ReceivedMessage, StoreError,
-};
+use crate::ports::{EventStore, OutgoingMessage, PutOutcome, ReceivedMessage, StoreError};
 use crate::validate::Validator;
 use futures::FutureExt as _;
 use std::panic::AssertUnwindSafe;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::watch;
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +71,6 @@ impl Processor {
             store,
             sealer,
             validator,
-        }
-    }
-
-    /// Processes one record. Never panics outward when called through [`Processor::process_batch`].
-    pub async fn process(&self, msg: &ReceivedMessage) -> Outcome {
-        match self.prepare(msg) {
-            Ok(event) => put_outcome(self.store.put_if_absent(&event).await),
-            Err(outcome) => outcome,
         }
     }
 
@@ -201,113 +193,10 @@ pub fn dead_letter(msg: &ReceivedMessage, reason: &str, at: OffsetDateTime) -> O
     }
 }
 
-/// How the worker pool polls.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Concurrent pollers.
-    pub workers: usize,
-    /// Records per receive (1 to 10).
-    pub batch_size: usize,
-    /// Long-poll wait.
-    pub wait: Duration,
-    /// Visibility timeout of a received batch.
-    pub visibility: Duration,
-    /// Longest backoff before a failed record is retried.
-    pub max_backoff: Duration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            workers: 2,
-            batch_size: 10,
-            wait: Duration::from_secs(1),
-            visibility: Duration::from_secs(30),
-            max_backoff: Duration::from_secs(60),
-        }
-    }
-}
-
 /// Exponential backoff for a record's `receive_count`-th failure: 1 s, 2 s, 4 s, … capped.
 pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
     let secs = 1u64 << receive_count.saturating_sub(1).min(16);
     Duration::from_secs(secs).min(cap)
-}
-
-/// Settles a processed batch against the queues: deletes successes, dead-letters permanent
-/// failures, and delays retries with backoff. Returns the messages left for redelivery.
-///
-/// Dead-lettering and backoffs run concurrently (a durable queue commits concurrent calls
-/// together), then every finished record is deleted in one batch: one request, one commit.
-pub async fn settle(
-    queue: &dyn Queue,
-    dlq: &dyn Queue,
-    batch: &[ReceivedMessage],
-    outcomes: &[Outcome],
-    max_backoff: Duration,
-    now: OffsetDateTime,
-) -> Vec<String> {
-    let pending: Vec<_> = batch
-        .iter()
-        .zip(outcomes)
-        .map(|(msg, outcome)| finish_one(queue, dlq, msg, outcome, max_backoff, now))
-        .collect();
-    let finished = futures::future::join_all(pending).await;
-    let done: Vec<(usize, &ReceivedMessage)> = batch
-        .iter()
-        .zip(&finished)
-        .enumerate()
-        .filter(|(_, (_, finished))| **finished)
-        .map(|(i, (m, _))| (i, m))
-        .collect();
-    let mut settled = vec![false; batch.len()];
-    for chunk in done.chunks(MAX_BATCH) {
-        let receipts: Vec<ReceiptHandle> = chunk.iter().map(|(_, m)| m.receipt.clone()).collect();
-        for ((i, msg), result) in chunk.iter().zip(queue.delete_batch(&receipts).await) {
-            match result {
-                Ok(()) => settled[*i] = true,
-                // The record will be redelivered; the conditional put makes that harmless.
-                Err(e) => tracing::warn!(
-                    message_id = %msg.message_id, error = %e, "delete failed; the record will be redelivered"
-                ),
-            }
-        }
-    }
-    batch
-        .iter()
-        .zip(settled)
-        .filter(|(_, settled)| !settled)
-        .map(|(m, _)| m.message_id.clone())
-        .collect()
-}
-
-/// Everything but the delete for one record; true when it may be deleted (stored, duplicate, or
-/// dead-lettered).
-async fn finish_one(
-    queue: &dyn Queue,
-    dlq: &dyn Queue,
-    msg: &ReceivedMessage,
-    outcome: &Outcome,
-    max_backoff: Duration,
-    now: OffsetDateTime,
-) -> bool {
-    match outcome {
-        Outcome::Stored | Outcome::Duplicate => true,
-        Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(message_id = %msg.message_id, error = %e, "could not dead-letter a record; it stays queued");
-                false
-            }
-        },
-        Outcome::Retry(_) => {
-            let delay = backoff(msg.receive_count, max_backoff);
-            if let Err(e) = queue.change_visibility(&msg.receipt, delay).await {
-                tracing::debug!(message_id = %msg.message_id, error = %e, "could not set retry backoff");
-            }
-            false
-        }
-    }
 }
 
 /// The per-record log line: request id, tenant, event id, outcome and latency, never the body.
@@ -326,53 +215,6 @@ pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), reason = %reason, latency_ms,
             "record failed"
         ),
-    }
-}
-
-/// Runs one poller until `shutdown` turns true; the batch in hand is always finished first.
-pub async fn run_worker(
-    queue: Arc<dyn Queue>,
-    dlq: Arc<dyn Queue>,
-    processor: Arc<Processor>,
-    config: WorkerConfig,
-    clock: Arc<dyn crate::clock::Clock>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut idle_backoff = Duration::from_millis(50);
-    while !*shutdown.borrow() {
-        let received = tokio::select! {
-            r = queue.receive(config.batch_size, config.wait, config.visibility) => r,
-            _ = shutdown.changed() => break,
-        };
-        let batch = match received {
-            Ok(b) => {
-                idle_backoff = Duration::from_millis(50);
-                b
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "receive failed; backing off");
-                tokio::time::sleep(idle_backoff).await;
-                idle_backoff = (idle_backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let outcomes = processor.process_batch(&batch).await;
-        for (m, o) in batch.iter().zip(&outcomes) {
-            log_outcome(m, o, started);
-        }
-        settle(
-            queue.as_ref(),
-            dlq.as_ref(),
-            &batch,
-            &outcomes,
-            config.max_backoff,
-            clock.now(),
-        )
-        .await;
     }
 }
 

@@ -9,7 +9,6 @@ use crate::event::{EventType, NewEvent};
 use crate::json::{JsonError, escape_pointer_token, parse_strict};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -62,28 +61,15 @@ pub enum ValidationError {
     Invalid(Vec<Violation>),
 }
 
-/// Why a schema directory could not be loaded.
+/// Why a schema could not be compiled. Reading schema files is the host's job (`sluice-host`'s
+/// `files`); this crate only compiles what it is handed.
 #[derive(Debug, thiserror::Error)]
-pub enum SchemaLoadError {
-    /// Reading the directory or a file failed.
-    #[error("reading schema {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A file is not named `<event type>.json`.
-    #[error("schema file {0} is not named <event type>.json")]
-    Name(String),
-    /// A file is not a valid JSON Schema.
-    #[error("schema {path} is invalid: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What the schema compiler said.
-        message: String,
-    },
+#[error("the schema for {event_type} is not a valid JSON Schema: {message}")]
+pub struct SchemaError {
+    /// The event type the schema is for.
+    pub event_type: String,
+    /// What the schema compiler said.
+    pub message: String,
 }
 
 /// Compiled per-type JSON Schemas for event `data`.
@@ -108,11 +94,12 @@ impl Schemas {
     }
 
     /// Compiles one schema per `(type, schema)` pair.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (EventType, Value)>) -> Result<Self, SchemaLoadError> {
+    /// Remote `$ref`s are never fetched (the crate's `resolve-http` feature is off).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (EventType, Value)>) -> Result<Self, SchemaError> {
         let mut by_type = HashMap::new();
         for (t, schema) in pairs {
-            let v = jsonschema::validator_for(&schema).map_err(|e| SchemaLoadError::Invalid {
-                path: t.to_string(),
+            let v = jsonschema::validator_for(&schema).map_err(|e| SchemaError {
+                event_type: t.to_string(),
                 message: e.to_string(),
             })?;
             by_type.insert(t, v);
@@ -121,30 +108,6 @@ impl Schemas {
             by_type,
             require: false,
         })
-    }
-
-    /// Loads every `<event type>.json` in `dir`. Remote `$ref`s are never fetched.
-    pub fn load_dir(dir: &Path) -> Result<Self, SchemaLoadError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| SchemaLoadError::Io { path, source }
-        };
-        let mut pairs = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let path = entry.map_err(io(dir))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            let t = EventType::parse(name).map_err(|_| SchemaLoadError::Name(path.display().to_string()))?;
-            let text = std::fs::read(&path).map_err(io(&path))?;
-            let schema: Value = serde_json::from_slice(&text).map_err(|e| SchemaLoadError::Invalid {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            pairs.push((t, schema));
-        }
-        Self::from_pairs(pairs)
     }
 
     /// When set, an event whose type has no schema is refused.

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tower::{Layer, Service};
 
 /// The API key header.
-pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub const X_API_KEY: HeaderName = HeaderName::from_static(sluice_core::keys::API_KEY_HEADER);
 
 /// Longest API key we bother to check; anything longer is refused unread.
 const MAX_KEY_LEN: usize = 512;

@@ -44,26 +44,29 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use request_id::FinalizeLayer;
+use serde::Deserialize;
 use sluice_core::ingest::IngestService;
 use sluice_core::query::QueryService;
 use std::sync::Arc;
+use std::time::Duration;
 use throttle::Throttle;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-/// Transport limits of a router.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The HTTP settings: `[throttle]` of `sluice serve`'s configuration, deserialised straight into
+/// this one struct so a setting is added in one place; the Lambda functions run on its defaults
+/// (API Gateway's throttles come first there). The request body limit is the validator's
+/// (`[limits] max_body_bytes`), not a setting of its own. Every `0` means "no limit".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Largest request body in bytes, enforced while reading (the validator's own limit applies
-    /// too; the smaller wins).
-    pub max_body_bytes: usize,
-    /// Requests per second per API key (0: no per-key limit).
+    /// Sustained requests per second per API key (0: no per-key limit).
     pub rate_per_sec: u32,
     /// Bucket size per API key (0: equal to the rate).
     pub burst: u32,
-    /// Requests per second over all keys (0: no global limit).
+    /// Sustained requests per second over all keys (0: no global limit).
     pub global_rate_per_sec: u32,
     /// Bucket size over all keys (0: equal to the rate).
     pub global_burst: u32,
@@ -77,21 +80,39 @@ pub struct HttpConfig {
     /// slot: memory stays bounded by this many bodies however many connections are open (D-2).
     pub max_in_flight: usize,
     /// Body bytes the ingest route works on at once, counted once a body is read (at least
-    /// 1 KiB a request; 0: no limit). Parsing and sealing take many times the body, so this
-    /// bounds most of a request's memory (D-2); see `admission`.
+    /// 1 KiB a request; 0: no limit). Parsing and sealing take many times the body (a 100-event
+    /// batch about 25 times), so this bounds most of a request's memory (D-2); each send waits
+    /// for its group commit, so many single events share one fsync while a few large batches
+    /// fill the budget. See `admission`.
     pub max_in_flight_bytes: usize,
-    /// How long a request body may take to arrive before a 408 (zero: no limit). A client
-    /// trickling its body holds one of the `max_in_flight` slots meanwhile (D-2).
-    pub body_timeout: std::time::Duration,
+    /// How long a request body may take to arrive before a 408 and the connection closed
+    /// (`body_timeout_secs`; zero: no limit). A client trickling its body holds one of the
+    /// `max_in_flight` slots meanwhile (D-2).
+    #[serde(rename = "body_timeout_secs", with = "secs")]
+    pub body_timeout: Duration,
+    /// How long a client has to send a request's whole header block, on a new connection and
+    /// between requests on a kept-alive one (`header_timeout_secs`; zero: no limit); past it the
+    /// connection is closed, so clients trickling headers (slowloris) cannot pile up connections
+    /// and header buffers (D-2). Enforced by the listener of `sluice serve`.
+    #[serde(rename = "header_timeout_secs", with = "secs")]
+    pub header_timeout: Duration,
+    /// Connections open at once; at the limit new ones wait in the kernel's listen backlog until
+    /// one closes, so idle connections cannot pile up tasks, descriptors and buffers (D-2).
+    /// 0: no limit. Enforced by the listener of `sluice serve`.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (the socket's peer); beyond it a new
+    /// one is closed as soon as it is accepted. Behind a reverse proxy every connection comes
+    /// from the proxy: raise it to `max_connections` or set 0 there. 0: no limit.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HttpConfig {
-    /// 256 KiB bodies; per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000
-    /// (API Gateway's defaults); 600 failed authentications per minute per address, burst 50;
-    /// 256 requests and 256 KiB of body in work at once; 30 s for a body to arrive.
+    /// Per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000 (API Gateway's
+    /// defaults); 600 failed authentications per minute per address, burst 50; 256 requests and
+    /// 256 KiB of body in work at once; 30 s for a body and 60 s for a header block to arrive;
+    /// 1024 connections, 256 from one address.
     fn default() -> Self {
         Self {
-            max_body_bytes: 256 * 1024,
             rate_per_sec: 1000,
             burst: 2000,
             global_rate_per_sec: 10_000,
@@ -100,8 +121,21 @@ impl Default for HttpConfig {
             auth_failure_burst: 50,
             max_in_flight: 256,
             max_in_flight_bytes: 256 * 1024,
-            body_timeout: std::time::Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_connections_per_address: 256,
         }
+    }
+}
+
+/// Durations written as whole seconds.
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }
 
@@ -120,7 +154,7 @@ fn guard(auth: Auth, config: &HttpConfig) -> Arc<Guard> {
 }
 
 fn ingest_routes(service: Arc<IngestService>, guard: &Arc<Guard>, config: &HttpConfig) -> Router {
-    let max_body_bytes = config.max_body_bytes.min(service.validator().limits().max_body_bytes);
+    let max_body_bytes = service.validator().limits().max_body_bytes;
     let state = Arc::new(ingest::IngestState {
         service,
         max_body_bytes,

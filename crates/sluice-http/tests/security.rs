@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
+use sluice_core::validate::Limits;
 use sluice_http::HttpConfig;
 use std::sync::atomic::Ordering;
 
@@ -130,12 +131,11 @@ async fn i3_listing_never_shows_another_tenants_events_or_accepts_their_cursor()
 
 #[tokio::test]
 async fn t1_oversized_body_gets_413_while_streaming() {
-    let h = Harness::new();
-    let config = HttpConfig {
+    let h = Harness::with_limits(Limits {
         max_body_bytes: 1024,
-        ..HttpConfig::default()
-    };
-    let app = h.app_with(&config);
+        ..Limits::default()
+    });
+    let app = h.app();
     let big = format!("{{\"type\":\"a\",\"data\":\"{}\"}}", "x".repeat(4096));
     // Honest Content-Length: refused before reading.
     let r = send(&app, post_events(&h.acme, big.clone())).await;

@@ -37,7 +37,6 @@
 
 use crate::Clients;
 use crate::InitError;
-use crate::env::{self, Lookup};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
     ApiGatewayV2CustomAuthorizerV2Request,
@@ -47,21 +46,18 @@ use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 use sluice_aws::{DynamoStore, DynamoTables};
 use sluice_core::clock::{Clock, SystemClock};
-use sluice_core::keys::{AuthError, Authenticator, Principal, presented_credential};
+use sluice_core::keys::{API_KEY_HEADER, AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier, OidcConfig};
 use sluice_core::ports::KeyStore;
+use sluice_host::env::{self, Lookup, vars};
+use sluice_host::telemetry::LogSettings;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The variable naming the keys table.
-pub const KEYS_TABLE: &str = "SLUICE_KEYS_TABLE";
 
 /// How long a key record is cached inside one function instance.
 const RECORD_CACHE: Duration = Duration::from_secs(5);
 /// The longest credential read; a JWT with a few claims is well under this.
 const MAX_CREDENTIAL_LEN: usize = 8192;
-/// The API key header.
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// What the authorizer reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,27 +66,19 @@ pub struct AuthorizerConfig {
     pub keys_table: String,
     /// The OIDC issuer to accept JWTs from, with its JWKS (JSON).
     pub oidc: Option<(OidcConfig, String)>,
+    /// How the function logs.
+    pub log: LogSettings,
 }
 
 impl AuthorizerConfig {
-    /// Reads `SLUICE_KEYS_TABLE` and the `SLUICE_OIDC_*` variables (see the module docs).
+    /// Reads `SLUICE_KEYS_TABLE`, the `SLUICE_OIDC_*` variables (see the module docs) and the
+    /// log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
-        let keys_table = env::required(env, KEYS_TABLE)?;
-        let oidc = match OidcConfig::from_lookup(env).map_err(|e| InitError::Oidc(e.to_string()))? {
-            None => None,
-            Some(config) => {
-                let jwks = oidc::jwks_from_lookup(env)
-                    .map_err(|e| InitError::Oidc(e.to_string()))?
-                    .ok_or_else(|| {
-                        InitError::Oidc(
-                            "SLUICE_OIDC_ISSUER is set but neither SLUICE_OIDC_JWKS nor SLUICE_OIDC_JWKS_FILE is"
-                                .into(),
-                        )
-                    })?;
-                Some((config, jwks))
-            }
-        };
-        Ok(Self { keys_table, oidc })
+        Ok(Self {
+            keys_table: env::required(env, vars::KEYS_TABLE)?,
+            oidc: env::oidc(env)?,
+            log: LogSettings::from_lambda_env(env),
+        })
     }
 }
 
@@ -255,7 +243,7 @@ fn context(p: &Principal) -> Value {
 /// Whether a credential header was sent more than once (REST events list every value in
 /// `multiValueHeaders`; `headers` keeps only the last).
 fn ambiguous(multi: &HeaderMap) -> bool {
-    [header::AUTHORIZATION, X_API_KEY]
+    [header::AUTHORIZATION, HeaderName::from_static(API_KEY_HEADER)]
         .iter()
         .any(|h| multi.get_all(h).iter().count() > 1)
 }
@@ -264,7 +252,11 @@ fn ambiguous(multi: &HeaderMap) -> bool {
 fn presented(headers: &HeaderMap) -> Option<&str> {
     let values =
         |name: &HeaderName| -> Vec<Option<&str>> { headers.get_all(name).iter().map(|v| v.to_str().ok()).collect() };
-    presented_credential(&values(&header::AUTHORIZATION), &values(&X_API_KEY), MAX_CREDENTIAL_LEN)
+    presented_credential(
+        &values(&header::AUTHORIZATION),
+        &values(&HeaderName::from_static(API_KEY_HEADER)),
+        MAX_CREDENTIAL_LEN,
+    )
 }
 
 /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*` from a method ARN

@@ -10,8 +10,7 @@
 //! poller per instance); on AWS, API Gateway throttling and reserved concurrency bound the load,
 //! and SQS itself has no practical depth limit.
 
-use crate::env::{self, Lookup};
-use crate::setup::{self, SchemaSource};
+use crate::setup;
 use crate::{Clients, InitError};
 use axum::Router;
 use sluice_aws::secrets::SecretParameters;
@@ -19,13 +18,10 @@ use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
 use sluice_core::clock::SystemClock;
 use sluice_core::ingest::IngestService;
 use sluice_core::ports::{IdempotencyStore, Queue};
+use sluice_host::env::{self, Lookup, SchemaSource, vars};
+use sluice_host::telemetry::LogSettings;
 use sluice_http::{Auth, HttpConfig};
 use std::sync::Arc;
-
-/// The variable naming the queue's URL.
-pub const QUEUE_URL: &str = "SLUICE_QUEUE_URL";
-/// The variable naming the idempotency table.
-pub const IDEMPOTENCY_TABLE: &str = "SLUICE_IDEMPOTENCY_TABLE";
 
 /// What the ingest function reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,17 +30,20 @@ pub struct IngestConfig {
     idempotency_table: String,
     signing_key_param: String,
     schemas: SchemaSource,
+    /// How the function logs.
+    pub log: LogSettings,
 }
 
 impl IngestConfig {
     /// Reads `SLUICE_QUEUE_URL`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_SIGNING_KEY_PARAM`,
-    /// `SLUICE_SCHEMA_DIR` and `SLUICE_REQUIRE_SCHEMA`.
+    /// `SLUICE_SCHEMA_DIR`, `SLUICE_REQUIRE_SCHEMA` and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
-            queue_url: env::required(env, QUEUE_URL)?,
-            idempotency_table: env::required(env, IDEMPOTENCY_TABLE)?,
-            signing_key_param: env::required(env, setup::SIGNING_KEY_PARAM)?,
+            queue_url: env::required(env, vars::QUEUE_URL)?,
+            idempotency_table: env::required(env, vars::IDEMPOTENCY_TABLE)?,
+            signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
+            log: LogSettings::from_lambda_env(env),
         })
     }
 }
@@ -53,7 +52,7 @@ impl IngestConfig {
 pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<Arc<IngestService>, InitError> {
     let secrets = SecretParameters::new(clients.ssm());
     let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
-    let validator = config.schemas.validator()?;
+    let validator = setup::validator(&config.schemas)?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.queue_url));
     let idempotency: Arc<dyn IdempotencyStore> = Arc::new(DynamoStore::new(
         clients.dynamodb(),

@@ -14,7 +14,11 @@
 //! - [`ingest`], [`query`]: `sluice_http`'s routers under `lambda_http`, behind [`context`], which
 //!   turns the API Gateway request context into the principal and the client address.
 //! - [`process`]: the SQS consumer with partial batch responses.
-//! - [`clients`]: SDK clients, built once at init. [`env`](mod@env): configuration from the environment.
+//! - `setup`: the init steps ingest and process share (the envelope sealer, the validator).
+//!
+//! What the functions share with `sluice serve` lives in `sluice-host`: the settle policy of the
+//! process step, the environment (every `SLUICE_*` name, one lookup), the schema and JWKS file
+//! reads, the SDK clients, and the redacting log subscriber every `main` installs first.
 //! - `src/bin/*.rs`: one `main` per function: read the environment, build the clients, init, run.
 //!
 //! Each function is a cargo feature (all on by default) and its binary `required-features` it, so
@@ -22,7 +26,7 @@
 //! binary never references (the SQS SDK from the authorizer, for one).
 //!
 //! # Configuration
-//! From the environment, read once at init; the exact variables and IAM actions of each function
+//! From the environment, read once at init through `sluice_host::env`; the exact variables and IAM actions of each function
 //! are in `functions.toml` beside this crate's manifest (a test proves both lists exact). Secrets
 //! (the envelope signing key ring, the cursor key) are `SecureString` parameters in SSM Parameter
 //! Store named by `SLUICE_SIGNING_KEY_PARAM` and `SLUICE_CURSOR_KEY_PARAM`; see
@@ -50,9 +54,6 @@
 //! after the authorizer allowed the request, can put it there. Their resource policies must allow
 //! invocation by that API only (the SAM template's job).
 
-pub mod clients;
-pub mod env;
-
 #[cfg(feature = "authorizer")]
 pub mod authorizer;
 #[cfg(feature = "http")]
@@ -67,30 +68,21 @@ pub mod query;
 #[cfg(any(feature = "ingest", feature = "process"))]
 mod setup;
 
-pub use clients::Clients;
-pub use env::{Lookup, RecordingEnv, process_env};
+pub use sluice_host::{Clients, Lookup, RecordingEnv, process_env};
 
 /// Why a function could not start. Its `Display` never includes a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    /// A required variable is unset or blank.
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-    /// A variable has an unusable value.
-    #[error("environment variable {var}: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A secret could not be loaded from SSM.
+    /// A variable is unset, unusable, or names a file that is.
+    #[error(transparent)]
+    Env(#[from] sluice_host::EnvError),
+    /// A secret could not be loaded from SSM, or is unusable.
     #[error(transparent)]
     Secret(#[from] sluice_aws::secrets::SecretError),
-    /// The JSON Schemas could not be loaded.
-    #[error("event schemas: {0}")]
-    Schemas(String),
-    /// The OIDC (JWT) configuration is unusable.
+    /// The envelope signing key ring is unusable.
+    #[error("the envelope signing keys: {0}")]
+    SigningKeys(String),
+    /// The OIDC issuer's JWKS is unusable.
     #[error("OIDC: {0}")]
     Oidc(String),
 }

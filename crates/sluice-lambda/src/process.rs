@@ -1,8 +1,9 @@
 //! The process function: an SQS event in, events in DynamoDB, an `SQSBatchResponse` out.
 //!
 //! The event source mapping must enable `ReportBatchItemFailures`. Every record of the batch is
-//! processed concurrently by the core's [`Processor`] (a panic in one is contained and becomes that
-//! record's retryable failure), then:
+//! processed by the core's [`Processor`] (a panic in one is contained and becomes that record's
+//! retryable failure), then settled by `sluice_host::settle` under the
+//! [`SettlePolicy::BatchItemFailures`] policy, the same function `sluice serve` settles with:
 //! - stored, or already stored by an earlier delivery: success, Lambda deletes the record;
 //! - retryable (the table throttled or unavailable): listed in `batchItemFailures`, so SQS makes it
 //!   visible again after the queue's visibility timeout, and moves it to the DLQ after
@@ -17,8 +18,7 @@
 //! (the invocation errors and every record comes back): an SQS event never has one, but nothing
 //! is dropped if it does.
 
-use crate::env::{self, Lookup};
-use crate::setup::{self, SchemaSource};
+use crate::setup;
 use crate::{Clients, InitError};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::Diagnostic;
@@ -26,15 +26,12 @@ use sluice_aws::secrets::SecretParameters;
 use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::ports::{EventStore, MessageAttributes, Queue, ReceiptHandle, ReceivedMessage};
-use sluice_core::process::{Outcome, Processor, dead_letter, log_outcome};
+use sluice_core::process::Processor;
+use sluice_host::env::{self, Lookup, SchemaSource, vars};
+use sluice_host::settle::{SettlePolicy, process_batch};
+use sluice_host::telemetry::LogSettings;
 use std::sync::Arc;
-use std::time::Instant;
 use time::OffsetDateTime;
-
-/// The variable naming the events table.
-pub const TABLE: &str = "SLUICE_TABLE";
-/// The variable naming the dead-letter queue's URL.
-pub const DLQ_URL: &str = "SLUICE_DLQ_URL";
 
 /// What the process function reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +40,20 @@ pub struct ProcessConfig {
     dlq_url: String,
     signing_key_param: String,
     schemas: SchemaSource,
+    /// How the function logs.
+    pub log: LogSettings,
 }
 
 impl ProcessConfig {
-    /// Reads `SLUICE_TABLE`, `SLUICE_DLQ_URL`, `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR` and
-    /// `SLUICE_REQUIRE_SCHEMA`.
+    /// Reads `SLUICE_TABLE`, `SLUICE_DLQ_URL`, `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR`,
+    /// `SLUICE_REQUIRE_SCHEMA` and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
-            table: env::required(env, TABLE)?,
-            dlq_url: env::required(env, DLQ_URL)?,
-            signing_key_param: env::required(env, setup::SIGNING_KEY_PARAM)?,
+            table: env::required(env, vars::TABLE)?,
+            dlq_url: env::required(env, vars::DLQ_URL)?,
+            signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
+            log: LogSettings::from_lambda_env(env),
         })
     }
 }
@@ -95,7 +95,7 @@ impl ProcessFunction {
     pub async fn init(config: &ProcessConfig, clients: &Clients) -> Result<Self, InitError> {
         let secrets = SecretParameters::new(clients.ssm());
         let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
-        let validator = config.schemas.validator()?;
+        let validator = setup::validator(&config.schemas)?;
         let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
             clients.dynamodb(),
             // Only the events table is written: the other names stay empty so any other use fails.
@@ -128,20 +128,17 @@ impl ProcessFunction {
                 received_message(m).ok_or_else(|| ProcessError::Malformed(format!("record {i} has no messageId")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let started = Instant::now();
-        let outcomes = self.processor.process_batch(&batch).await;
-        let now = self.clock.now();
-        // Settled concurrently so a batch of poison records costs one DLQ round trip, not ten.
-        let settled: Vec<_> = batch
-            .iter()
-            .zip(outcomes)
-            .map(|(msg, outcome)| self.settle(msg, outcome, now, started))
-            .collect();
-        let failures = futures::future::join_all(settled).await;
+        let failed = process_batch(
+            &self.processor,
+            self.dlq.as_ref(),
+            SettlePolicy::BatchItemFailures,
+            &batch,
+            self.clock.as_ref(),
+        )
+        .await;
         let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures
+        response.batch_item_failures = failed
             .into_iter()
-            .flatten()
             .map(|id| {
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id;
@@ -149,30 +146,6 @@ impl ProcessFunction {
             })
             .collect();
         Ok(response)
-    }
-
-    /// Logs one record's outcome and dead-letters it if permanent; returns its id if it must be
-    /// retried.
-    async fn settle(
-        &self,
-        msg: &ReceivedMessage,
-        outcome: Outcome,
-        now: OffsetDateTime,
-        started: Instant,
-    ) -> Option<String> {
-        let retry = match &outcome {
-            Outcome::Stored | Outcome::Duplicate => false,
-            Outcome::Retry(_) => true,
-            Outcome::Permanent(reason) => match self.dlq.send(dead_letter(msg, reason, now)).await {
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::warn!(message_id = %msg.message_id, error = %e, "could not dead-letter a record; it will be retried");
-                    true
-                }
-            },
-        };
-        log_outcome(msg, &outcome, started);
-        retry.then(|| msg.message_id.clone())
     }
 }
 

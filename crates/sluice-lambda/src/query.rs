@@ -2,7 +2,6 @@
 //! the events table (`GetItem`, `Query`; strongly consistent). List cursors are signed with the
 //! key in SSM parameter `SLUICE_CURSOR_KEY_PARAM`, so a client cannot forge or cross-tenant one.
 
-use crate::env::{self, Lookup};
 use crate::{Clients, InitError};
 use axum::Router;
 use sluice_aws::secrets::SecretParameters;
@@ -10,27 +9,27 @@ use sluice_aws::{DynamoStore, DynamoTables};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::ports::EventStore;
 use sluice_core::query::QueryService;
+use sluice_host::env::{self, Lookup, vars};
+use sluice_host::telemetry::LogSettings;
 use sluice_http::{Auth, HttpConfig};
 use std::sync::Arc;
-
-/// The variable naming the events table.
-pub const TABLE: &str = "SLUICE_TABLE";
-/// The variable naming the SSM parameter that holds the cursor key.
-pub const CURSOR_KEY_PARAM: &str = "SLUICE_CURSOR_KEY_PARAM";
 
 /// What the query function reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryConfig {
     table: String,
     cursor_key_param: String,
+    /// How the function logs.
+    pub log: LogSettings,
 }
 
 impl QueryConfig {
-    /// Reads `SLUICE_TABLE` and `SLUICE_CURSOR_KEY_PARAM`.
+    /// Reads `SLUICE_TABLE`, `SLUICE_CURSOR_KEY_PARAM` and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
-            table: env::required(env, TABLE)?,
-            cursor_key_param: env::required(env, CURSOR_KEY_PARAM)?,
+            table: env::required(env, vars::TABLE)?,
+            cursor_key_param: env::required(env, vars::CURSOR_KEY_PARAM)?,
+            log: LogSettings::from_lambda_env(env),
         })
     }
 }

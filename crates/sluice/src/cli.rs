@@ -1,12 +1,13 @@
 //! The command line: `serve`, `keys` and `dlq`.
 
-use crate::config::{Backend, Config, LogFormat};
+use crate::config::{Backend, Config, Overrides};
 use crate::serve;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_core::ids::KeyId;
 use sluice_core::keys;
 use sluice_core::tenant::Tenant;
+use sluice_host::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,8 +47,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Log format.
-        #[arg(long, value_enum)]
+        /// Log format: json or pretty.
+        #[arg(long)]
         log_format: Option<LogFormat>,
     },
     /// Manage API keys.
@@ -120,15 +121,13 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn load_config(global: &Global) -> anyhow::Result<Config> {
-    let mut config = Config::load(global.config.as_deref(), std::env::vars())?;
-    if let Some(d) = &global.data_dir {
-        config.data_dir = d.clone();
-    }
-    if let Some(b) = global.backend {
-        config.backend = b;
-    }
-    Ok(config)
+fn load_config(global: &Global, flags: Overrides) -> anyhow::Result<Config> {
+    let flags = Overrides {
+        backend: global.backend,
+        data_dir: global.data_dir.clone(),
+        ..flags
+    };
+    Config::load_with(global.config.as_deref(), std::env::vars(), flags)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -140,16 +139,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = load_config(&cli.global)?;
+    let flags = match &cli.command {
+        Command::Serve { listen, log_format } => Overrides {
+            listen: *listen,
+            log_format: *log_format,
+            ..Overrides::default()
+        },
+        _ => Overrides::default(),
+    };
+    let config = load_config(&cli.global, flags)?;
     match cli.command {
-        Command::Serve { listen, log_format } => {
-            if let Some(l) = listen {
-                config.listen = l;
-            }
-            if let Some(f) = log_format {
-                config.log.format = f;
-            }
-            let _guard = crate::telemetry::init(&config.log)?;
+        Command::Serve { .. } => {
+            let _guard = sluice_host::telemetry::init(&config.log)?;
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await

@@ -2,12 +2,21 @@
 //!
 //! Everything is parsed into typed values once at start-up; nothing later can fail on a bad
 //! setting. Nested keys map to environment variables with a double underscore:
-//! `[queue] max_receive_count` is `SLUICE_QUEUE__MAX_RECEIVE_COUNT`.
+//! `[queue] max_receive_count` is `SLUICE_QUEUE__MAX_RECEIVE_COUNT`. The sections other crates
+//! own are their own types, embedded here: `[throttle]` is `sluice_http::HttpConfig`, `[log]` is
+//! `sluice_host::telemetry::LogSettings`, `[limits]` is `sluice_core::validate::Limits`. With the
+//! AWS backend, the deployment's resource names are the Lambda functions' own flat variables
+//! (`SLUICE_QUEUE_URL`, …), read here through `sluice_host::env`, once.
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use sluice_aws::AwsResources;
 use sluice_core::oidc::{self, OidcConfig};
 use sluice_core::validate::Limits;
+use sluice_host::env::{self, vars};
+use sluice_host::telemetry::{LogFormat, LogSettings};
+use sluice_http::HttpConfig;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +36,8 @@ pub struct Config {
     pub schema_dir: Option<PathBuf>,
     /// Refuse event types that have no schema.
     pub require_schema: bool,
-    /// Throttling (D-1).
-    pub throttle: Throttle,
+    /// Throttling and connection limits (D-1, D-2).
+    pub throttle: HttpConfig,
     /// Queue behaviour (D-2, D-3).
     pub queue: QueueSettings,
     /// The process step's worker pool.
@@ -37,6 +46,34 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Logging (R-1, I-1).
     pub log: LogSettings,
+    /// The AWS backend's resources, from the environment; `None` on the embedded backend.
+    #[serde(skip)]
+    pub aws: Option<AwsSettings>,
+}
+
+/// What `--backend aws` reads from the environment, as the Lambda functions do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// The queues and tables (`SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`,
+    /// `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`).
+    pub resources: AwsResources,
+    /// `SLUICE_SIGNING_KEY_PARAM`: the SSM parameter of the envelope signing key ring, or local keys.
+    pub signing_key_param: Option<String>,
+    /// `SLUICE_CURSOR_KEY_PARAM`: the SSM parameter of the cursor key, or a local key.
+    pub cursor_key_param: Option<String>,
+}
+
+/// Command-line flags: the last layer, over every other.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--backend`.
+    pub backend: Option<Backend>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `serve --listen`.
+    pub listen: Option<SocketAddr>,
+    /// `serve --log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl Default for Config {
@@ -48,11 +85,12 @@ impl Default for Config {
             limits: Limits::default(),
             schema_dir: None,
             require_schema: false,
-            throttle: Throttle::default(),
+            throttle: HttpConfig::default(),
             queue: QueueSettings::default(),
             worker: WorkerSettings::default(),
             auth: AuthSettings::default(),
             log: LogSettings::default(),
+            aws: None,
         }
     }
 }
@@ -68,70 +106,6 @@ pub enum Backend {
     /// `SLUICE_IDEMPOTENCY_TABLE` and `SLUICE_KEYS_TABLE`, reached through the standard AWS
     /// configuration (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator).
     Aws,
-}
-
-/// Token buckets, per API key and global (API Gateway's defaults are 10 000 rps, burst 5 000).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Throttle {
-    /// Sustained requests per second per key.
-    pub rate_per_sec: u32,
-    /// Burst per key.
-    pub burst: u32,
-    /// Sustained requests per second in all.
-    pub global_rate_per_sec: u32,
-    /// Global burst.
-    pub global_burst: u32,
-    /// Failed authentications per minute per client address before it gets 429 unread (0: off).
-    pub auth_failures_per_minute: u32,
-    /// Burst of failed authentications per client address.
-    pub auth_failure_burst: u32,
-    /// Requests handled at once; more wait unread for a slot, so memory stays bounded however
-    /// many connections are open (D-2): at most this many bodies of `limits.max_body_bytes` being
-    /// read. 0: no limit.
-    pub max_in_flight: usize,
-    /// Body bytes the ingest route works on at once, counted once a body is read (at least 1 KiB
-    /// a request); more wait, holding only their body. 0: no limit. This is where memory goes: a
-    /// 100-event batch takes about 25 times its body while it is parsed, sealed and sent. Each
-    /// send waits for its group commit, so many single events at once share one fsync while a
-    /// few large batches fill the budget.
-    pub max_in_flight_bytes: usize,
-    /// Seconds a request body may take to arrive before the request is refused with 408 and
-    /// its connection closed, so slow clients cannot hold the `max_in_flight` slots (D-2).
-    /// 0: no limit.
-    pub body_timeout_secs: u64,
-    /// Seconds a client has to send a request's whole header block, on a new connection and
-    /// between requests on a kept-alive one; past it the connection is closed, so clients
-    /// trickling headers (slowloris) cannot pile up connections and header buffers (D-2).
-    /// 0: no limit.
-    pub header_timeout_secs: u64,
-    /// Connections open at once; at the limit new ones wait in the kernel's listen backlog until
-    /// one closes, so idle connections cannot pile up tasks, descriptors and buffers (D-2).
-    /// 0: no limit.
-    pub max_connections: usize,
-    /// Connections open at once from one client address (the socket's peer); beyond it a new
-    /// one is closed as soon as it is accepted. Behind a reverse proxy every connection comes
-    /// from the proxy: raise it to `max_connections` or set 0 there. 0: no limit.
-    pub max_connections_per_address: usize,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Self {
-            rate_per_sec: 1000,
-            burst: 2000,
-            global_rate_per_sec: 10_000,
-            global_burst: 5000,
-            auth_failures_per_minute: 600,
-            auth_failure_burst: 50,
-            max_in_flight: 256,
-            max_in_flight_bytes: 256 * 1024,
-            body_timeout_secs: 30,
-            header_timeout_secs: 60,
-            max_connections: 1024,
-            max_connections_per_address: 256,
-        }
-    }
 }
 
 /// Queue settings.
@@ -280,41 +254,6 @@ impl OidcSettings {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line (the default: machines read logs).
-    Json,
-    /// Human-readable lines for a terminal.
-    Pretty,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `sluice=debug,info`.
-    pub level: String,
-    /// Field names whose values are masked wherever they appear (case-insensitive substring).
-    pub redact: Vec<String>,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Json,
-            level: "info".into(),
-            redact: ["password", "secret", "token", "authorization", "api_key", "ssn", "card"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-        }
-    }
-}
-
 const TOP_LEVEL: &[&str] = &[
     "backend",
     "listen",
@@ -332,6 +271,17 @@ const TOP_LEVEL: &[&str] = &[
 impl Config {
     /// Loads defaults, then `file` if given, then `SLUICE_*` variables from `env`.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        Self::load_with(file, env, Overrides::default())
+    }
+
+    /// Loads defaults, then `file` if given, then `SLUICE_*` variables from `env`, then `flags`;
+    /// with the AWS backend, also the resource names from `env`. Every setting is checked here.
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Overrides,
+    ) -> anyhow::Result<Self> {
+        let environment: BTreeMap<String, String> = env.into_iter().collect();
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -340,17 +290,29 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix("SLUICE_") else {
+        for (name, value) in &environment {
+            let Some(rest) = name.strip_prefix(vars::PREFIX) else {
                 continue;
             };
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             if !path.first().is_some_and(|p| TOP_LEVEL.contains(&p.as_str())) {
                 continue;
             }
-            set_path(&mut table, &path, env_value(&value)).with_context(|| format!("applying {name}"))?;
+            set_path(&mut table, &path, env_value(value)).with_context(|| format!("applying {name}"))?;
         }
-        let config: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        let mut config: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.backend = flags.backend.unwrap_or(config.backend);
+        config.data_dir = flags.data_dir.unwrap_or(config.data_dir);
+        config.listen = flags.listen.unwrap_or(config.listen);
+        config.log.format = flags.log_format.unwrap_or(config.log.format);
+        if config.backend == Backend::Aws {
+            let lookup = |k: &str| environment.get(k).cloned();
+            config.aws = Some(AwsSettings {
+                resources: env::aws_resources(&lookup).context("the aws backend needs its resource names")?,
+                signing_key_param: env::optional(&lookup, vars::SIGNING_KEY_PARAM),
+                cursor_key_param: env::optional(&lookup, vars::CURSOR_KEY_PARAM),
+            });
+        }
         config.check()?;
         Ok(config)
     }
@@ -367,13 +329,6 @@ impl Config {
         }
         if self.limits.max_batch == 0 || self.limits.max_depth < 2 || self.limits.max_body_bytes == 0 {
             bail!("limits must allow at least one event");
-        }
-        if self.throttle.rate_per_sec == 0
-            || self.throttle.burst == 0
-            || self.throttle.global_rate_per_sec == 0
-            || self.throttle.global_burst == 0
-        {
-            bail!("throttle rates and bursts must be positive");
         }
         if let Some(o) = &self.auth.oidc {
             o.oidc_config()?;

@@ -5,13 +5,16 @@
 //! - [`cost`]: `sluice cost`, the AWS bill per million events and the worst hour an attacker can
 //!   force (D-2).
 //! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags), including
-//!   the backend and `[auth.oidc]`.
+//!   the backend, the AWS resources and `[auth.oidc]`; the sections other crates own
+//!   (`[throttle]`, `[log]`, `[limits]`) are their types, embedded.
 //! - [`listen`]: the accept loop, hyper's HTTP/1 server with a header-read timeout and bounded
 //!   connections, in all and per client address (D-2).
 //! - [`serve`]: `sluice serve`, the gateway and the worker pool over the ports: the embedded
 //!   adapters, or SQS and DynamoDB (`--backend aws`).
 //! - [`secrets`]: local signing and cursor keys.
-//! - [`telemetry`]: JSON logs with redaction.
+//!
+//! The worker loop, the settle policy, the environment's names, the file reads, the SDK clients
+//! and the redacting log subscriber are `sluice-host`'s, shared with the Lambda functions.
 //!
 //! `main.rs` only parses arguments and calls [`cli::run`].
 
@@ -21,4 +24,3 @@ pub mod cost;
 pub mod listen;
 pub mod secrets;
 pub mod serve;
-pub mod telemetry;

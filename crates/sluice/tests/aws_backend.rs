@@ -12,6 +12,7 @@ use sluice_aws::testing::{Moto, REGION};
 use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
 use sluice_core::ports::{EventStore, KeyStore, ListQuery, OutgoingMessage, Queue};
 use sluice_core::tenant::Tenant;
+use sluice_host::env::vars;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
@@ -38,11 +39,11 @@ fn aws_env(cmd: &mut Command, moto: &Moto, r: &AwsResources) {
         .env("AWS_CONFIG_FILE", "/nonexistent/sluice-test/config")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/sluice-test/credentials")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env(AwsResources::QUEUE_URL_VAR, &r.queue_url)
-        .env(AwsResources::DLQ_URL_VAR, &r.dlq_url)
-        .env(AwsResources::TABLE_VAR, &r.table)
-        .env(AwsResources::IDEMPOTENCY_TABLE_VAR, &r.idempotency_table)
-        .env(AwsResources::KEYS_TABLE_VAR, &r.keys_table);
+        .env(vars::QUEUE_URL, &r.queue_url)
+        .env(vars::DLQ_URL, &r.dlq_url)
+        .env(vars::TABLE, &r.table)
+        .env(vars::IDEMPOTENCY_TABLE, &r.idempotency_table)
+        .env(vars::KEYS_TABLE, &r.keys_table);
 }
 
 fn sluice(moto: &Moto, r: &AwsResources, data_dir: &Path, args: &[&str]) -> std::process::Output {

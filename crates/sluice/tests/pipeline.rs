@@ -7,10 +7,11 @@ use serde_json::json;
 use sluice_core::clock::SystemClock;
 use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION};
 use sluice_core::ports::{EventStore, ListQuery, Queue, ReceivedMessage};
-use sluice_core::process::{Outcome, Processor, settle};
+use sluice_core::process::{Outcome, Processor};
 use sluice_core::validate::Validator;
 use sluice_core::{EventId, EventType, RequestId, Tenant};
 use sluice_embedded::{EmbeddedQueue, QueueConfig, QueueDb, Redrive, StoreDb};
+use sluice_host::settle::{SettlePolicy, settle};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -91,11 +92,13 @@ async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
     let outcomes = processor.process_batch(&batch).await;
     assert_eq!(outcomes, vec![Outcome::Duplicate]);
     let left = settle(
-        &queue,
+        SettlePolicy::LocalBackoff {
+            queue: &queue,
+            max_backoff: Duration::from_secs(1),
+        },
         &dlq,
         &batch,
         &outcomes,
-        Duration::from_secs(1),
         OffsetDateTime::now_utc(),
     )
     .await;
@@ -149,11 +152,13 @@ async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stor
             .any(|o| matches!(o, Outcome::Permanent(r) if r.contains("signature")))
     );
     settle(
-        &queue,
+        SettlePolicy::LocalBackoff {
+            queue: &queue,
+            max_backoff: Duration::from_secs(1),
+        },
         &dlq,
         &batch,
         &outcomes,
-        Duration::from_secs(1),
         OffsetDateTime::now_utc(),
     )
     .await;
@@ -227,11 +232,13 @@ async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
         }
     }
     let left = settle(
-        &queue,
+        SettlePolicy::LocalBackoff {
+            queue: &queue,
+            max_backoff: Duration::from_secs(1),
+        },
         &dlq,
         &batch,
         &outcomes,
-        Duration::from_secs(1),
         OffsetDateTime::now_utc(),
     )
     .await;
@@ -259,11 +266,13 @@ async fn records_whose_delete_fails_are_left_for_redelivery() {
         .unwrap();
     assert_eq!(current.len(), 2);
     let left = settle(
-        &queue,
+        SettlePolicy::LocalBackoff {
+            queue: &queue,
+            max_backoff: Duration::from_secs(1),
+        },
         &dlq,
         &stale,
         &[Outcome::Stored, Outcome::Stored],
-        Duration::from_secs(1),
         OffsetDateTime::now_utc(),
     )
     .await;

@@ -18,7 +18,7 @@ use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::{ApiKey, Authenticator, generate};
 use sluice_core::ports::*;
 use sluice_core::query::QueryService;
-use sluice_core::validate::Validator;
+use sluice_core::validate::{Limits, Schemas, Validator};
 use sluice_core::{Clock, EventType, StoredEvent, Tenant};
 use sluice_http::{Auth, HttpConfig};
 use std::collections::HashMap;
@@ -205,6 +205,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// A harness whose validator has `limits` (the body limit among them).
+    pub fn with_limits(limits: Limits) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = Arc::new(MemQueue::default());
         let store = Arc::new(MemStore::default());
@@ -218,7 +223,7 @@ impl Harness {
         let backpressure = Arc::new(Backpressure::new(1_000_000));
         let ingest = Arc::new(
             IngestService::new(
-                Arc::new(Validator::default()),
+                Arc::new(Validator::new(limits, Schemas::none())),
                 queue.clone(),
                 Arc::new(MemIdempotency::default()),
                 Arc::new(sealer),

@@ -6,8 +6,9 @@ use sluice_lambda::{Clients, process_env};
 // One thread: a Lambda instance handles one invocation at a time.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    lambda_runtime::tracing::init_default_subscriber();
     let config = IngestConfig::from_lookup(&process_env)?;
+    // First, so nothing is ever logged unredacted (I-1).
+    sluice_host::telemetry::init_lambda(&config.log)?;
     let service = ingest::init(&config, &Clients::from_env().await).await?;
     lambda_http::run(ingest::router(service))
         .await

@@ -8,8 +8,9 @@ use sluice_lambda::{Clients, process_env};
 // One thread: a Lambda instance handles one invocation at a time.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    lambda_runtime::tracing::init_default_subscriber();
     let config = ProcessConfig::from_lookup(&process_env)?;
+    // First, so nothing is ever logged unredacted (I-1).
+    sluice_host::telemetry::init_lambda(&config.log)?;
     let function = std::sync::Arc::new(ProcessFunction::init(&config, &Clients::from_env().await).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let function = function.clone();

@@ -1,16 +1,94 @@
-//! Logging (R-1, I-1): structured JSON by default, with a redaction pass over every line.
+//! Logging (R-1, I-1): structured JSON by default, with a redaction pass over every line, for
+//! `sluice serve` and for every Lambda function alike.
 //!
 //! Redaction works on the rendered line, after `tracing` has formatted it, so it catches a
 //! sensitive field wherever it appears: a top-level field, a span field, a nested JSON object, or
 //! a `password=...` fragment inside a message. The sink is injectable so tests can capture lines.
+//!
+//! The two hosts differ only in where lines go: `sluice serve` writes through a background thread
+//! ([`init`]), a Lambda function writes each line to standard output before its invocation returns
+//! ([`init_lambda`]), because Lambda freezes the process between invocations and a line still
+//! queued for a background thread would reach CloudWatch late or, at shutdown, never.
 
-use crate::config::{LogFormat, LogSettings};
+use crate::env::{self, Lookup, vars};
 use regex::Regex;
+use serde::Deserialize;
 use serde_json::Value;
 use std::io::{self, Write};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+/// The field names masked when none are configured.
+pub const DEFAULT_REDACT: &[&str] = &["password", "secret", "token", "authorization", "api_key", "ssn", "card"];
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default: machines read logs).
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            other => Err(format!("unknown log format {other:?}: expected json or pretty")),
+        }
+    }
+}
+
+/// Logging settings (`[log]` of `sluice serve`; the environment on Lambda).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sluice=debug,info`.
+    pub level: String,
+    /// Field names whose values are masked wherever they appear (case-insensitive substring).
+    pub redact: Vec<String>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+            redact: DEFAULT_REDACT.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+impl LogSettings {
+    /// A Lambda function's settings, read as the runtime's own subscriber reads them:
+    /// `AWS_LAMBDA_LOG_LEVEL` (`TRACE` to `FATAL`, default `INFO`) and `AWS_LAMBDA_LOG_FORMAT`
+    /// (`JSON`, the template's setting, or `Text`), plus `SLUICE_LOG_REDACT`, a comma-separated
+    /// list of field names that replaces [`DEFAULT_REDACT`] as `[log] redact` does locally.
+    pub fn from_lambda_env(env: Lookup<'_>) -> Self {
+        let level = match env::optional(env, vars::LAMBDA_LOG_LEVEL)
+            .map(|l| l.to_ascii_lowercase())
+            .as_deref()
+        {
+            // Lambda's level names: FATAL has no tracing level of its own.
+            Some("fatal") => "error".to_owned(),
+            Some(l @ ("trace" | "debug" | "info" | "warn" | "error")) => l.to_owned(),
+            _ => "info".to_owned(),
+        };
+        let format = match env::optional(env, vars::LAMBDA_LOG_FORMAT) {
+            Some(f) if !f.eq_ignore_ascii_case("json") => LogFormat::Pretty,
+            _ => LogFormat::Json,
+        };
+        let redact = env::list(env, vars::LOG_REDACT).unwrap_or_else(|| Self::default().redact);
+        Self { format, level, redact }
+    }
+}
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "[REDACTED]";
@@ -224,11 +302,17 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMakeWriter<M> {
 }
 
 /// Builds the subscriber for `settings`, writing through `sink`.
-pub fn subscriber<M>(settings: &LogSettings, sink: M) -> anyhow::Result<Box<dyn tracing::Subscriber + Send + Sync>>
+pub fn subscriber<M>(
+    settings: &LogSettings,
+    sink: M,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, TelemetryError>
 where
     M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&settings.level)?;
+    let filter = EnvFilter::try_new(&settings.level).map_err(|e| TelemetryError::Filter {
+        level: settings.level.clone(),
+        reason: e.to_string(),
+    })?;
     let writer = RedactingMakeWriter::new(sink, Redactor::new(&settings.redact));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     Ok(match settings.format {
@@ -245,15 +329,43 @@ where
     })
 }
 
-/// Installs the global subscriber writing to standard output through a background thread.
-/// Keep the returned guard alive: dropping it flushes what is buffered.
-pub fn init(settings: &LogSettings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `level` is not a valid `tracing` filter.
+    #[error("log level {level:?} is not a valid filter: {reason}")]
+    Filter {
+        /// The configured filter.
+        level: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A global subscriber was already installed.
+    #[error("a log subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Installs the global subscriber writing to standard output through a background thread
+/// (`sluice serve`). Keep the returned guard alive: dropping it flushes what is buffered.
+pub fn init(settings: &LogSettings) -> Result<tracing_appender::non_blocking::WorkerGuard, TelemetryError> {
     // Not lossy: an audit log that drops lines under load is no audit log.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(io::stdout());
-    tracing::subscriber::set_global_default(subscriber(settings, writer)?)?;
+    install(subscriber(settings, writer)?)?;
     Ok(guard)
+}
+
+/// Installs the global subscriber of a Lambda function: the same redacting formatter, writing
+/// each line to standard output at once (see the module docs), with the settings of
+/// [`LogSettings::from_lambda_env`] (read with the function's configuration, so the manifest check
+/// sees them).
+pub fn init_lambda(settings: &LogSettings) -> Result<(), TelemetryError> {
+    install(subscriber(settings, io::stdout)?)
+}
+
+fn install(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) -> Result<(), TelemetryError> {
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
 #[cfg(test)]

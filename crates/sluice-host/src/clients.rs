@@ -1,7 +1,8 @@
-//! SDK clients, built once per process at Lambda init (never per invocation: a client holds the
-//! connection pool, the credential cache and the retry token bucket that make later calls cheap).
+//! AWS SDK clients, built once per process, at Lambda init or at `sluice serve --backend aws`
+//! start (never per invocation: a client holds the connection pool, the credential cache and the
+//! retry token bucket that make later calls cheap).
 //!
-//! Each function builds only the clients it uses, from one shared [`aws_config::SdkConfig`]
+//! Each host builds only the clients it uses, from one shared [`aws_config::SdkConfig`]
 //! (`AWS_REGION`, credentials and `AWS_ENDPOINT_URL` come from the standard sources, see
 //! [`sluice_aws::sdk_config`]). Tests attach an interceptor here to record every AWS call a
 //! function makes.
@@ -30,6 +31,11 @@ impl Clients {
         Self::new(sluice_aws::sdk_config().await)
     }
 
+    /// The shared SDK configuration (region, credentials, endpoint).
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
     /// Adds an interceptor to every client built from now on.
     pub fn with_interceptor(mut self, interceptor: SharedInterceptor) -> Self {
         self.interceptors.push(interceptor);
@@ -46,7 +52,6 @@ impl Clients {
     }
 
     /// An SQS client.
-    #[cfg(any(feature = "process", feature = "http"))]
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
         for i in &self.interceptors {
