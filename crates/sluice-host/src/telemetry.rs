@@ -477,6 +477,28 @@ mod tests {
     }
 
     #[test]
+    fn lambda_settings_follow_the_lambda_services_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let none = LogSettings::from_lambda_env(&env(&[]));
+        assert_eq!(none, LogSettings::default(), "JSON, info and the default names");
+        let s = LogSettings::from_lambda_env(&env(&[
+            (vars::LAMBDA_LOG_FORMAT, "Text"),
+            (vars::LAMBDA_LOG_LEVEL, "FATAL"),
+            (vars::LOG_REDACT, "iban, pin"),
+        ]));
+        assert_eq!(s.format, LogFormat::Pretty);
+        assert_eq!(s.level, "error");
+        assert_eq!(s.redact, ["iban", "pin"]);
+        let s = LogSettings::from_lambda_env(&env(&[
+            (vars::LAMBDA_LOG_FORMAT, "json"),
+            (vars::LAMBDA_LOG_LEVEL, "debug"),
+        ]));
+        assert_eq!((s.format, s.level.as_str()), (LogFormat::Json, "debug"));
+    }
+
+    #[test]
     fn configured_names_replace_the_defaults() {
         let settings = LogSettings {
             redact: vec!["iban".into()],

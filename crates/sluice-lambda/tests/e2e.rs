@@ -229,7 +229,10 @@ async fn e2e_post_process_and_read_back_through_the_handlers_with_exactly_the_ma
         ("process", &process_env, &process_calls),
         ("query", &query_env, &query_calls),
     ] {
-        assert_eq!(env.read(), manifest_list(function, "env"), "{function}: env");
+        // The standard AWS_* variables the Lambda service sets are not the manifest's to list.
+        let read: std::collections::BTreeSet<String> =
+            env.read().into_iter().filter(|v| !v.starts_with("AWS_")).collect();
+        assert_eq!(read, manifest_list(function, "env"), "{function}: env");
         assert_eq!(
             calls.iam_actions(),
             manifest_list(function, "actions"),
