@@ -10,6 +10,7 @@ use crate::ids::{EventId, RequestId};
 use crate::json::parse_strict;
 use crate::ports::{MessageAttributes, OutgoingMessage, ReceivedMessage};
 use crate::tenant::Tenant;
+use crate::text::hex_digest;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -127,17 +128,6 @@ pub enum EnvelopeError {
     Malformed(String),
 }
 
-/// Lower-case hex of a digest. `hex::encode` collects one `char` at a time; this writes through a
-/// byte table, and runs three times on every ingested event (signature, content digest, key hash).
-pub(crate) fn hex_digest(bytes: &[u8]) -> String {
-    let mut out = vec![0u8; bytes.len() * 2];
-    // The buffer is exactly twice the input, the only length `encode_to_slice` refuses otherwise.
-    if hex::encode_to_slice(bytes, &mut out).is_err() {
-        return hex::encode(bytes);
-    }
-    String::from_utf8(out).unwrap_or_else(|_| hex::encode(bytes))
-}
-
 /// Seals and opens envelopes with a key ring: the first key signs, any key verifies, so keys can
 /// be rotated without dropping messages already in the queue.
 #[derive(Debug, Clone)]
@@ -217,14 +207,6 @@ mod tests {
 
     fn sealer(kid: &str, byte: u8) -> Sealer {
         Sealer::new(vec![SigningKey::new(kid, vec![byte; 32]).unwrap()], 32).unwrap()
-    }
-
-    #[test]
-    fn hex_digest_is_lower_case_hex_of_every_byte() {
-        assert_eq!(hex_digest(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
-        let digest = Sha256::digest(b"sluice");
-        assert_eq!(hex_digest(&digest), hex::encode(digest));
-        assert_eq!(hex_digest(&[]), "");
     }
 
     fn envelope() -> Envelope {

@@ -151,12 +151,6 @@ impl IngestService {
         self
     }
 
-    /// How long an idempotency key is remembered (default 24 h).
-    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
-        self.idempotency_ttl = ttl;
-        self
-    }
-
     /// The validator in use (its limits size the transport's body limit).
     pub fn validator(&self) -> &Validator {
         &self.validator
@@ -207,7 +201,7 @@ impl IngestService {
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
-            fingerprint: crate::envelope::hex_digest(&Sha256::digest(body)),
+            fingerprint: crate::text::hex_digest(&Sha256::digest(body)),
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
             payload: encode_payload(&messages),

@@ -37,7 +37,7 @@ impl fmt::Debug for ApiKey {
 }
 
 fn hash_secret(secret: &str) -> String {
-    crate::envelope::hex_digest(&Sha256::digest(secret.as_bytes()))
+    crate::text::hex_digest(&Sha256::digest(secret.as_bytes()))
 }
 
 /// Makes a new key for `tenant`; store the record, show the key once.

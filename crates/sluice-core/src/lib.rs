@@ -11,10 +11,14 @@
 //! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
 //!   semantics), idempotency store and key store.
 //! - [`ingest`], [`query`]: the use cases behind the HTTP routes, free of any HTTP type.
-//! - [`process`]: the process step and the worker loop (Lambda partial-batch semantics).
+//! - [`process`]: the process step's rules (Lambda partial-batch semantics): verify, re-check,
+//!   store once, what each outcome means, the dead-letter copy and the retry backoff.
 //! - [`clock`]: injectable time, so tests control expiry windows.
+//! - [`text`]: cutting text at a character boundary, hex of a digest.
 //!
-//! This crate has no HTTP, SQLite or AWS dependency: the same rules run in `sluice serve` and on Lambda.
+//! This crate has no HTTP, SQLite or AWS dependency and does no I/O (no files, no environment, no
+//! tokio): the hosts read what they need and hand it in parsed, so the same rules run in
+//! `sluice serve` and on Lambda. `tests/purity.rs` fails if that comes back.
 
 pub mod clock;
 pub mod cursor;
@@ -29,6 +33,7 @@ pub mod ports;
 pub mod process;
 pub mod query;
 pub mod tenant;
+pub mod text;
 pub mod validate;
 
 pub use clock::{Clock, SystemClock};

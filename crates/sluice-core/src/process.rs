@@ -178,13 +178,7 @@ fn stored_event(env: Envelope) -> StoredEvent {
 pub fn dead_letter(msg: &ReceivedMessage, reason: &str, at: OffsetDateTime) -> OutgoingMessage {
     let mut attributes = msg.attributes.clone();
     let mut reason = reason.to_owned();
-    if reason.len() > 512 {
-        let mut cut = 512;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-    }
+    crate::text::truncate_at_char_boundary(&mut reason, 512);
     attributes.insert(attr::DLQ_REASON.into(), reason);
     attributes.insert(attr::DLQ_AT.into(), at.format(&Rfc3339).unwrap_or_default());
     OutgoingMessage {

@@ -151,12 +151,7 @@ impl Schemas {
 const MAX_VIOLATIONS: usize = 50;
 
 fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+    if crate::text::truncate_at_char_boundary(s, max) {
         s.push('…');
     }
 }
@@ -214,9 +209,9 @@ impl Validator {
             Value::Object(_) => self.parse_event(value, None, now, &mut violations).map(Submission::One),
             Value::Array(items) => {
                 if items.is_empty() {
-                    violations.push(v("", "a batch holds at least one event"));
+                    violations.push(violation("", "a batch holds at least one event"));
                 } else if items.len() > self.limits.max_batch {
-                    violations.push(v(
+                    violations.push(violation(
                         "",
                         &format!("a batch holds at most {} events", self.limits.max_batch),
                     ));
@@ -235,7 +230,7 @@ impl Validator {
                 Some(Submission::Many(events))
             }
             _ => {
-                violations.push(v("", "the body is an event object or an array of them"));
+                violations.push(violation("", "the body is an event object or an array of them"));
                 None
             }
         };
@@ -267,36 +262,39 @@ impl Validator {
         // check needs it: most events in a batch never do.
         let base = || index.map_or_else(String::new, |i| format!("/{i}"));
         let Value::Object(mut obj) = value else {
-            out.push(v(&base(), "an event is a JSON object"));
+            out.push(violation(&base(), "an event is a JSON object"));
             return None;
         };
         let before = out.len();
         for key in obj.keys() {
             if !matches!(key.as_str(), "type" | "data" | "occurred_at") {
-                out.push(v(&format!("{}/{}", base(), escape_pointer_token(key)), "unknown field"));
+                out.push(violation(
+                    &format!("{}/{}", base(), escape_pointer_token(key)),
+                    "unknown field",
+                ));
             }
         }
         let event_type = match obj.get("type") {
             Some(Value::String(s)) => match EventType::parse(s) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    out.push(v(&format!("{}/type", base()), &e.to_string()));
+                    out.push(violation(&format!("{}/type", base()), &e.to_string()));
                     None
                 }
             },
             Some(_) => {
-                out.push(v(&format!("{}/type", base()), "must be a string"));
+                out.push(violation(&format!("{}/type", base()), "must be a string"));
                 None
             }
             None => {
-                out.push(v(&format!("{}/type", base()), "is required"));
+                out.push(violation(&format!("{}/type", base()), "is required"));
                 None
             }
         };
         // Moved out, not cloned: the payload goes on into the envelope as it is.
         let data = obj.remove("data");
         if data.is_none() {
-            out.push(v(&format!("{}/data", base()), "is required"));
+            out.push(violation(&format!("{}/data", base()), "is required"));
         }
         let occurred_at = match obj.get("occurred_at") {
             None | Some(Value::Null) => None,
@@ -305,7 +303,7 @@ impl Validator {
                     let past = now - Duration::from_secs(self.limits.max_past_secs);
                     let future = now + Duration::from_secs(self.limits.max_future_secs);
                     if t < past || t > future {
-                        out.push(v(
+                        out.push(violation(
                             &format!("{}/occurred_at", base()),
                             "is outside the accepted time window",
                         ));
@@ -313,12 +311,15 @@ impl Validator {
                     Some(t.to_offset(time::UtcOffset::UTC))
                 }
                 Err(_) => {
-                    out.push(v(&format!("{}/occurred_at", base()), "must be an RFC 3339 date-time"));
+                    out.push(violation(
+                        &format!("{}/occurred_at", base()),
+                        "must be an RFC 3339 date-time",
+                    ));
                     None
                 }
             },
             Some(_) => {
-                out.push(v(
+                out.push(violation(
                     &format!("{}/occurred_at", base()),
                     "must be an RFC 3339 date-time string",
                 ));
@@ -339,7 +340,8 @@ impl Validator {
     }
 }
 
-fn v(pointer: &str, message: &str) -> Violation {
+/// A violation at `pointer`.
+fn violation(pointer: &str, message: &str) -> Violation {
     Violation {
         pointer: pointer.to_owned(),
         message: message.to_owned(),

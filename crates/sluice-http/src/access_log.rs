@@ -121,13 +121,7 @@ impl Record {
         let method = req.method().clone();
         let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
         let mut path = req.uri().path().to_owned();
-        if path.len() > MAX_PATH {
-            let mut cut = MAX_PATH;
-            while !path.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            path.truncate(cut);
-        }
+        sluice_core::text::truncate_at_char_boundary(&mut path, MAX_PATH);
         let request_id = req.extensions().get::<RequestId>().cloned();
         let ip = source_ip(req.extensions());
         let bytes_in = Arc::new(AtomicU64::new(0));

@@ -8,6 +8,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sluice_core::text::truncate_at_char_boundary;
 use sluice_core::validate::Violation;
 
 /// The media type of every error body.
@@ -188,12 +189,7 @@ impl Problem {
     /// than 512 bytes are cut, since some quote the request (a duplicate key's name).
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         let mut detail = detail.into();
-        if detail.len() > MAX_DETAIL {
-            let mut cut = MAX_DETAIL;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
+        if truncate_at_char_boundary(&mut detail, MAX_DETAIL) {
             detail.push('…');
         }
         self.detail = Some(detail);
