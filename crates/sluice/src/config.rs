@@ -422,8 +422,21 @@ mod tests {
             "backend = \"aws\"\n[auth.oidc]\nissuer = \"https://idp.test\"\naudiences = [\"app\"]\njwks_file = \"/j.json\"\n",
         )
         .unwrap();
-        let c = Config::load(Some(&f), []).unwrap();
+        let resources = [
+            (vars::QUEUE_URL, "http://q"),
+            (vars::DLQ_URL, "http://d"),
+            (vars::TABLE, "events"),
+            (vars::IDEMPOTENCY_TABLE, "idem"),
+            (vars::KEYS_TABLE, "keys"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load(Some(&f), resources.clone()).unwrap();
         assert_eq!(c.backend, Backend::Aws);
+        let aws = c.aws.as_ref().unwrap();
+        assert_eq!(
+            (aws.resources.table.as_str(), aws.signing_key_param.as_deref()),
+            ("events", None)
+        );
         let o = c.auth.oidc.unwrap().oidc_config().unwrap();
         assert_eq!(o.audiences, ["app"]);
         assert_eq!(o.tenant_claim, "custom:tenant");
@@ -458,6 +471,22 @@ mod tests {
         }
         assert!(Config::load(None, env(&base[..2])).is_err(), "jwks_file is required");
         assert!(Config::load(None, env(&[("SLUICE_BACKEND", "s3")])).is_err());
+    }
+
+    #[test]
+    fn the_aws_backend_needs_its_resource_names_at_start_up_whichever_layer_picks_it() {
+        let err = Config::load(None, [("SLUICE_BACKEND".to_owned(), "aws".to_owned())]).unwrap_err();
+        assert!(format!("{err:#}").contains(vars::QUEUE_URL), "{err:#}");
+        let flags = Overrides {
+            backend: Some(Backend::Aws),
+            ..Overrides::default()
+        };
+        assert!(
+            Config::load_with(None, [], flags).is_err(),
+            "the --backend flag counts too"
+        );
+        let embedded = Config::load(None, []).unwrap();
+        assert_eq!(embedded.aws, None, "the embedded backend reads no AWS names");
     }
 
     #[test]
