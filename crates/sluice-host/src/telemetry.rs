@@ -368,36 +368,53 @@ fn install(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) -> Result<(),
     tracing::subscriber::set_global_default(subscriber).map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
+/// A sink that keeps every line in memory, for tests that read what a host would have logged
+/// (pass a clone to [`subscriber`], read [`MemorySink::text`]).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = match self.0.lock() {
+            Ok(b) => b.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut b) => b.extend_from_slice(buf),
+            Err(p) => p.into_inner().extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for MemorySink {
+    type Writer = MemorySink;
+
+    fn make_writer(&'a self) -> MemorySink {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
 
     fn capture(settings: &LogSettings, f: impl FnOnce()) -> String {
-        let cap = Capture::default();
-        let sub = subscriber(settings, cap.clone()).unwrap();
+        let sink = MemorySink::default();
+        let sub = subscriber(settings, sink.clone()).unwrap();
         tracing::subscriber::with_default(sub, f);
-        String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+        sink.text()
     }
 
     #[test]

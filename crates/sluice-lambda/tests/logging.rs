@@ -9,33 +9,10 @@ mod common;
 use common::*;
 use serde_json::Value;
 use sluice_aws::testing::CallRecorder;
+use sluice_host::telemetry::MemorySink;
 use sluice_lambda::authorizer::{Authorizer, AuthorizerConfig};
 use sluice_lambda::ingest::{self, IngestConfig};
 use sluice_lambda::process::{ProcessConfig, ProcessFunction};
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Every byte the subscriber writes, as CloudWatch would receive it.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 const IBAN: &str = "DE89370400440532013000";
 
@@ -52,7 +29,8 @@ async fn i1_lambda_log_lines_mask_configured_fields_and_never_carry_a_key_or_a_b
         other => base.get(other),
     };
     let ingest_config = IngestConfig::from_lookup(&env).unwrap();
-    let capture = Capture::default();
+    // What CloudWatch would receive.
+    let capture = MemorySink::default();
     let _logging = tracing::subscriber::set_default(
         sluice_host::telemetry::subscriber(&ingest_config.log, capture.clone()).unwrap(),
     );
@@ -119,7 +97,7 @@ async fn i1_lambda_log_lines_mask_configured_fields_and_never_carry_a_key_or_a_b
     let response = process.handle(sqs_event(&arn, &messages)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
 
-    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let out = capture.text();
     let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let message = |m: &str| lines.iter().any(|l| l["message"] == m);
     assert!(message("request") && message("record processed"), "{out}");
