@@ -5,7 +5,6 @@
 //! and instance metadata) through `aws-config`, so the same binary runs on Lambda, on a laptop
 //! against moto (`AWS_ENDPOINT_URL`) and in CI without code changes.
 
-use crate::dynamo::DynamoTables;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -130,15 +129,6 @@ impl AwsResources {
             keys_table: get(Self::KEYS_TABLE_VAR)?,
         })
     }
-
-    /// The three table names, for [`crate::DynamoStore::new`].
-    pub fn tables(&self) -> DynamoTables {
-        DynamoTables {
-            events: self.table.clone(),
-            idempotency: self.idempotency_table.clone(),
-            keys: self.keys_table.clone(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -159,7 +149,7 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let r = AwsResources::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        assert_eq!(r.tables().idempotency, "idem");
+        assert_eq!(r.idempotency_table, "idem");
         vars.insert("SLUICE_IDEMPOTENCY_TABLE".into(), " ".into());
         assert_eq!(
             AwsResources::from_lookup(|k| vars.get(k).cloned()),

@@ -15,7 +15,7 @@ use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
+use sluice_aws::{AwsResources, DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::envelope::{Sealer, SigningKey};
@@ -119,17 +119,14 @@ pub async fn open_aws() -> anyhow::Result<Ports> {
         anyhow::bail!("the aws backend needs a region: set AWS_REGION");
     }
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        resources.tables(),
-    ));
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     tracing::info!(queue_url = %resources.queue_url, table = %resources.table, "aws backend");
     Ok(Ports {
         queue: Arc::new(SqsQueue::new(sqs.clone(), &resources.queue_url)),
         dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
-        events: store.clone(),
-        idempotency: store.clone(),
-        keys: store,
+        events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
+        idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
+        keys: Arc::new(DynamoKeys::new(dynamodb, &resources.keys_table)),
         depth_poll: Duration::from_secs(5),
     })
 }
