@@ -1,6 +1,7 @@
 //! Adapter-specific behaviour of the SQLite adapters that the shared suite cannot see: group
 //! commit, durability across reopening, whole-group failure and recovery, retention, the DLQ
-//! tools (`peek`, `move_all_to`) and SQS limits.
+//! tools (`peek`, `move_all_to`) and SQS limits, and the embedded queue's rules that are stricter
+//! than the port's (a superseded receipt is refused).
 
 // Helpers outside #[test] fns are test setup: a panic there fails the test, nothing else.
 #![allow(clippy::unwrap_used)]
@@ -412,6 +413,36 @@ async fn malformed_and_foreign_receipts_are_invalid() {
         a.change_visibility(&got[0].receipt, SECOND).await,
         Err(QueueError::InvalidReceipt)
     ));
+}
+
+/// The embedded queue's own, stricter rule: once a message was received again, the earlier
+/// receipt neither deletes nor hides it. The shared `Queue` port does not promise this (SQS
+/// standard queues accept a superseded receipt handle), so it is checked here and not in the
+/// conformance suite; the embedded queue can keep it because each receipt names its receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_stale_receipt_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    q.send(msg("m")).await.unwrap();
+    let first = q.receive(10, SECOND, SECOND).await.unwrap();
+    let again = q.receive(10, Duration::from_secs(2), LONG).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, first[0].message_id);
+    assert!(matches!(
+        q.delete(&first[0].receipt).await,
+        Err(QueueError::InvalidReceipt)
+    ));
+    assert!(matches!(
+        q.change_visibility(&first[0].receipt, Duration::ZERO).await,
+        Err(QueueError::InvalidReceipt)
+    ));
+    assert_eq!(
+        q.depth().await.unwrap().in_flight,
+        1,
+        "the stale receipt changed nothing"
+    );
+    q.delete(&again[0].receipt).await.unwrap();
+    assert_eq!(q.depth().await.unwrap().total(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,22 +51,6 @@ pub trait Factory: Send + Sync + Sized + 'static {
 
     /// The key store.
     async fn key_store(&self) -> Arc<dyn KeyStore>;
-
-    /// Suite cases this backend cannot honour, by function name; each becomes a passing no-op
-    /// for this backend. Keep the list short and say why next to it.
-    fn unsupported() -> &'static [&'static str] {
-        &[]
-    }
-}
-
-/// Whether the case `name` is listed in `F::unsupported()`; used by [`conformance_tests!`].
-#[doc(hidden)]
-pub fn skipped<F: Factory>(name: &str) -> bool {
-    let skip = F::unsupported().contains(&name);
-    if skip {
-        eprintln!("conformance case {name} is marked unsupported by this backend; skipped");
-    }
-    skip
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -139,7 +123,6 @@ macro_rules! conformance_tests {
                 queue_long_poll_returns_empty_after_wait,
                 queue_long_poll_wakes_when_a_message_arrives,
                 queue_hides_received_messages_until_visibility_expires,
-                queue_stale_receipt_is_rejected,
                 queue_delete_removes_the_message_and_repeats_are_ok,
                 queue_delete_batch_answers_per_receipt,
                 queue_change_visibility_zero_makes_a_message_visible_now,
@@ -178,9 +161,6 @@ macro_rules! __conformance_cases {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                if $crate::skipped::<$factory>(stringify!($case)) {
-                    return;
-                }
                 let factory = <$factory as $crate::Factory>::create().await;
                 $crate::suite::$case(&factory).await;
             }

@@ -156,30 +156,6 @@ pub async fn queue_hides_received_messages_until_visibility_expires<F: Factory>(
     assert_ne!(again[0].receipt, first[0].receipt);
 }
 
-/// Once a message was received again, the earlier receipt no longer deletes or hides it.
-pub async fn queue_stale_receipt_is_rejected<F: Factory>(f: &F) {
-    let q = f.queue().await;
-    q.send(message("m")).await.unwrap();
-    let first = q.receive(10, SECOND, SECOND).await.unwrap();
-    let again = q.receive(10, Duration::from_secs(2), LONG).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert!(matches!(
-        q.delete(&first[0].receipt).await,
-        Err(QueueError::InvalidReceipt)
-    ));
-    assert!(matches!(
-        q.change_visibility(&first[0].receipt, Duration::ZERO).await,
-        Err(QueueError::InvalidReceipt)
-    ));
-    assert_eq!(
-        q.depth().await.unwrap().in_flight,
-        1,
-        "the stale receipt changed nothing"
-    );
-    q.delete(&again[0].receipt).await.unwrap();
-    assert_eq!(q.depth().await.unwrap().total(), 0);
-}
-
 /// Exactly one message is left, visible, and it is `body`.
 async fn assert_only_left(q: &dyn Queue, body: &str) {
     assert_eq!(
