@@ -140,7 +140,7 @@ pub async fn embedded(
         },
     ));
     let dlq: Arc<dyn Queue> = Arc::new(qdb.queue("events-dlq", QueueConfig::default()));
-    let store = StoreDb::open(&dir.join("store.db"))?;
+    let store = Arc::new(StoreDb::open(&dir.join("store.db"))?.events());
     let sealer = Arc::new(crate::cpu::sealer()?);
     let (ids, msgs) = messages(&sealer, events)?;
     fill(&queue, msgs).await?;

@@ -91,8 +91,8 @@ async fn concurrent_puts_share_commits() {
     let before = store.stats();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move { store.put_if_absent(&event("acme", i)).await })
+            let events = store.events();
+            tokio::spawn(async move { events.put_if_absent(&event("acme", i)).await })
         })
         .collect();
     for t in tasks {
@@ -136,10 +136,10 @@ async fn everything_survives_reopening_the_files() {
             .unwrap();
         in_flight_id = q.receive(1, SECOND, LONG).await.unwrap()[0].message_id.clone();
         let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-        store.put_if_absent(&e).await.unwrap();
-        store.insert(&key).await.unwrap();
-        assert_eq!(store.claim(&record, now).await.unwrap(), Claim::Claimed);
-        store.complete(&tenant, &record.key).await.unwrap();
+        store.events().put_if_absent(&e).await.unwrap();
+        store.keys().insert(&key).await.unwrap();
+        assert_eq!(store.idempotency().claim(&record, now).await.unwrap(), Claim::Claimed);
+        store.idempotency().complete(&tenant, &record.key).await.unwrap();
     }
     let (_db, q) = open_queue(dir.path());
     assert_eq!(
@@ -154,9 +154,9 @@ async fn everything_survives_reopening_the_files() {
     assert_eq!(listed[0].attributes["k"], "v");
     assert_eq!(listed[0].receive_count, 1);
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    assert_eq!(EventStore::get(store.as_ref(), &tenant, &e.id).await.unwrap(), Some(e));
-    assert_eq!(KeyStore::get(store.as_ref(), &key.id).await.unwrap(), Some(key));
-    let Claim::Existing(found) = store.claim(&record, now).await.unwrap() else {
+    assert_eq!(EventStore::get(&store.events(), &tenant, &e.id).await.unwrap(), Some(e));
+    assert_eq!(KeyStore::get(&store.keys(), &key.id).await.unwrap(), Some(key));
+    let Claim::Existing(found) = store.idempotency().claim(&record, now).await.unwrap() else {
         panic!("record lost")
     };
     assert!(found.completed);
@@ -219,15 +219,15 @@ async fn a_full_store_answers_unavailable_and_recovers() {
     store.limit_pages(Some(0)).await.unwrap();
     let mut e = event("acme", 1);
     e.data = json!("z".repeat(100 * 1024));
-    assert!(matches!(store.put_if_absent(&e).await, Err(StoreError::Unavailable(r)) if r == "disk full"));
+    assert!(matches!(store.events().put_if_absent(&e).await, Err(StoreError::Unavailable(r)) if r == "disk full"));
     store.limit_pages(None).await.unwrap();
-    assert_eq!(store.put_if_absent(&e).await.unwrap(), PutOutcome::Created);
+    assert_eq!(store.events().put_if_absent(&e).await.unwrap(), PutOutcome::Created);
     let query = ListQuery {
         event_type: None,
         limit: 10,
         after: None,
     };
-    let page = EventStore::list(store.as_ref(), &Tenant::parse("acme").unwrap(), &query)
+    let page = EventStore::list(&store.events(), &Tenant::parse("acme").unwrap(), &query)
         .await
         .unwrap();
     assert_eq!(page.events, vec![e]);
@@ -247,7 +247,7 @@ async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
             e
         })
         .collect();
-    let results = store.put_batch_if_absent(&batch).await;
+    let results = store.events().put_batch_if_absent(&batch).await;
     assert_eq!(results.len(), 3);
     for r in &results {
         assert!(
@@ -257,10 +257,10 @@ async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
     }
     let tenant = Tenant::parse("acme").unwrap();
     for e in &batch {
-        assert_eq!(EventStore::get(store.as_ref(), &tenant, &e.id).await.unwrap(), None);
+        assert_eq!(EventStore::get(&store.events(), &tenant, &e.id).await.unwrap(), None);
     }
     store.limit_pages(None).await.unwrap();
-    let results = store.put_batch_if_absent(&batch).await;
+    let results = store.events().put_batch_if_absent(&batch).await;
     assert!(
         results.iter().all(|r| matches!(r, Ok(PutOutcome::Created))),
         "{results:?}"

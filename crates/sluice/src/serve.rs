@@ -45,7 +45,8 @@ pub struct Embedded {
     pub queue: EmbeddedQueue,
     /// The dead-letter queue.
     pub dlq: EmbeddedQueue,
-    /// Events, idempotency records and API keys.
+    /// The store database (events, idempotency records and API keys); its port adapters come
+    /// from [`StoreDb::events`], [`StoreDb::idempotency`] and [`StoreDb::keys`].
     pub store: Arc<StoreDb>,
 }
 
@@ -99,9 +100,9 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
             Ok(Ports {
                 queue: Arc::new(queue),
                 dlq: Arc::new(dlq),
-                events: store.clone(),
-                idempotency: store.clone(),
-                keys: store,
+                events: Arc::new(store.events()),
+                idempotency: Arc::new(store.idempotency()),
+                keys: Arc::new(store.keys()),
                 depth_poll: Duration::from_millis(250),
             })
         }
