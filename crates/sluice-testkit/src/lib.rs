@@ -12,12 +12,16 @@
 //! which expands to one `#[tokio::test]` per suite function (the calling crate needs `tokio` with
 //! the `macros` and `rt-multi-thread` features as a dev-dependency).
 //!
+//! The [`memory`] module holds in-memory adapters for every port, for tests elsewhere that need
+//! ports but no database; they run through the same suite (`tests/conformance.rs`).
+//!
 //! Timing-dependent cases use whole seconds for visibility timeouts and at most about two seconds
 //! of waiting each, since SQS (and moto) count visibility in seconds.
 //!
 //! This is test code: a failed assertion panics, which is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod memory;
 pub mod suite;
 
 use async_trait::async_trait;
