@@ -1,9 +1,9 @@
 //! One conformance suite for Sluice's ports, shared by every adapter.
 //!
 //! The ports promise SQS and DynamoDB semantics; this crate writes those promises down once, as
-//! plain async functions in [`suite`] that take a [`Factory`], so the embedded SQLite adapters and
-//! the AWS adapters (against moto) are held to the identical rules. A backend opts in with one
-//! macro invocation in an integration test:
+//! plain async functions in [`suite`] that take a [`Factory`], so the embedded SQLite adapters,
+//! the AWS adapters (against moto) and the in-memory adapters of [`memory`] are held to the
+//! identical rules. A backend opts in with one macro invocation in an integration test:
 //!
 //! ```ignore
 //! sluice_testkit::conformance_tests!(embedded, EmbeddedFactory);

@@ -8,7 +8,7 @@
 //! - [`DynamoKeys`] ([`KeyStore`](sluice_core::ports::KeyStore)) in `keys.rs`.
 //!
 //! A process builds only the adapters it uses: a table it never touches needs no name. The item
-//! helpers shared by the three (typed attribute reads, attribute constructors, [`Corrupt`]) live
+//! helpers shared by the three (typed attribute reads, attribute constructors, `Corrupt`) live
 //! here.
 //!
 //! Three tables, each with a string partition key `pk`:

@@ -1,5 +1,9 @@
 //! Queue cases: SQS semantics (batch limits, long poll, visibility timeout, receipts, receive
 //! counts, dead-letter redrive) that every [`Queue`](sluice_core::ports::Queue) adapter must show.
+//!
+//! Only what SQS itself gives is checked: a receipt handle superseded by a later receive may be
+//! accepted or refused (the port promises neither), so no case uses one; adapters that refuse it
+//! test that in their own crates.
 
 use crate::{Factory, message, message_with};
 use sluice_core::ports::{Queue, QueueDepth, QueueError, ReceivedMessage};
