@@ -5,7 +5,6 @@
 //! and instance metadata) through `aws-config`, so the same binary runs on Lambda, on a laptop
 //! against moto (`AWS_ENDPOINT_URL`) and in CI without code changes.
 
-use crate::dynamo::DynamoTables;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -87,15 +86,4 @@ pub struct AwsResources {
     pub idempotency_table: String,
     /// The API keys table.
     pub keys_table: String,
-}
-
-impl AwsResources {
-    /// The three table names, for [`crate::DynamoStore::new`].
-    pub fn tables(&self) -> DynamoTables {
-        DynamoTables {
-            events: self.table.clone(),
-            idempotency: self.idempotency_table.clone(),
-            keys: self.keys_table.clone(),
-        }
-    }
 }

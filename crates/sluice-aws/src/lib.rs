@@ -1,7 +1,10 @@
-//! AWS adapters for Sluice's ports: an SQS [`Queue`](sluice_core::ports::Queue) and a DynamoDB
-//! store implementing [`EventStore`](sluice_core::ports::EventStore),
-//! [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) and
-//! [`KeyStore`](sluice_core::ports::KeyStore).
+//! AWS adapters for Sluice's ports, one type per port: [`SqsQueue`] (the
+//! [`Queue`](sluice_core::ports::Queue)), and on DynamoDB [`DynamoEvents`]
+//! ([`EventStore`](sluice_core::ports::EventStore)), [`DynamoIdempotency`]
+//! ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore)) and [`DynamoKeys`]
+//! ([`KeyStore`](sluice_core::ports::KeyStore)), each over its own table. Every adapter holds a
+//! cheaply cloned SDK client and the one queue URL or table name it needs, so a process (a Lambda
+//! function) builds only the adapters it uses.
 //!
 //! The adapters are thin on purpose: the ports already carry SQS and DynamoDB semantics, so each
 //! method is one (or a bounded loop of) SDK call(s). What this crate adds is the mapping of SDK
@@ -38,5 +41,5 @@ pub mod sqs;
 pub mod testing;
 
 pub use config::{AwsResources, build_sdk_config, retry_config, sdk_config, timeout_config};
-pub use dynamo::{DynamoStore, DynamoTables};
+pub use dynamo::{DynamoEvents, DynamoIdempotency, DynamoKeys};
 pub use sqs::SqsQueue;

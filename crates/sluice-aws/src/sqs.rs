@@ -11,9 +11,10 @@
 //!   though the other entries were sent. A caller that retries then sends those again, which the
 //!   store's conditional put on the event id makes harmless.
 //! - Batches above SQS's total payload limit are split into several `SendMessageBatch` calls.
-//! - `delete` with a *stale* receipt handle (the message was received again since) usually
-//!   succeeds on SQS standard queues instead of failing; only unknown or malformed handles give
-//!   [`QueueError::InvalidReceipt`].
+//! - `delete` and `change_visibility` with a *superseded* receipt handle (the message was
+//!   received again since) usually succeed on SQS standard queues; only unknown or malformed
+//!   handles give [`QueueError::InvalidReceipt`]. The port allows either answer (see
+//!   [`Queue::delete`]); the embedded queue is the stricter one.
 //! - Durations are sent in whole seconds, rounded up (SQS's granularity); waits are capped at
 //!   SQS's 20 s long poll and visibility at 12 hours.
 

@@ -7,7 +7,7 @@
 
 use sluice_aws::provision::QueueSettings;
 use sluice_aws::testing::Moto;
-use sluice_aws::{AwsResources, DynamoStore, SqsQueue, build_sdk_config};
+use sluice_aws::{AwsResources, DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue, build_sdk_config};
 use sluice_core::ids::{EventId, IdempotencyKey, KeyId, RequestId};
 use sluice_core::ports::{
     Claim, EventStore, IdempotencyError, IdempotencyRecord, IdempotencyStore, KeyStore, KeyStoreError, ListQuery,
@@ -52,7 +52,7 @@ fn event(tenant: &Tenant, ty: &str, at: OffsetDateTime) -> StoredEvent {
 async fn list_loops_across_filter_pages_and_sets_last_exactly() {
     let (m, r) = fresh(QueueSettings::default()).await;
     // Two items per Query: a filtered page is mostly empty, so the adapter must keep querying.
-    let store = DynamoStore::new(m.dynamodb(), r.tables()).with_query_page_size(2);
+    let store = DynamoEvents::new(m.dynamodb(), &r.table).with_query_page_size(2);
     let t = tenant();
     let t0 = OffsetDateTime::now_utc();
     let mut rare = Vec::new();
@@ -108,7 +108,7 @@ async fn list_loops_across_filter_pages_and_sets_last_exactly() {
 #[tokio::test]
 async fn events_round_trip_payloads_exactly_and_duplicates_are_detected() {
     let (m, r) = fresh(QueueSettings::default()).await;
-    let store = DynamoStore::new(m.dynamodb(), r.tables());
+    let store = DynamoEvents::new(m.dynamodb(), &r.table);
     let t = tenant();
     let mut e = event(&t, "order.created", OffsetDateTime::now_utc());
     e.data = serde_json::json!({"z": 1, "a": [1.5, 1e300, -0.0, "é\u{1}\"\\"], "big": 18446744073709551615u64, "": {}});
@@ -136,7 +136,7 @@ fn record(tenant: &Tenant, key: &str, fingerprint: &str, expires_at: OffsetDateT
 #[tokio::test]
 async fn idempotency_claims_expire_and_complete() {
     let (m, r) = fresh(QueueSettings::default()).await;
-    let store = DynamoStore::new(m.dynamodb(), r.tables());
+    let store = DynamoIdempotency::new(m.dynamodb(), &r.idempotency_table);
     let t = tenant();
     let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789).unwrap();
     let first = record(&t, "key#1", "f1", now + time::Duration::hours(1));
@@ -168,7 +168,7 @@ async fn idempotency_claims_expire_and_complete() {
 #[tokio::test]
 async fn keys_missing_ids_are_not_found() {
     let (m, r) = fresh(QueueSettings::default()).await;
-    let store = DynamoStore::new(m.dynamodb(), r.tables());
+    let store = DynamoKeys::new(m.dynamodb(), &r.keys_table);
     let id = KeyId::generate();
     assert!(matches!(
         store.revoke(&id, OffsetDateTime::now_utc()).await,
@@ -288,14 +288,6 @@ async fn fake_endpoint(status: u16, headers: &'static str, body: &'static str) -
     format!("http://{addr}")
 }
 
-fn tables() -> sluice_aws::DynamoTables {
-    sluice_aws::DynamoTables {
-        events: "events".into(),
-        idempotency: "idem".into(),
-        keys: "keys".into(),
-    }
-}
-
 #[tokio::test]
 async fn d4_throttling_maps_to_unavailable_without_leaking_detail() {
     let endpoint = fake_endpoint(
@@ -305,9 +297,12 @@ async fn d4_throttling_maps_to_unavailable_without_leaking_detail() {
     )
     .await;
     let config = build_sdk_config(&endpoint, "us-east-1", "AKIDEXAMPLE", "SECRETKEYEXAMPLE");
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), tables());
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let events = DynamoEvents::new(ddb.clone(), "events");
+    let idempotency = DynamoIdempotency::new(ddb.clone(), "idem");
+    let keys = DynamoKeys::new(ddb, "keys");
     let t = tenant();
-    let err = store
+    let err = events
         .put_if_absent(&event(&t, "a", OffsetDateTime::now_utc()))
         .await
         .unwrap_err();
@@ -321,7 +316,7 @@ async fn d4_throttling_maps_to_unavailable_without_leaking_detail() {
     for secret in ["SECRET-DETAIL", "123456789012", "AKIDEXAMPLE", "SECRETKEYEXAMPLE"] {
         assert!(!msg.contains(secret), "{msg}");
     }
-    let err = store
+    let err = idempotency
         .claim(
             &record(&t, "k", "f", OffsetDateTime::now_utc()),
             OffsetDateTime::now_utc(),
@@ -329,7 +324,7 @@ async fn d4_throttling_maps_to_unavailable_without_leaking_detail() {
         .await;
     assert!(matches!(err, Err(IdempotencyError::Unavailable(_))), "{err:?}");
     assert!(matches!(
-        KeyStore::list(&store).await,
+        KeyStore::list(&keys).await,
         Err(KeyStoreError::Unavailable(_))
     ));
 }
@@ -354,7 +349,7 @@ async fn d4_outages_and_unreachable_endpoints_map_to_unavailable() {
         l.local_addr().unwrap().port()
     };
     let config = build_sdk_config(&format!("http://127.0.0.1:{closed}"), "us-east-1", "a", "b");
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), tables());
+    let store = DynamoEvents::new(aws_sdk_dynamodb::Client::new(&config), "events");
     let err = EventStore::get(&store, &tenant(), &EventId::new_at(OffsetDateTime::now_utc())).await;
     assert!(matches!(err, Err(StoreError::Unavailable(_))), "{err:?}");
 }

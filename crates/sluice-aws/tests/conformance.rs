@@ -4,12 +4,12 @@
 //! (`SLUICE_MOTO_URL` points all processes at one server instead).
 //!
 //! # moto versus AWS
-//! - `queue_stale_receipt_is_rejected` is marked unsupported: SQS standard queues (and moto,
-//!   which remembers every receipt handle a message ever had) accept `DeleteMessage` and
-//!   `ChangeMessageVisibility` with a superseded receipt handle; only unknown or malformed
-//!   handles are refused. The SQS adapter cannot detect staleness without state of its own, so
-//!   the port's promise is weaker on AWS. Harmless for Sluice: deletes follow successful
-//!   processing, and the conditional put makes a redelivered record a no-op.
+//! - Every suite case runs here; none is skipped. SQS standard queues (and moto, which remembers
+//!   every receipt handle a message ever had) accept `DeleteMessage` and `ChangeMessageVisibility`
+//!   with a superseded receipt handle, so the `Queue` port promises nothing about such handles and
+//!   the suite does not test them. The embedded queue's stricter rule (a superseded receipt is
+//!   refused) is tested in `sluice-embedded`'s own tests. Harmless for Sluice: deletes follow
+//!   successful processing, and the conditional put makes a redelivered record a no-op.
 //! - moto moves a message to the dead-letter queue synchronously, on the receive after the one
 //!   that reached `maxReceiveCount`; AWS does it asynchronously, on a later receive. The suite's
 //!   redrive case holds on both because it checks the DLQ after a further receive.
@@ -22,14 +22,16 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_aws::provision::{self, QueueSettings};
 use sluice_aws::testing::{Moto, unique_name};
-use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
+use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue};
 use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
 use std::sync::Arc;
 
 /// Fresh tables per test; queues created on demand.
 struct AwsFactory {
     sqs: aws_sdk_sqs::Client,
-    store: Arc<DynamoStore>,
+    events: Arc<DynamoEvents>,
+    idempotency: Arc<DynamoIdempotency>,
+    keys: Arc<DynamoKeys>,
 }
 
 #[async_trait]
@@ -40,19 +42,19 @@ impl sluice_testkit::Factory for AwsFactory {
             .unwrap_or_else(|e| panic!("moto is required for the AWS conformance suite: {e}"));
         let ddb = moto.dynamodb();
         let prefix = unique_name("c");
-        let tables = DynamoTables {
-            events: format!("{prefix}-events"),
-            idempotency: format!("{prefix}-idempotency"),
-            keys: format!("{prefix}-keys"),
-        };
-        provision::create_events_table(&ddb, &tables.events).await.unwrap();
-        provision::create_idempotency_table(&ddb, &tables.idempotency)
-            .await
-            .unwrap();
-        provision::create_keys_table(&ddb, &tables.keys).await.unwrap();
+        let (events, idempotency, keys) = (
+            format!("{prefix}-events"),
+            format!("{prefix}-idempotency"),
+            format!("{prefix}-keys"),
+        );
+        provision::create_events_table(&ddb, &events).await.unwrap();
+        provision::create_idempotency_table(&ddb, &idempotency).await.unwrap();
+        provision::create_keys_table(&ddb, &keys).await.unwrap();
         Self {
             sqs: moto.sqs(),
-            store: Arc::new(DynamoStore::new(ddb, tables)),
+            events: Arc::new(DynamoEvents::new(ddb.clone(), events)),
+            idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), idempotency)),
+            keys: Arc::new(DynamoKeys::new(ddb, keys)),
         }
     }
 
@@ -87,20 +89,15 @@ impl sluice_testkit::Factory for AwsFactory {
     }
 
     async fn event_store(&self) -> Arc<dyn EventStore> {
-        self.store.clone()
+        self.events.clone()
     }
 
     async fn idempotency_store(&self) -> Arc<dyn IdempotencyStore> {
-        self.store.clone()
+        self.idempotency.clone()
     }
 
     async fn key_store(&self) -> Arc<dyn KeyStore> {
-        self.store.clone()
-    }
-
-    fn unsupported() -> &'static [&'static str] {
-        // SQS accepts superseded receipt handles; see the module documentation.
-        &["queue_stale_receipt_is_rejected"]
+        self.keys.clone()
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn embedded(
         },
     ));
     let dlq: Arc<dyn Queue> = Arc::new(qdb.queue("events-dlq", QueueConfig::default()));
-    let store = StoreDb::open(&dir.join("store.db"))?;
+    let store = Arc::new(StoreDb::open(&dir.join("store.db"))?.events());
     let sealer = Arc::new(crate::cpu::sealer()?);
     let (ids, msgs) = messages(&sealer, events)?;
     fill(&queue, msgs).await?;
@@ -164,12 +164,12 @@ pub async fn embedded(
 pub async fn moto(events: usize, workers: usize, batch_size: usize) -> anyhow::Result<serde_json::Value> {
     use sluice_aws::provision::QueueSettings;
     use sluice_aws::testing::Moto;
-    use sluice_aws::{DynamoStore, SqsQueue};
+    use sluice_aws::{DynamoEvents, SqsQueue};
     let moto = Moto::start().await?;
     let res = moto.provision_fresh(QueueSettings::default()).await?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(moto.sqs(), res.queue_url.clone()));
     let dlq: Arc<dyn Queue> = Arc::new(SqsQueue::new(moto.sqs(), res.dlq_url.clone()));
-    let store = Arc::new(DynamoStore::new(moto.dynamodb(), res.tables()));
+    let store = Arc::new(DynamoEvents::new(moto.dynamodb(), &res.table));
     let sealer = Arc::new(crate::cpu::sealer()?);
     let (ids, msgs) = messages(&sealer, events)?;
     fill(&queue, msgs).await?;

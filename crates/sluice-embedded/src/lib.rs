@@ -1,7 +1,24 @@
-//! SQLite adapters for Sluice's ports, for `sluice serve` on one machine.
+//! SQLite adapters for Sluice's ports, for `sluice serve` on one machine: one adapter type per
+//! port, as in `sluice-aws`, each over a shared database handle.
 //!
-//! - [`QueueDb`] / [`EmbeddedQueue`]: many named queues with SQS semantics in one file.
-//! - [`StoreDb`]: events (DynamoDB semantics), idempotency records and API keys in another file.
+//! # Layout
+//! Two database files, each a handle that owns the file's schema, its one writer thread and its
+//! read connections, and hands out cheap port adapters:
+//!
+//! - [`QueueDb`] (`queue_db.rs`): many named queues in one file, as one SQS service holds many
+//!   queues; the schema, the per-queue settings ([`QueueConfig`], [`Redrive`]) and the retention
+//!   purge. [`QueueDb::queue`] makes an [`EmbeddedQueue`], the [`Queue`](sluice_core::ports::Queue)
+//!   port (`queue.rs`); its operator tools outside the port, `peek` and `move_all_to`, are in
+//!   `queue_tools.rs`.
+//! - [`StoreDb`] (`store.rs`): the three DynamoDB tables in one file. [`StoreDb::events`] makes an
+//!   [`EmbeddedEvents`] ([`EventStore`](sluice_core::ports::EventStore), `events.rs`),
+//!   [`StoreDb::idempotency`] an [`EmbeddedIdempotency`]
+//!   ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore), `idempotency.rs`) and
+//!   [`StoreDb::keys`] an [`EmbeddedKeys`] ([`KeyStore`](sluice_core::ports::KeyStore),
+//!   `keys.rs`). Open the file once and take each adapter from the one `Arc<StoreDb>`.
+//! - `sqlite.rs`: the SQLite plumbing both files share (opening and tuning connections, busy
+//!   handling, migrations, the read pool, error classification, page limits for tests);
+//!   `writer.rs`: the group-commit writer thread.
 //!
 //! The queue and the store are deliberately separate files, and no transaction spans both, so
 //! code that works here has no hidden atomicity it would lose on SQS and DynamoDB.
@@ -11,16 +28,22 @@
 //! together (group commit, see `writer`). Nothing here blocks the async runtime: writes wait on a
 //! channel, reads run on the blocking pool.
 
+mod events;
+mod idempotency;
+mod keys;
 mod queue;
+mod queue_db;
+mod queue_tools;
 mod sqlite;
 mod store;
 mod writer;
 
-pub use queue::{
-    EmbeddedQueue, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, QueueConfig, QueueDb,
-    Redrive,
-};
-pub use store::{MAX_LIST_LIMIT, StoreDb};
+pub use events::{EmbeddedEvents, MAX_LIST_LIMIT};
+pub use idempotency::EmbeddedIdempotency;
+pub use keys::EmbeddedKeys;
+pub use queue::{EmbeddedQueue, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT};
+pub use queue_db::{QueueConfig, QueueDb, Redrive};
+pub use store::StoreDb;
 #[doc(hidden)]
 pub use writer::WriterStats;
 

@@ -1,25 +1,24 @@
-//! The embedded queue: SQS semantics (at-least-once delivery, visibility timeout, receive count,
-//! dead-letter redrive, retention) on one SQLite file that holds many named queues.
+//! [`EmbeddedQueue`]: the [`Queue`] port (SQS semantics: at-least-once delivery, visibility
+//! timeout, receive count, dead-letter redrive on receive) on a queue of a [`QueueDb`].
 //!
-//! Every state change (send, receive, delete, change visibility, redrive) goes through the file's
+//! Every state change (send, receive, delete, change visibility) goes through the file's
 //! group-commit [writer](crate::writer), so a receive that hides a message and the move of a
-//! message to its dead-letter queue are each one transaction. Read-only views (`depth`, `peek`)
-//! use separate read connections. A long-polling receive sleeps on a [`Notify`] that senders ring
-//! after their commit, and on a timer for the moment the next hidden message becomes visible.
+//! message to its dead-letter queue are each one transaction. `depth` uses a read connection. A
+//! long-polling receive sleeps on a [`Notify`] that senders ring after their commit, and on a
+//! timer for the moment the next hidden message becomes visible.
+//!
+//! The database itself (schema, opening, retention purge) is in `queue_db.rs`; the operator tools
+//! that are not part of the port (`peek`, `move_all_to`) are in `queue_tools.rs`.
 
-use crate::EmbeddedError;
-use crate::sqlite::{DbFailure, ReadPool, open_writer};
-use crate::writer::{Maintenance, Writer, WriterStats};
+use crate::queue_db::{QueueConfig, QueueDb, duration_ms, now_ms, now_ns, retention_cutoff_ns};
+use crate::sqlite::DbFailure;
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::ports::{
     MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
 };
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -37,203 +36,13 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// therefore also looks again this often. In-process sends wake it at once.
 const CROSS_PROCESS_RECHECK: Duration = Duration::from_secs(1);
 
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY,
-        queue TEXT NOT NULL,
-        message_id TEXT NOT NULL UNIQUE,
-        body TEXT NOT NULL,
-        attributes TEXT NOT NULL,
-        sent_at_ns INTEGER NOT NULL,
-        visible_at_ms INTEGER NOT NULL,
-        receive_count INTEGER NOT NULL DEFAULT 0,
-        receipt TEXT
-    );
-    CREATE INDEX messages_by_queue ON messages (queue, seq);
-    CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);
-",
-    "
-    -- Two B-trees instead of four: every send, receive and delete writes each of them, and the
-    -- queue's writer is the pipeline's busiest thread. Receipts now carry the row's seq, so the
-    -- UNIQUE message_id index is not needed to find a message, and receives walk the visibility
-    -- index (queue, visible_at_ms, seq) instead of a second (queue, seq) index.
-    CREATE TABLE messages_v2 (
-        seq INTEGER PRIMARY KEY,
-        queue TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        body TEXT NOT NULL,
-        attributes TEXT NOT NULL,
-        sent_at_ns INTEGER NOT NULL,
-        visible_at_ms INTEGER NOT NULL,
-        receive_count INTEGER NOT NULL DEFAULT 0,
-        receipt TEXT
-    );
-    INSERT INTO messages_v2
-        SELECT seq, queue, message_id, body, attributes, sent_at_ns, visible_at_ms, receive_count, receipt
-        FROM messages;
-    DROP TABLE messages;
-    ALTER TABLE messages_v2 RENAME TO messages;
-    CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);
-",
-];
-
-/// Dead-letter policy of a queue (SQS `RedrivePolicy`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Redrive {
-    /// Name of the queue, in the same [`QueueDb`], that takes messages received too often.
-    pub dead_letter_queue: String,
-    /// A message already received this many times moves to the dead-letter queue on its next
-    /// receive instead of being handed out.
-    pub max_receive_count: u32,
-}
-
-/// Per-queue settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Where messages go after too many receives; `None` keeps them until retention ends.
-    pub redrive: Option<Redrive>,
-    /// Messages older than this (since their original send) are dropped (SQS
-    /// `MessageRetentionPeriod`).
-    pub retention: Duration,
-}
-
-impl Default for QueueConfig {
-    /// No redrive, 4 days of retention (the SQS defaults).
-    fn default() -> Self {
-        Self {
-            redrive: None,
-            retention: Duration::from_secs(4 * 24 * 60 * 60),
-        }
-    }
-}
-
-/// What the queues of one file share beside the connections: wake-ups and retention settings.
-#[derive(Default)]
-struct Registry {
-    notifies: HashMap<String, Arc<Notify>>,
-    retention: HashMap<String, Duration>,
-}
-
-impl Registry {
-    fn notify(&mut self, name: &str) -> Arc<Notify> {
-        self.notifies.entry(name.to_owned()).or_default().clone()
-    }
-}
-
-/// One SQLite file holding many named queues, as one SQS service holds many queues.
-///
-/// Opening starts the file's writer thread; it stops when the last handle
-/// ([`QueueDb`] or [`EmbeddedQueue`]) is dropped.
-pub struct QueueDb {
-    writer: Writer,
-    reader: Arc<ReadPool>,
-    registry: Arc<Mutex<Registry>>,
-}
-
-impl std::fmt::Debug for QueueDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueDb").finish_non_exhaustive()
-    }
-}
-
-impl QueueDb {
-    /// Opens (creating and migrating if needed) the queue database at `path`.
-    pub fn open(path: &Path) -> Result<Arc<QueueDb>, EmbeddedError> {
-        let conn = open_writer(path, MIGRATIONS)?;
-        let registry = Arc::new(Mutex::new(Registry::default()));
-        let purge_registry = registry.clone();
-        let maintenance: Maintenance = Box::new(move |c: &Connection| purge(c, &purge_registry).map(|_| ()));
-        let writer = Writer::spawn("sluice-queue-writer", conn, Some(maintenance)).map_err(EmbeddedError::Spawn)?;
-        let reader = ReadPool::new(path)?;
-        Ok(Arc::new(QueueDb {
-            writer,
-            reader,
-            registry,
-        }))
-    }
-
-    /// A handle on the queue `name`, created on first use. `config` applies to this handle's
-    /// receives; its retention also governs the periodic purge of the queue.
-    pub fn queue(self: &Arc<Self>, name: &str, config: QueueConfig) -> EmbeddedQueue {
-        let notify = {
-            let mut reg = self.registry.lock();
-            reg.retention.insert(name.to_owned(), config.retention);
-            reg.notify(name)
-        };
-        EmbeddedQueue {
-            db: self.clone(),
-            name: Arc::from(name),
-            config: Arc::new(config),
-            notify,
-        }
-    }
-
-    /// Commit counters of the writer, for tests of group commit.
-    #[doc(hidden)]
-    pub fn stats(&self) -> WriterStats {
-        self.writer.stats()
-    }
-
-    /// Runs the retention purge now instead of waiting for the writer's next housekeeping.
-    #[doc(hidden)]
-    pub async fn purge_now(&self) -> Result<u64, QueueError> {
-        let registry = self.registry.clone();
-        self.writer.run(move |c| purge(c, &registry)).await.map_err(unavailable)
-    }
-
-    /// Caps the file at its current size plus `extra_pages` (`None` lifts the cap), so tests can
-    /// make writes fail with `SQLITE_FULL` as on a full disk.
-    #[doc(hidden)]
-    pub async fn limit_pages(&self, extra_pages: Option<u64>) -> Result<(), QueueError> {
-        self.writer
-            .run(move |c| limit_pages(c, extra_pages))
-            .await
-            .map_err(unavailable)
-    }
-
-    fn notify(&self, name: &str) -> Arc<Notify> {
-        self.registry.lock().notify(name)
-    }
-}
-
-/// See [`QueueDb::limit_pages`]; shared with the store.
-pub(crate) fn limit_pages(c: &Connection, extra_pages: Option<u64>) -> rusqlite::Result<()> {
-    let max = match extra_pages {
-        Some(extra) => {
-            let current: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            current.saturating_add(i64::try_from(extra).unwrap_or(i64::MAX))
-        }
-        None => 0xFFFF_FFFE,
-    };
-    let _: i64 = c.query_row(&format!("PRAGMA max_page_count = {max}"), [], |r| r.get(0))?;
-    Ok(())
-}
-
-/// Deletes messages past their queue's retention; returns how many.
-fn purge(c: &Connection, registry: &Mutex<Registry>) -> rusqlite::Result<u64> {
-    let retention: Vec<(String, Duration)> = registry.lock().retention.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    let mut purged = 0;
-    for (queue, keep) in retention {
-        let n = c.execute(
-            "DELETE FROM messages WHERE queue = ?1 AND sent_at_ns < ?2",
-            params![queue, retention_cutoff_ns(keep)],
-        )?;
-        if n > 0 {
-            tracing::info!(queue = %queue, purged = n, "purged messages past retention");
-        }
-        purged += n as u64;
-    }
-    Ok(purged)
-}
-
-/// A queue inside a [`QueueDb`]. Cheap to clone.
+/// A queue inside a [`QueueDb`]: the [`Queue`] port; made by [`QueueDb::queue`]. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedQueue {
-    db: Arc<QueueDb>,
-    name: Arc<str>,
-    config: Arc<QueueConfig>,
-    notify: Arc<Notify>,
+    pub(crate) db: Arc<QueueDb>,
+    pub(crate) name: Arc<str>,
+    pub(crate) config: Arc<QueueConfig>,
+    pub(crate) notify: Arc<Notify>,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -244,29 +53,8 @@ impl std::fmt::Debug for EmbeddedQueue {
     }
 }
 
-fn unavailable(f: DbFailure) -> QueueError {
+pub(crate) fn unavailable(f: DbFailure) -> QueueError {
     QueueError::Unavailable(f.reason())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Messages sent before this instant (Unix nanos) are past `retention`.
-fn retention_cutoff_ns(retention: Duration) -> i64 {
-    now_ns().saturating_sub(i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn new_token() -> String {
@@ -320,20 +108,21 @@ fn validate_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
 }
 
 /// A row as read for a receive or a peek.
-struct Row {
+pub(crate) struct Row {
     seq: i64,
     visible_at_ms: i64,
     message_id: String,
     body: String,
     attributes: String,
     sent_at_ns: i64,
-    receive_count: i64,
+    pub(crate) receive_count: i64,
 }
 
 impl Row {
-    const COLUMNS: &'static str = "seq, visible_at_ms, message_id, body, attributes, sent_at_ns, receive_count";
+    pub(crate) const COLUMNS: &'static str =
+        "seq, visible_at_ms, message_id, body, attributes, sent_at_ns, receive_count";
 
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             seq: r.get(0)?,
             visible_at_ms: r.get(1)?,
@@ -345,7 +134,11 @@ impl Row {
         })
     }
 
-    fn into_message(self, receipt: ReceiptHandle, receive_count: i64) -> Result<ReceivedMessage, QueueError> {
+    pub(crate) fn into_message(
+        self,
+        receipt: ReceiptHandle,
+        receive_count: i64,
+    ) -> Result<ReceivedMessage, QueueError> {
         let corrupt = || QueueError::Unavailable("a stored message is corrupt".into());
         let attributes: MessageAttributes = serde_json::from_str(&self.attributes).map_err(|_| corrupt())?;
         let sent_at = crate::sqlite::from_nanos(self.sent_at_ns).ok_or_else(corrupt)?;
@@ -373,7 +166,7 @@ struct Received {
 /// message visible at once), oldest first, so a message whose visibility timeout ran out is not
 /// starved by a stream of new sends. The row value walks the (queue, visible_at_ms) index, whose
 /// entries end in seq, so no sort is needed.
-fn receive_sql() -> String {
+pub(crate) fn receive_sql() -> String {
     format!(
         "SELECT {} FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 AND sent_at_ns >= ?3 \
          AND (visible_at_ms, seq) > (?4, ?5) ORDER BY visible_at_ms, seq LIMIT ?6",
@@ -504,60 +297,6 @@ impl EmbeddedQueue {
     /// The queue's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Lists up to `limit` messages in send order without receiving them: visibility and receive
-    /// counts stay as they are, and the receipts returned are not valid for delete.
-    pub async fn peek(&self, limit: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let name = self.name.clone();
-        let cutoff = retention_cutoff_ns(self.config.retention);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .db
-            .reader
-            .read(move |c| {
-                c.prepare_cached(&format!(
-                    "SELECT {} FROM messages WHERE queue = ?1 AND sent_at_ns >= ?2 ORDER BY seq LIMIT ?3",
-                    Row::COLUMNS
-                ))?
-                .query_map(params![&*name, cutoff, limit], Row::read)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await
-            .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|r| {
-                let count = r.receive_count;
-                r.into_message(ReceiptHandle(String::new()), count)
-            })
-            .collect()
-    }
-
-    /// Moves every message of this queue (typically a dead-letter queue) to `target`, keeping
-    /// body, attributes, id and sent time, resetting the receive count and making each visible.
-    /// Returns how many moved.
-    pub async fn move_all_to(&self, target: &str) -> Result<u64, QueueError> {
-        if target == &*self.name {
-            return Err(QueueError::Invalid("source and target are the same queue".into()));
-        }
-        let name = self.name.clone();
-        let to = target.to_owned();
-        let moved = self
-            .db
-            .writer
-            .run(move |c| {
-                c.execute(
-                    "UPDATE messages SET queue = ?2, receive_count = 0, visible_at_ms = 0, receipt = NULL WHERE queue = ?1",
-                    params![&*name, to],
-                )
-            })
-            .await
-            .map_err(unavailable)?;
-        if moved > 0 {
-            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
-            self.db.notify(target).notify_waiters();
-        }
-        Ok(moved as u64)
     }
 
     async fn receive_once(&self, max: usize, visibility: Duration) -> Result<Received, QueueError> {
@@ -756,59 +495,6 @@ impl Queue for EmbeddedQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn plan(c: &Connection, sql: &str) -> String {
-        // Parameters stay unbound: the plan is what QPSG keeps for every binding.
-        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let mut rows = stmt.raw_query();
-        let mut steps = Vec::new();
-        while let Some(r) = rows.next().unwrap() {
-            steps.push(r.get::<_, String>(3).unwrap());
-        }
-        steps.join("; ")
-    }
-
-    #[test]
-    fn messages_live_in_two_btrees_and_a_receive_walks_one_index_without_sorting() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = open_writer(&dir.path().join("q.db"), MIGRATIONS).unwrap();
-        let btrees: i64 = c
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'messages' AND rootpage > 0",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(btrees, 2, "each B-tree is written by every send, receive and delete");
-        let receive = plan(&c, &receive_sql());
-        assert!(receive.contains("USING INDEX messages_by_visibility"), "{receive}");
-        assert!(!receive.contains("TEMP B-TREE"), "{receive}");
-        let by_receipt = plan(&c, "SELECT queue, message_id, receipt FROM messages WHERE seq = 1");
-        assert!(by_receipt.contains("INTEGER PRIMARY KEY"), "{by_receipt}");
-    }
-
-    #[tokio::test]
-    async fn messages_queued_before_the_two_btree_schema_survive_the_migration() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        {
-            let old = open_writer(&path, &MIGRATIONS[..1]).unwrap();
-            old.execute(
-                "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
-                 VALUES ('q', '01OLD', 'kept', '{\"k\":\"v\"}', ?1, 0)",
-                params![now_ns()],
-            )
-            .unwrap();
-        }
-        let db = QueueDb::open(&path).unwrap();
-        let q = db.queue("q", QueueConfig::default());
-        let got = q.receive(10, Duration::ZERO, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!((got[0].message_id.as_str(), got[0].body.as_str()), ("01OLD", "kept"));
-        assert_eq!(got[0].attributes.get("k").map(String::as_str), Some("v"));
-        q.delete(&got[0].receipt).await.unwrap();
-        assert_eq!(q.depth().await.unwrap().total(), 0);
-    }
 
     #[tokio::test]
     async fn a_receipt_whose_seq_went_to_a_later_message_deletes_nothing() {

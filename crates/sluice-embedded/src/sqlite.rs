@@ -219,6 +219,20 @@ impl ReadPool {
     }
 }
 
+/// Caps the file at its current size plus `extra_pages` pages (`None` lifts the cap), so tests
+/// can make writes fail with `SQLITE_FULL` as on a full disk; used by both databases.
+pub(crate) fn limit_pages(c: &Connection, extra_pages: Option<u64>) -> rusqlite::Result<()> {
+    let max = match extra_pages {
+        Some(extra) => {
+            let current: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            current.saturating_add(i64::try_from(extra).unwrap_or(i64::MAX))
+        }
+        None => 0xFFFF_FFFE,
+    };
+    let _: i64 = c.query_row(&format!("PRAGMA max_page_count = {max}"), [], |r| r.get(0))?;
+    Ok(())
+}
+
 /// Nanoseconds since the Unix epoch, saturating outside `i64` (years 1677 to 2262).
 pub(crate) fn to_nanos(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(if t.unix_timestamp() < 0 { i64::MIN } else { i64::MAX })

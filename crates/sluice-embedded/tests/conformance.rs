@@ -59,15 +59,15 @@ impl sluice_testkit::Factory for EmbeddedFactory {
     }
 
     async fn event_store(&self) -> Arc<dyn EventStore> {
-        self.store.clone()
+        Arc::new(self.store.events())
     }
 
     async fn idempotency_store(&self) -> Arc<dyn IdempotencyStore> {
-        self.store.clone()
+        Arc::new(self.store.idempotency())
     }
 
     async fn key_store(&self) -> Arc<dyn KeyStore> {
-        self.store.clone()
+        Arc::new(self.store.keys())
     }
 }
 

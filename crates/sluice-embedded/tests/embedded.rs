@@ -1,6 +1,7 @@
 //! Adapter-specific behaviour of the SQLite adapters that the shared suite cannot see: group
 //! commit, durability across reopening, whole-group failure and recovery, retention, the DLQ
-//! tools (`peek`, `move_all_to`) and SQS limits.
+//! tools (`peek`, `move_all_to`) and SQS limits, and the embedded queue's rules that are stricter
+//! than the port's (a superseded receipt is refused).
 
 // Helpers outside #[test] fns are test setup: a panic there fails the test, nothing else.
 #![allow(clippy::unwrap_used)]
@@ -90,8 +91,8 @@ async fn concurrent_puts_share_commits() {
     let before = store.stats();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move { store.put_if_absent(&event("acme", i)).await })
+            let events = store.events();
+            tokio::spawn(async move { events.put_if_absent(&event("acme", i)).await })
         })
         .collect();
     for t in tasks {
@@ -135,10 +136,10 @@ async fn everything_survives_reopening_the_files() {
             .unwrap();
         in_flight_id = q.receive(1, SECOND, LONG).await.unwrap()[0].message_id.clone();
         let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-        store.put_if_absent(&e).await.unwrap();
-        store.insert(&key).await.unwrap();
-        assert_eq!(store.claim(&record, now).await.unwrap(), Claim::Claimed);
-        store.complete(&tenant, &record.key).await.unwrap();
+        store.events().put_if_absent(&e).await.unwrap();
+        store.keys().insert(&key).await.unwrap();
+        assert_eq!(store.idempotency().claim(&record, now).await.unwrap(), Claim::Claimed);
+        store.idempotency().complete(&tenant, &record.key).await.unwrap();
     }
     let (_db, q) = open_queue(dir.path());
     assert_eq!(
@@ -153,9 +154,9 @@ async fn everything_survives_reopening_the_files() {
     assert_eq!(listed[0].attributes["k"], "v");
     assert_eq!(listed[0].receive_count, 1);
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
-    assert_eq!(EventStore::get(store.as_ref(), &tenant, &e.id).await.unwrap(), Some(e));
-    assert_eq!(KeyStore::get(store.as_ref(), &key.id).await.unwrap(), Some(key));
-    let Claim::Existing(found) = store.claim(&record, now).await.unwrap() else {
+    assert_eq!(EventStore::get(&store.events(), &tenant, &e.id).await.unwrap(), Some(e));
+    assert_eq!(KeyStore::get(&store.keys(), &key.id).await.unwrap(), Some(key));
+    let Claim::Existing(found) = store.idempotency().claim(&record, now).await.unwrap() else {
         panic!("record lost")
     };
     assert!(found.completed);
@@ -218,15 +219,15 @@ async fn a_full_store_answers_unavailable_and_recovers() {
     store.limit_pages(Some(0)).await.unwrap();
     let mut e = event("acme", 1);
     e.data = json!("z".repeat(100 * 1024));
-    assert!(matches!(store.put_if_absent(&e).await, Err(StoreError::Unavailable(r)) if r == "disk full"));
+    assert!(matches!(store.events().put_if_absent(&e).await, Err(StoreError::Unavailable(r)) if r == "disk full"));
     store.limit_pages(None).await.unwrap();
-    assert_eq!(store.put_if_absent(&e).await.unwrap(), PutOutcome::Created);
+    assert_eq!(store.events().put_if_absent(&e).await.unwrap(), PutOutcome::Created);
     let query = ListQuery {
         event_type: None,
         limit: 10,
         after: None,
     };
-    let page = EventStore::list(store.as_ref(), &Tenant::parse("acme").unwrap(), &query)
+    let page = EventStore::list(&store.events(), &Tenant::parse("acme").unwrap(), &query)
         .await
         .unwrap();
     assert_eq!(page.events, vec![e]);
@@ -246,7 +247,7 @@ async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
             e
         })
         .collect();
-    let results = store.put_batch_if_absent(&batch).await;
+    let results = store.events().put_batch_if_absent(&batch).await;
     assert_eq!(results.len(), 3);
     for r in &results {
         assert!(
@@ -256,10 +257,10 @@ async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
     }
     let tenant = Tenant::parse("acme").unwrap();
     for e in &batch {
-        assert_eq!(EventStore::get(store.as_ref(), &tenant, &e.id).await.unwrap(), None);
+        assert_eq!(EventStore::get(&store.events(), &tenant, &e.id).await.unwrap(), None);
     }
     store.limit_pages(None).await.unwrap();
-    let results = store.put_batch_if_absent(&batch).await;
+    let results = store.events().put_batch_if_absent(&batch).await;
     assert!(
         results.iter().all(|r| matches!(r, Ok(PutOutcome::Created))),
         "{results:?}"
@@ -412,6 +413,36 @@ async fn malformed_and_foreign_receipts_are_invalid() {
         a.change_visibility(&got[0].receipt, SECOND).await,
         Err(QueueError::InvalidReceipt)
     ));
+}
+
+/// The embedded queue's own, stricter rule: once a message was received again, the earlier
+/// receipt neither deletes nor hides it. The shared `Queue` port does not promise this (SQS
+/// standard queues accept a superseded receipt handle), so it is checked here and not in the
+/// conformance suite; the embedded queue can keep it because each receipt names its receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_stale_receipt_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    q.send(msg("m")).await.unwrap();
+    let first = q.receive(10, SECOND, SECOND).await.unwrap();
+    let again = q.receive(10, Duration::from_secs(2), LONG).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, first[0].message_id);
+    assert!(matches!(
+        q.delete(&first[0].receipt).await,
+        Err(QueueError::InvalidReceipt)
+    ));
+    assert!(matches!(
+        q.change_visibility(&first[0].receipt, Duration::ZERO).await,
+        Err(QueueError::InvalidReceipt)
+    ));
+    assert_eq!(
+        q.depth().await.unwrap().in_flight,
+        1,
+        "the stale receipt changed nothing"
+    );
+    q.delete(&again[0].receipt).await.unwrap();
+    assert_eq!(q.depth().await.unwrap().total(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

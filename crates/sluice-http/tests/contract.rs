@@ -82,7 +82,7 @@ async fn ingest_single_event_gets_202_with_an_id() {
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("evt_"));
-    let sent = h.queue.sent.lock().unwrap();
+    let sent = h.queue.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].body.contains(&id));
     assert!(sent[0].body.contains("\"acme\""));
@@ -99,7 +99,7 @@ async fn ingest_batch_gets_202_with_ids_in_request_order() {
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted);
-    assert_eq!(h.queue.sent.lock().unwrap().len(), 25);
+    assert_eq!(h.queue.sent().len(), 25);
 }
 
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn r2_request_id_and_source_ip_travel_with_the_event() {
     r.extensions_mut()
         .insert(ConnectInfo("192.0.2.7:5555".parse::<SocketAddr>().unwrap()));
     send(&app, r).await;
-    let sent = h.queue.sent.lock().unwrap();
+    let sent = h.queue.sent();
     assert!(sent[0].body.contains("trace-123"), "{}", sent[0].body);
     assert!(sent[0].body.contains("192.0.2.7") && !sent[0].body.contains("5555"));
     assert!(sent[1].body.contains("198.51.100.9"), "the host's ClientIp wins");
@@ -296,7 +296,7 @@ async fn t1_malformed_json_gets_400() {
         assert_eq!(r.code(), "malformed_json");
         assert!(r.json()["detail"].as_str().unwrap().contains(hint), "{}", r.text());
     }
-    assert!(h.queue.sent.lock().unwrap().is_empty());
+    assert!(h.queue.sent().is_empty());
 }
 
 #[tokio::test]
@@ -320,7 +320,7 @@ async fn t1_invalid_event_gets_422_with_violations() {
         .map(|v| v["pointer"].as_str().unwrap())
         .collect();
     assert_eq!(pointers, ["/1/x", "/1/type", "/2/type"]);
-    assert!(h.queue.sent.lock().unwrap().is_empty(), "a batch is all or nothing");
+    assert!(h.queue.sent().is_empty(), "a batch is all or nothing");
 }
 
 #[tokio::test]
@@ -346,7 +346,7 @@ async fn idempotency_key_replays_the_same_ids_and_a_different_body_gets_422() {
     let again = send(&app, with_key(r#"{"type":"a","data":1}"#)).await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     assert_eq!(first.json(), again.json());
-    assert_eq!(h.queue.sent.lock().unwrap().len(), 1);
+    assert_eq!(h.queue.sent().len(), 1);
     let other = send(&app, with_key(r#"{"type":"a","data":2}"#)).await;
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other.code(), "idempotency_key_mismatch");

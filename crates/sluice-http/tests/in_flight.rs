@@ -87,7 +87,7 @@ async fn d2_bodies_beyond_the_byte_budget_wait_while_small_ones_fit_beside() {
     for r in [big, small, waiting] {
         assert_eq!(finished(r).await.status(), StatusCode::ACCEPTED);
     }
-    assert_eq!(h.queue.sent.lock().unwrap().len(), 3);
+    assert_eq!(h.queue.sent().len(), 3);
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn d2_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot() {
     assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(r.code(), "request_timeout");
     assert_eq!(r.header("connection"), Some("close"));
-    assert!(h.queue.sent.lock().unwrap().is_empty(), "nothing of it was queued");
+    assert!(h.queue.sent().is_empty(), "nothing of it was queued");
     // The slot is free again.
     let next = tokio::time::timeout(Duration::from_secs(5), send(&app, post_events(&h.acme, event_of(100))))
         .await

@@ -72,7 +72,7 @@ async fn i4_the_ingest_function_router_files_events_under_the_callers_tenant_onl
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let sent = h.queue.sent.lock().unwrap();
+    let sent = h.queue.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].attributes["tenant"], "acme");
     let body: Value = serde_json::from_str(&sent[0].body).unwrap();

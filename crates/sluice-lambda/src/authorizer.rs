@@ -44,7 +44,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::http::{HeaderMap, HeaderName, header};
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
-use sluice_aws::{DynamoStore, DynamoTables};
+use sluice_aws::DynamoKeys;
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::keys::{API_KEY_HEADER, AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier, OidcConfig};
@@ -130,15 +130,7 @@ impl std::fmt::Debug for Authorizer {
 impl Authorizer {
     /// Builds the authorizer: a DynamoDB client and the key store over the keys table.
     pub async fn init(config: &AuthorizerConfig, clients: &Clients) -> Result<Self, InitError> {
-        let store = DynamoStore::new(
-            clients.dynamodb(),
-            // Only the keys table is read: the other names stay empty so any other use fails.
-            DynamoTables {
-                events: String::new(),
-                idempotency: String::new(),
-                keys: config.keys_table.clone(),
-            },
-        );
+        let store = DynamoKeys::new(clients.dynamodb(), &config.keys_table);
         let authorizer = Self::new(Arc::new(store), Arc::new(SystemClock));
         Ok(match &config.oidc {
             Some((oidc, jwks)) => {

@@ -14,7 +14,7 @@ use crate::setup;
 use crate::{Clients, InitError};
 use axum::Router;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
+use sluice_aws::{DynamoIdempotency, SqsQueue};
 use sluice_core::clock::SystemClock;
 use sluice_core::ingest::IngestService;
 use sluice_core::ports::{IdempotencyStore, Queue};
@@ -54,15 +54,8 @@ pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<Arc<Ingest
     let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
     let validator = setup::validator(&config.schemas)?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.queue_url));
-    let idempotency: Arc<dyn IdempotencyStore> = Arc::new(DynamoStore::new(
-        clients.dynamodb(),
-        // Only the idempotency table is used: the other names stay empty so any other use fails.
-        DynamoTables {
-            events: String::new(),
-            idempotency: config.idempotency_table.clone(),
-            keys: String::new(),
-        },
-    ));
+    let idempotency: Arc<dyn IdempotencyStore> =
+        Arc::new(DynamoIdempotency::new(clients.dynamodb(), &config.idempotency_table));
     Ok(Arc::new(IngestService::new(
         validator,
         queue,

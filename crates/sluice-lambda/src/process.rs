@@ -23,7 +23,7 @@ use crate::{Clients, InitError};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::Diagnostic;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoStore, DynamoTables, SqsQueue};
+use sluice_aws::{DynamoEvents, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::ports::{EventStore, MessageAttributes, Queue, ReceiptHandle, ReceivedMessage};
 use sluice_core::process::Processor;
@@ -96,15 +96,7 @@ impl ProcessFunction {
         let secrets = SecretParameters::new(clients.ssm());
         let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
         let validator = setup::validator(&config.schemas)?;
-        let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
-            clients.dynamodb(),
-            // Only the events table is written: the other names stay empty so any other use fails.
-            DynamoTables {
-                events: config.table.clone(),
-                idempotency: String::new(),
-                keys: String::new(),
-            },
-        ));
+        let store: Arc<dyn EventStore> = Arc::new(DynamoEvents::new(clients.dynamodb(), &config.table));
         let dlq: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.dlq_url));
         Ok(Self::new(
             Processor::new(store, sealer, validator),

@@ -4,8 +4,8 @@
 
 use crate::{Clients, InitError};
 use axum::Router;
+use sluice_aws::DynamoEvents;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoStore, DynamoTables};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::ports::EventStore;
 use sluice_core::query::QueryService;
@@ -39,15 +39,7 @@ pub async fn init(config: &QueryConfig, clients: &Clients) -> Result<Arc<QuerySe
     let key = SecretParameters::new(clients.ssm())
         .cursor_key(&config.cursor_key_param)
         .await?;
-    let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
-        clients.dynamodb(),
-        // Only the events table is read: the other names stay empty so any other use fails.
-        DynamoTables {
-            events: config.table.clone(),
-            idempotency: String::new(),
-            keys: String::new(),
-        },
-    ));
+    let store: Arc<dyn EventStore> = Arc::new(DynamoEvents::new(clients.dynamodb(), &config.table));
     Ok(Arc::new(QueryService::new(store, CursorCodec::new(key))))
 }
 

@@ -23,14 +23,14 @@ use sluice_core::tenant::Tenant;
 use sluice_core::validate::{Limits, Schemas, Validator};
 use sluice_lambda::ingest::{self, IngestConfig};
 use sluice_lambda::process::{ProcessFunction, received_message};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use sluice_testkit::memory::{MemoryEvents, MemoryQueue};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// An event store in memory that is unavailable for tenant `flaky`.
+/// The shared in-memory event store, unavailable for tenant `flaky`.
 #[derive(Default)]
-struct MemStore(Mutex<HashMap<(String, String), StoredEvent>>);
+struct MemStore(MemoryEvents);
 
 #[async_trait]
 impl EventStore for MemStore {
@@ -38,29 +38,20 @@ impl EventStore for MemStore {
         if e.tenant.as_str() == "flaky" {
             return Err(StoreError::Unavailable("throttled".into()));
         }
-        let mut m = self.0.lock().unwrap();
-        let k = (e.tenant.to_string(), e.id.to_string());
-        if m.contains_key(&k) {
-            return Ok(PutOutcome::AlreadyExists);
-        }
-        m.insert(k, e.clone());
-        Ok(PutOutcome::Created)
+        self.0.put_if_absent(e).await
     }
     async fn get(&self, t: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(self.0.lock().unwrap().get(&(t.to_string(), id.to_string())).cloned())
+        self.0.get(t, id).await
     }
-    async fn list(&self, _: &Tenant, _: &ListQuery) -> Result<Page, StoreError> {
-        Ok(Page {
-            events: Vec::new(),
-            last: None,
-        })
+    async fn list(&self, t: &Tenant, q: &ListQuery) -> Result<Page, StoreError> {
+        self.0.list(t, q).await
     }
 }
 
-/// A dead-letter queue in memory that can be made to fail.
+/// The shared in-memory queue as the dead-letter queue, which can be made to fail.
 #[derive(Default)]
 struct MemDlq {
-    sent: Mutex<Vec<OutgoingMessage>>,
+    queue: MemoryQueue,
     fail: bool,
 }
 
@@ -70,21 +61,24 @@ impl Queue for MemDlq {
         if self.fail {
             return Err(QueueError::Unavailable("DLQ down".into()));
         }
-        let n = messages.len();
-        self.sent.lock().unwrap().extend(messages);
-        Ok((0..n).map(|i| format!("dlq-{i}")).collect())
+        self.queue.send_batch(messages).await
     }
-    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Ok(Vec::new())
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.queue.receive(max, wait, visibility).await
     }
-    async fn delete(&self, _: &ReceiptHandle) -> Result<(), QueueError> {
-        Ok(())
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError> {
+        self.queue.delete(receipt).await
     }
-    async fn change_visibility(&self, _: &ReceiptHandle, _: Duration) -> Result<(), QueueError> {
-        Ok(())
+    async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError> {
+        self.queue.change_visibility(receipt, visibility).await
     }
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        Ok(QueueDepth::default())
+        self.queue.depth().await
     }
 }
 
@@ -165,8 +159,8 @@ async fn a_batch_reports_exactly_the_records_to_retry() {
     // m0 stored, m1 and m3 dead-lettered (permanent), m2 retried (store unavailable), m4 a
     // duplicate of m0 (already stored: success).
     assert_eq!(failures(&response), vec!["m2"]);
-    assert_eq!(store.0.lock().unwrap().len(), 1);
-    let dead = dlq.sent.lock().unwrap();
+    assert_eq!(store.0.len(), 1);
+    let dead = dlq.queue.messages();
     let reasons: Vec<&str> = dead.iter().map(|m| m.attributes[attr::DLQ_REASON].as_str()).collect();
     assert_eq!(
         reasons,

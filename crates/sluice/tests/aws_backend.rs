@@ -9,7 +9,7 @@ use common::BIN;
 use serde_json::{Value, json};
 use sluice_aws::provision::QueueSettings;
 use sluice_aws::testing::{Moto, REGION};
-use sluice_aws::{AwsResources, DynamoStore, SqsQueue};
+use sluice_aws::{AwsResources, DynamoEvents, DynamoKeys, SqsQueue};
 use sluice_core::ports::{EventStore, KeyStore, ListQuery, OutgoingMessage, Queue};
 use sluice_core::tenant::Tenant;
 use sluice_host::env::vars;
@@ -168,8 +168,8 @@ async fn aws_backend_ingests_processes_and_reads_back_through_sqs_and_dynamodb()
     let acme = create_key(moto, &r, &data_dir, "acme");
     let other = create_key(moto, &r, &data_dir, "other");
     // The keys live in the deployment's DynamoDB keys table, hashed, where the authorizer reads them.
-    let store = DynamoStore::new(moto.dynamodb(), r.tables());
-    let records = KeyStore::list(&store).await.unwrap();
+    let keys = DynamoKeys::new(moto.dynamodb(), &r.keys_table);
+    let records = KeyStore::list(&keys).await.unwrap();
     assert_eq!(records.len(), 2);
     let (acme_id, acme_secret) = acme.split_once('.').unwrap();
     let acme_record = records.iter().find(|k| k.id.as_str() == acme_id).unwrap();
@@ -203,6 +203,7 @@ async fn aws_backend_ingests_processes_and_reads_back_through_sqs_and_dynamodb()
     assert_eq!(typed["events"].as_array().unwrap().len(), 5);
     // Stored in DynamoDB, under the tenant's partition, and nowhere for the other tenant.
     let tenant = Tenant::parse("acme").unwrap();
+    let store = DynamoEvents::new(moto.dynamodb(), &r.table);
     let stored = EventStore::list(
         &store,
         &tenant,

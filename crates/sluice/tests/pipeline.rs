@@ -10,7 +10,7 @@ use sluice_core::ports::{EventStore, ListQuery, Queue, ReceivedMessage};
 use sluice_core::process::{Outcome, Processor};
 use sluice_core::validate::Validator;
 use sluice_core::{EventId, EventType, RequestId, Tenant};
-use sluice_embedded::{EmbeddedQueue, QueueConfig, QueueDb, Redrive, StoreDb};
+use sluice_embedded::{EmbeddedEvents, EmbeddedQueue, QueueConfig, QueueDb, Redrive, StoreDb};
 use sluice_host::settle::{SettlePolicy, settle};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
         store,
         sealer,
     } = rig(QueueConfig::default());
-    let processor = processor(store.clone(), &sealer);
+    let processor = processor(Arc::new(store.events()), &sealer);
     queue.send(sealer.seal(&envelope(1)).unwrap()).await.unwrap();
 
     // First delivery: stored, then the worker dies before deleting the message.
@@ -105,6 +105,7 @@ async fn a_record_redelivered_after_a_worker_crash_is_stored_once() {
     assert!(left.is_empty());
     let tenant = Tenant::parse("acme").unwrap();
     let page = store
+        .events()
         .list(
             &tenant,
             &ListQuery {
@@ -134,7 +135,7 @@ async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stor
         }),
         ..QueueConfig::default()
     });
-    let processor = processor(store.clone(), &sealer);
+    let processor = processor(Arc::new(store.events()), &sealer);
     let good1 = sealer.seal(&envelope(1)).unwrap();
     let mut bad = sealer.seal(&envelope(2)).unwrap();
     bad.body = bad.body.replace("\"n\":2", "\"n\":3");
@@ -175,7 +176,7 @@ async fn t2_poison_records_go_to_the_dlq_at_once_while_their_neighbours_are_stor
 }
 
 /// A store that panics on one particular event, to prove a panic is contained to its record.
-struct PanickyStore(Arc<StoreDb>);
+struct PanickyStore(EmbeddedEvents);
 
 #[async_trait::async_trait]
 impl EventStore for PanickyStore {
@@ -213,7 +214,7 @@ async fn a_panic_in_one_record_fails_only_that_record_and_it_stays_queued() {
         store,
         sealer,
     } = rig(QueueConfig::default());
-    let processor = processor(Arc::new(PanickyStore(store.clone())), &sealer);
+    let processor = processor(Arc::new(PanickyStore(store.events())), &sealer);
     let msgs = [1, 13, 2].map(|n| sealer.seal(&envelope(n)).unwrap()).to_vec();
     queue.send_batch(msgs).await.unwrap();
     let batch = queue
@@ -295,7 +296,7 @@ async fn a_batch_is_written_to_the_store_in_one_command() {
         sealer,
         ..
     } = rig(QueueConfig::default());
-    let processor = processor(store.clone(), &sealer);
+    let processor = processor(Arc::new(store.events()), &sealer);
     let mut msgs: Vec<_> = (1..=3).map(|n| sealer.seal(&envelope(n)).unwrap()).collect();
     msgs[1].body.push(' '); // breaks the signature: permanent
     queue.send_batch(msgs).await.unwrap();

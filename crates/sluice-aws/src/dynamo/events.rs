@@ -4,9 +4,10 @@
 //! string: a DynamoDB map would lose the difference between integers and floats and the order of
 //! keys), `occurred_at` and `received_at` (RFC 3339 strings) and `request_id`.
 
-use super::{Corrupt, DynamoStore, Item, PK, Reader, SK, s, time_attr};
+use super::{Corrupt, Item, PK, Reader, SK, string_attr, time_attr};
 use crate::error::Failure;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::event::{EventType, StoredEvent};
 use sluice_core::ids::{EventId, RequestId};
@@ -33,13 +34,13 @@ fn unavailable(f: Failure) -> StoreError {
 fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
     let data = serde_json::to_string(&e.data).map_err(|_| Corrupt::new(TABLE, "the payload cannot be serialised"))?;
     Ok(Item::from([
-        (PK.to_owned(), s(e.tenant.as_str())),
-        (SK.to_owned(), s(e.id.to_string())),
-        (TYPE.to_owned(), s(e.event_type.as_str())),
-        (DATA.to_owned(), s(data)),
+        (PK.to_owned(), string_attr(e.tenant.as_str())),
+        (SK.to_owned(), string_attr(e.id.to_string())),
+        (TYPE.to_owned(), string_attr(e.event_type.as_str())),
+        (DATA.to_owned(), string_attr(data)),
         (OCCURRED_AT.to_owned(), time_attr(TABLE, e.occurred_at)?),
         (RECEIVED_AT.to_owned(), time_attr(TABLE, e.received_at)?),
-        (REQUEST_ID.to_owned(), s(e.request_id.as_str())),
+        (REQUEST_ID.to_owned(), string_attr(e.request_id.as_str())),
     ]))
 }
 
@@ -56,13 +57,44 @@ fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
     })
 }
 
+/// The [`EventStore`] port on one DynamoDB events table. Cheap to clone: the client is shared.
+#[derive(Debug, Clone)]
+pub struct DynamoEvents {
+    client: Client,
+    table: String,
+    query_page_size: i32,
+    max_query_pages: usize,
+}
+
+impl DynamoEvents {
+    /// The events in `table`, reached through `client` (build the client once and share it).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            query_page_size: 1000,
+            max_query_pages: 64,
+        }
+    }
+
+    /// Caps the `Limit` of each `Query` call a list makes (default 1000, at least 1).
+    ///
+    /// DynamoDB applies `Limit` before the type filter, so a filtered list may take several
+    /// queries; a small cap makes that visible in tests and bounds the read capacity one call
+    /// consumes.
+    pub fn with_query_page_size(mut self, n: usize) -> Self {
+        self.query_page_size = i32::try_from(n.clamp(1, 1000)).unwrap_or(1000);
+        self
+    }
+}
+
 #[async_trait]
-impl EventStore for DynamoStore {
+impl EventStore for DynamoEvents {
     async fn put_if_absent(&self, event: &StoredEvent) -> Result<PutOutcome, StoreError> {
         let result = self
             .client
             .put_item()
-            .table_name(&self.tables.events)
+            .table_name(&self.table)
             .set_item(Some(encode(event)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -83,9 +115,9 @@ impl EventStore for DynamoStore {
         let out = self
             .client
             .get_item()
-            .table_name(&self.tables.events)
-            .key(PK, s(tenant.as_str()))
-            .key(SK, s(id.to_string()))
+            .table_name(&self.table)
+            .key(PK, string_attr(tenant.as_str()))
+            .key(SK, string_attr(id.to_string()))
             .consistent_read(true)
             .send()
             .await
@@ -124,25 +156,25 @@ impl EventStore for DynamoStore {
             let mut q = self
                 .client
                 .query()
-                .table_name(&self.tables.events)
+                .table_name(&self.table)
                 .scan_index_forward(false)
                 .consistent_read(true)
                 .limit(i32::try_from(page).unwrap_or(i32::MAX).min(self.query_page_size))
-                .expression_attribute_values(":pk", s(tenant.as_str()))
+                .expression_attribute_values(":pk", string_attr(tenant.as_str()))
                 .set_exclusive_start_key(start.take());
             // A key condition rather than an `ExclusiveStartKey` for `after`: it needs no item
             // with that id to exist (moto, unlike DynamoDB, ignores a start key it cannot find).
             q = match &query.after {
                 Some(after) => q
                     .key_condition_expression("pk = :pk AND sk < :after")
-                    .expression_attribute_values(":after", s(after.to_string())),
+                    .expression_attribute_values(":after", string_attr(after.to_string())),
                 None => q.key_condition_expression("pk = :pk"),
             };
             if let Some(ty) = &query.event_type {
                 q = q
                     .filter_expression("#type = :type")
                     .expression_attribute_names("#type", TYPE)
-                    .expression_attribute_values(":type", s(ty.as_str()));
+                    .expression_attribute_values(":type", string_attr(ty.as_str()));
             }
             let out = q
                 .send()
@@ -192,7 +224,7 @@ mod tests {
         };
         assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
         let mut bad = encode(&e).unwrap();
-        bad.insert(DATA.to_owned(), s("{"));
+        bad.insert(DATA.to_owned(), string_attr("{"));
         assert!(decode(&bad).is_err());
     }
 }

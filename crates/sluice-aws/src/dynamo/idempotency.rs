@@ -10,9 +10,10 @@
 //! body near the 256 KiB limit whose data needs much JSON escaping can exceed it. DynamoDB then
 //! refuses the claim (`ValidationException`) and the port reports `Unavailable`.
 
-use super::{Corrupt, DynamoStore, Item, PK, Reader, n, s};
+use super::{Corrupt, Item, PK, Reader, number_attr, string_attr};
 use crate::error::Failure;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::ids::{EventId, IdempotencyKey};
 use sluice_core::ports::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
@@ -46,19 +47,19 @@ fn nanos(t: OffsetDateTime) -> i128 {
 fn encode(r: &IdempotencyRecord) -> Item {
     let ttl_secs = r.expires_at.unix_timestamp() + i64::from(r.expires_at.nanosecond() > 0);
     Item::from([
-        (PK.to_owned(), s(pk(&r.tenant, &r.key))),
-        ("tenant".to_owned(), s(r.tenant.as_str())),
-        ("key".to_owned(), s(r.key.as_str())),
-        ("fingerprint".to_owned(), s(&r.fingerprint)),
+        (PK.to_owned(), string_attr(pk(&r.tenant, &r.key))),
+        ("tenant".to_owned(), string_attr(r.tenant.as_str())),
+        ("key".to_owned(), string_attr(r.key.as_str())),
+        ("fingerprint".to_owned(), string_attr(&r.fingerprint)),
         (
             "ids".to_owned(),
-            AttributeValue::L(r.ids.iter().map(|id| s(id.to_string())).collect()),
+            AttributeValue::L(r.ids.iter().map(|id| string_attr(id.to_string())).collect()),
         ),
         ("single".to_owned(), AttributeValue::Bool(r.single)),
-        ("payload".to_owned(), s(&r.payload)),
+        ("payload".to_owned(), string_attr(&r.payload)),
         ("completed".to_owned(), AttributeValue::Bool(r.completed)),
-        ("expires_at".to_owned(), n(nanos(r.expires_at))),
-        ("ttl".to_owned(), n(ttl_secs)),
+        ("expires_at".to_owned(), number_attr(nanos(r.expires_at))),
+        ("ttl".to_owned(), number_attr(ttl_secs)),
     ])
 }
 
@@ -83,18 +84,37 @@ fn decode(item: &Item) -> Result<IdempotencyRecord, Corrupt> {
     })
 }
 
+/// The [`IdempotencyStore`] port on one DynamoDB idempotency table. Cheap to clone: the client
+/// is shared.
+#[derive(Debug, Clone)]
+pub struct DynamoIdempotency {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIdempotency {
+    /// The idempotency records in `table` (TTL on `ttl`), reached through `client` (build the
+    /// client once and share it).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
 #[async_trait]
-impl IdempotencyStore for DynamoStore {
+impl IdempotencyStore for DynamoIdempotency {
     async fn claim(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<Claim, IdempotencyError> {
         let item = encode(record);
         for _ in 0..CLAIM_ATTEMPTS {
             let put = self
                 .client
                 .put_item()
-                .table_name(&self.tables.idempotency)
+                .table_name(&self.table)
                 .set_item(Some(item.clone()))
                 .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-                .expression_attribute_values(":now", n(nanos(now)))
+                .expression_attribute_values(":now", number_attr(nanos(now)))
                 .send()
                 .await;
             match put {
@@ -108,8 +128,8 @@ impl IdempotencyStore for DynamoStore {
             let out = self
                 .client
                 .get_item()
-                .table_name(&self.tables.idempotency)
-                .key(PK, s(pk(&record.tenant, &record.key)))
+                .table_name(&self.table)
+                .key(PK, string_attr(pk(&record.tenant, &record.key)))
                 .consistent_read(true)
                 .send()
                 .await
@@ -134,8 +154,8 @@ impl IdempotencyStore for DynamoStore {
         let result = self
             .client
             .update_item()
-            .table_name(&self.tables.idempotency)
-            .key(PK, s(pk(tenant, key)))
+            .table_name(&self.table)
+            .key(PK, string_attr(pk(tenant, key)))
             .update_expression("SET completed = :t")
             // Without the condition a missing record would be recreated as a stub with no fields.
             .condition_expression("attribute_exists(pk)")
@@ -175,8 +195,8 @@ mod tests {
             expires_at: at,
         };
         let item = encode(&r);
-        assert_eq!(item.get("ttl"), Some(&n(1_800_000_001)));
-        assert_eq!(item.get(PK), Some(&s("acme#k#1")));
+        assert_eq!(item.get("ttl"), Some(&number_attr(1_800_000_001)));
+        assert_eq!(item.get(PK), Some(&string_attr("acme#k#1")));
         assert_eq!(decode(&item).unwrap(), r);
     }
 }

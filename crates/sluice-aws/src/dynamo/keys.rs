@@ -4,9 +4,10 @@
 //! secret itself is never stored), `label`, `created_at`, and the optional `expires_at` and
 //! `revoked_at` (RFC 3339 strings; absent means never).
 
-use super::{Corrupt, DynamoStore, Item, PK, Reader, s, time_attr};
+use super::{Corrupt, Item, PK, Reader, string_attr, time_attr};
 use crate::error::Failure;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
 use sluice_core::ids::KeyId;
 use sluice_core::ports::{KeyRecord, KeyStore, KeyStoreError};
 use sluice_core::tenant::Tenant;
@@ -26,10 +27,10 @@ fn unavailable(f: Failure) -> KeyStoreError {
 
 fn encode(r: &KeyRecord) -> Result<Item, Corrupt> {
     let mut item = Item::from([
-        (PK.to_owned(), s(r.id.as_str())),
-        ("tenant".to_owned(), s(r.tenant.as_str())),
-        ("secret_hash".to_owned(), s(&r.secret_hash)),
-        ("label".to_owned(), s(&r.label)),
+        (PK.to_owned(), string_attr(r.id.as_str())),
+        ("tenant".to_owned(), string_attr(r.tenant.as_str())),
+        ("secret_hash".to_owned(), string_attr(&r.secret_hash)),
+        ("label".to_owned(), string_attr(&r.label)),
         ("created_at".to_owned(), time_attr(TABLE, r.created_at)?),
     ]);
     if let Some(t) = r.expires_at {
@@ -54,7 +55,22 @@ fn decode(item: &Item) -> Result<KeyRecord, Corrupt> {
     })
 }
 
-impl DynamoStore {
+/// The [`KeyStore`] port on one DynamoDB keys table. Cheap to clone: the client is shared.
+#[derive(Debug, Clone)]
+pub struct DynamoKeys {
+    client: Client,
+    table: String,
+}
+
+impl DynamoKeys {
+    /// The API keys in `table`, reached through `client` (build the client once and share it).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
     /// Runs an `UpdateItem` on an existing key; a missing key is [`KeyStoreError::NotFound`].
     async fn update_key(
         &self,
@@ -62,8 +78,8 @@ impl DynamoStore {
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<(), KeyStoreError> {
         let result = update
-            .table_name(&self.tables.keys)
-            .key(PK, s(id.as_str()))
+            .table_name(&self.table)
+            .key(PK, string_attr(id.as_str()))
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
@@ -81,12 +97,12 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl KeyStore for DynamoStore {
+impl KeyStore for DynamoKeys {
     async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
         let result = self
             .client
             .put_item()
-            .table_name(&self.tables.keys)
+            .table_name(&self.table)
             .set_item(Some(encode(record)?))
             // Never overwrite a key (and its hash) that already exists under this id.
             .condition_expression("attribute_not_exists(pk)")
@@ -108,8 +124,8 @@ impl KeyStore for DynamoStore {
         let out = self
             .client
             .get_item()
-            .table_name(&self.tables.keys)
-            .key(PK, s(id.as_str()))
+            .table_name(&self.table)
+            .key(PK, string_attr(id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -126,7 +142,7 @@ impl KeyStore for DynamoStore {
             let out = self
                 .client
                 .scan()
-                .table_name(&self.tables.keys)
+                .table_name(&self.table)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -1,4 +1,15 @@
-//! [`DynamoStore`]: the event store, idempotency store and key store ports on Amazon DynamoDB.
+//! The event store, idempotency store and key store ports on Amazon DynamoDB: one adapter type
+//! per port, each in its own file and each holding only a shared
+//! [`Client`](aws_sdk_dynamodb::Client) and its one table name.
+//!
+//! - [`DynamoEvents`] ([`EventStore`](sluice_core::ports::EventStore)) in `events.rs`;
+//! - [`DynamoIdempotency`] ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore)) in
+//!   `idempotency.rs`;
+//! - [`DynamoKeys`] ([`KeyStore`](sluice_core::ports::KeyStore)) in `keys.rs`.
+//!
+//! A process builds only the adapters it uses: a table it never touches needs no name. The item
+//! helpers shared by the three (typed attribute reads, attribute constructors, `Corrupt`) live
+//! here.
 //!
 //! Three tables, each with a string partition key `pk`:
 //! - events: `pk` = tenant, sort key `sk` = event id (`evt_<ULID>`, so the sort order is time
@@ -14,7 +25,10 @@ mod events;
 mod idempotency;
 mod keys;
 
-use aws_sdk_dynamodb::Client;
+pub use events::DynamoEvents;
+pub use idempotency::DynamoIdempotency;
+pub use keys::DynamoKeys;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -27,55 +41,6 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 pub(crate) const PK: &str = "pk";
 /// The sort key attribute of the events table.
 pub(crate) const SK: &str = "sk";
-
-/// The names of the three tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DynamoTables {
-    /// Events: `pk` (S, hash) = tenant, `sk` (S, range) = event id.
-    pub events: String,
-    /// Idempotency records: `pk` (S, hash) = `tenant#key`; TTL attribute `ttl`.
-    pub idempotency: String,
-    /// API keys: `pk` (S, hash) = key id.
-    pub keys: String,
-}
-
-/// DynamoDB-backed [`EventStore`](sluice_core::ports::EventStore),
-/// [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) and
-/// [`KeyStore`](sluice_core::ports::KeyStore). Cheap to clone: the client is shared.
-#[derive(Debug, Clone)]
-pub struct DynamoStore {
-    client: Client,
-    tables: DynamoTables,
-    query_page_size: i32,
-    max_query_pages: usize,
-}
-
-impl DynamoStore {
-    /// A store over `tables`, reached through `client` (build the client once and share it).
-    pub fn new(client: Client, tables: DynamoTables) -> Self {
-        Self {
-            client,
-            tables,
-            query_page_size: 1000,
-            max_query_pages: 64,
-        }
-    }
-
-    /// Caps the `Limit` of each `Query` call a list makes (default 1000, at least 1).
-    ///
-    /// DynamoDB applies `Limit` before the type filter, so a filtered list may take several
-    /// queries; a small cap makes that visible in tests and bounds the read capacity one call
-    /// consumes.
-    pub fn with_query_page_size(mut self, n: usize) -> Self {
-        self.query_page_size = i32::try_from(n.clamp(1, 1000)).unwrap_or(1000);
-        self
-    }
-
-    /// The table names.
-    pub fn tables(&self) -> &DynamoTables {
-        &self.tables
-    }
-}
 
 /// An item that is not what Sluice writes (T-3).
 #[derive(Debug, thiserror::Error)]
@@ -95,19 +60,19 @@ impl Corrupt {
 }
 
 /// A string attribute.
-pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn string_attr(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
 /// A number attribute.
-pub(crate) fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn number_attr(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
 /// An RFC 3339 string attribute (nanosecond precision, offset kept).
 pub(crate) fn time_attr(table: &'static str, t: OffsetDateTime) -> Result<AttributeValue, Corrupt> {
     t.format(&Rfc3339)
-        .map(s)
+        .map(string_attr)
         .map_err(|_| Corrupt::new(table, "a time outside RFC 3339's range"))
 }
 
@@ -192,9 +157,12 @@ mod tests {
     #[test]
     fn reader_names_the_table_and_attribute_on_bad_items() {
         let item = Item::from([
-            ("a".to_owned(), s("x")),
-            ("n".to_owned(), n(5)),
-            ("l".to_owned(), AttributeValue::L(vec![s("p"), s("q")])),
+            ("a".to_owned(), string_attr("x")),
+            ("n".to_owned(), number_attr(5)),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![string_attr("p"), string_attr("q")]),
+            ),
         ]);
         let r = Reader::new("events", &item);
         assert_eq!(r.str("a").unwrap(), "x");

@@ -21,7 +21,10 @@ pub struct OutgoingMessage {
     pub attributes: MessageAttributes,
 }
 
-/// An opaque handle that names one receipt of a message; a later receive invalidates it.
+/// An opaque handle that names one receipt of a message.
+///
+/// A later receive of the same message *supersedes* the handle, but the port does not promise that
+/// a superseded handle is refused (see [`Queue::delete`]): only the newest handle is sure to work.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReceiptHandle(pub String);
 
@@ -64,7 +67,8 @@ pub enum QueueError {
     /// The queue cannot take the message now (disk full, service down); retry later.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
-    /// The receipt handle is unknown or stale (the message was received again or deleted).
+    /// The receipt handle is unknown or malformed, or (on adapters that detect it) superseded by a
+    /// later receive or naming a message no longer in flight.
     #[error("receipt handle is no longer valid")]
     InvalidReceipt,
     /// The request breaks the queue's limits (batch size, body size).
@@ -88,8 +92,15 @@ pub trait Queue: Send + Sync + 'static {
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError>;
 
-    /// Deletes a received message. Deleting with a stale receipt is an error; deleting a message
-    /// that is already gone is not (as on SQS).
+    /// Deletes a received message; deleting a message that is already gone is not an error (as on
+    /// SQS).
+    ///
+    /// A receipt handle superseded by a later receive of the message is what SQS standard queues
+    /// give no guarantee about: the call may succeed, with or without deleting the message, or
+    /// fail with [`QueueError::InvalidReceipt`]. Only an unknown or malformed handle is sure to be
+    /// refused. Callers must therefore delete with the handle of their own, latest receive, and
+    /// must not count on a stale handle either failing or taking effect (Sluice deletes only after
+    /// processing succeeded, and the store's conditional put makes a redelivery harmless).
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
 
     /// Deletes up to [`MAX_BATCH`] received messages in one request (SQS `DeleteMessageBatch`): one result
@@ -100,6 +111,9 @@ pub trait Queue: Send + Sync + 'static {
     }
 
     /// Changes how long a received message stays hidden (zero makes it visible at once).
+    ///
+    /// As with [`Queue::delete`], a superseded receipt handle may be accepted or refused with
+    /// [`QueueError::InvalidReceipt`]; only the latest receive's handle is sure to take effect.
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError>;
 
     /// Approximate counts.

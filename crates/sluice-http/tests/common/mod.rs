@@ -1,4 +1,5 @@
-//! Shared test fixtures: in-memory fakes of the ports, a harness that builds the routers, a
+//! Shared test fixtures: thin wrappers (failure switches, a send gate) around `sluice-testkit`'s
+//! in-memory adapters, a harness that builds the routers, a
 //! request helper that checks every documented response against the OpenAPI document, and a
 //! log capture.
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 use sluice_core::clock::SystemClock;
 use sluice_core::cursor::CursorCodec;
 use sluice_core::envelope::{Sealer, SigningKey};
-use sluice_core::ids::{EventId, IdempotencyKey, KeyId, RequestId};
+use sluice_core::ids::{EventId, KeyId, RequestId};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::{ApiKey, Authenticator, generate};
 use sluice_core::ports::*;
@@ -21,7 +22,7 @@ use sluice_core::query::QueryService;
 use sluice_core::validate::{Limits, Schemas, Validator};
 use sluice_core::{Clock, EventType, StoredEvent, Tenant};
 use sluice_http::{Auth, HttpConfig};
-use std::collections::HashMap;
+use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,14 +32,22 @@ use tower::ServiceExt;
 /// What failing fakes say: internals that must never reach a client (I-2).
 pub const SECRET_REASON: &str = "SELECT * FROM events WHERE tenant='acme' -- /var/lib/sluice/secret.db";
 
+/// The shared in-memory queue, with a switch that makes sends fail and a gate that holds them.
 #[derive(Default)]
 pub struct MemQueue {
-    pub sent: Mutex<Vec<OutgoingMessage>>,
+    pub inner: MemoryQueue,
     pub fail: AtomicBool,
     /// Sends wait while a test holds this for writing.
     pub gate: tokio::sync::RwLock<()>,
     /// Sends begun, waiting at the gate or not.
     pub entered: std::sync::atomic::AtomicUsize,
+}
+
+impl MemQueue {
+    /// Every message sent so far (nothing here receives them).
+    pub fn sent(&self) -> Vec<OutgoingMessage> {
+        self.inner.messages()
+    }
 }
 
 #[async_trait]
@@ -49,46 +58,42 @@ impl Queue for MemQueue {
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable(SECRET_REASON.into()));
         }
-        let mut sent = self.sent.lock().unwrap();
-        let ids = (0..messages.len()).map(|i| format!("m{}", sent.len() + i)).collect();
-        sent.extend(messages);
-        Ok(ids)
+        self.inner.send_batch(messages).await
     }
-    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Ok(Vec::new())
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.inner.receive(max, wait, visibility).await
     }
-    async fn delete(&self, _: &ReceiptHandle) -> Result<(), QueueError> {
-        Ok(())
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError> {
+        self.inner.delete(receipt).await
     }
-    async fn change_visibility(&self, _: &ReceiptHandle, _: Duration) -> Result<(), QueueError> {
-        Ok(())
+    async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError> {
+        self.inner.change_visibility(receipt, visibility).await
     }
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        Ok(QueueDepth {
-            visible: self.sent.lock().unwrap().len() as u64,
-            in_flight: 0,
-        })
+        self.inner.depth().await
     }
 }
 
 /// The id whose lookup panics, to test panic containment.
 pub const PANIC_ID: &str = "evt_7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
 
+/// The shared in-memory event store, with a switch that makes reads fail and one id whose lookup
+/// panics.
 #[derive(Default)]
 pub struct MemStore {
-    pub events: Mutex<HashMap<(Tenant, EventId), StoredEvent>>,
+    pub inner: MemoryEvents,
     pub fail: AtomicBool,
 }
 
 #[async_trait]
 impl EventStore for MemStore {
     async fn put_if_absent(&self, e: &StoredEvent) -> Result<PutOutcome, StoreError> {
-        let mut m = self.events.lock().unwrap();
-        if m.contains_key(&(e.tenant.clone(), e.id)) {
-            return Ok(PutOutcome::AlreadyExists);
-        }
-        m.insert((e.tenant.clone(), e.id), e.clone());
-        Ok(PutOutcome::Created)
+        self.inner.put_if_absent(e).await
     }
     async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         if self.fail.load(Ordering::SeqCst) {
@@ -97,91 +102,42 @@ impl EventStore for MemStore {
         if id.to_string() == PANIC_ID {
             panic!("store exploded at {SECRET_REASON}");
         }
-        Ok(self.events.lock().unwrap().get(&(tenant.clone(), *id)).cloned())
+        self.inner.get(tenant, id).await
     }
     async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<Page, StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(SECRET_REASON.into()));
         }
-        let mut all: Vec<StoredEvent> = self
-            .events
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|e| &e.tenant == tenant)
-            .filter(|e| q.event_type.as_ref().is_none_or(|t| &e.event_type == t))
-            .filter(|e| q.after.is_none_or(|a| e.id < a))
-            .cloned()
-            .collect();
-        all.sort_by_key(|e| std::cmp::Reverse(e.id));
-        let more = all.len() > q.limit;
-        all.truncate(q.limit);
-        let last = if more { all.last().map(|e| e.id) } else { None };
-        Ok(Page { events: all, last })
+        self.inner.list(tenant, q).await
     }
 }
 
-#[derive(Default)]
-pub struct MemIdempotency(Mutex<HashMap<(Tenant, String), IdempotencyRecord>>);
-
-#[async_trait]
-impl IdempotencyStore for MemIdempotency {
-    async fn claim(&self, r: &IdempotencyRecord, now: OffsetDateTime) -> Result<Claim, IdempotencyError> {
-        let mut m = self.0.lock().unwrap();
-        let k = (r.tenant.clone(), r.key.as_str().to_owned());
-        match m.get(&k) {
-            Some(prior) if prior.expires_at > now => Ok(Claim::Existing(prior.clone())),
-            _ => {
-                m.insert(k, r.clone());
-                Ok(Claim::Claimed)
-            }
-        }
-    }
-    async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError> {
-        if let Some(r) = self
-            .0
-            .lock()
-            .unwrap()
-            .get_mut(&(tenant.clone(), key.as_str().to_owned()))
-        {
-            r.completed = true;
-        }
-        Ok(())
-    }
-}
-
+/// The shared in-memory key store, with a switch that makes lookups fail.
 #[derive(Default)]
 pub struct MemKeys {
-    pub records: Mutex<Vec<KeyRecord>>,
+    pub inner: MemoryKeys,
     pub fail: AtomicBool,
 }
 
 #[async_trait]
 impl KeyStore for MemKeys {
     async fn insert(&self, r: &KeyRecord) -> Result<(), KeyStoreError> {
-        self.records.lock().unwrap().push(r.clone());
-        Ok(())
+        self.inner.insert(r).await
     }
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, KeyStoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(KeyStoreError::Unavailable(SECRET_REASON.into()));
         }
-        Ok(self.records.lock().unwrap().iter().find(|r| &r.id == id).cloned())
+        self.inner.get(id).await
     }
     async fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
-        Ok(self.records.lock().unwrap().clone())
+        self.inner.list().await
     }
     async fn revoke(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), KeyStoreError> {
-        for r in self.records.lock().unwrap().iter_mut().filter(|r| &r.id == id) {
-            r.revoked_at.get_or_insert(at);
-        }
-        Ok(())
+        self.inner.revoke(id, at).await
     }
     async fn set_expiry(&self, id: &KeyId, e: Option<OffsetDateTime>) -> Result<(), KeyStoreError> {
-        for r in self.records.lock().unwrap().iter_mut().filter(|r| &r.id == id) {
-            r.expires_at = e;
-        }
-        Ok(())
+        self.inner.set_expiry(id, e).await
     }
 }
 
@@ -218,14 +174,16 @@ impl Harness {
         let (acme, r1) = generate(tenant("acme"), "acme", now, None);
         let (evil, r2) = generate(tenant("evil"), "evil", now, None);
         let (expired, r3) = generate(tenant("acme"), "old", now, Some(now - Duration::from_secs(1)));
-        keys.records.lock().unwrap().extend([r1, r2, r3]);
+        for r in [r1, r2, r3] {
+            keys.inner.seed(r);
+        }
         let sealer = Sealer::new(vec![SigningKey::new("k1", vec![7; 32]).unwrap()], 32).unwrap();
         let backpressure = Arc::new(Backpressure::new(1_000_000));
         let ingest = Arc::new(
             IngestService::new(
                 Arc::new(Validator::new(limits, Schemas::none())),
                 queue.clone(),
-                Arc::new(MemIdempotency::default()),
+                Arc::new(MemoryIdempotency::new()),
                 Arc::new(sealer),
                 clock.clone(),
             )
@@ -272,7 +230,7 @@ impl Harness {
             received_at: now,
             request_id: RequestId::generate(),
         };
-        self.store.events.lock().unwrap().insert((e.tenant.clone(), id), e);
+        self.store.inner.seed(e);
         id
     }
 }

@@ -12,7 +12,7 @@ use lambda_runtime::tower::ServiceExt as _;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sluice_aws::testing::{CallRecorder, Moto, unique_name};
-use sluice_aws::{AwsResources, DynamoStore};
+use sluice_aws::{AwsResources, DynamoKeys};
 use sluice_core::keys::{ApiKey, generate};
 use sluice_core::ports::{KeyRecord, KeyStore};
 use sluice_core::tenant::Tenant;
@@ -143,9 +143,9 @@ impl Deployment {
         Clients::new(self.moto.sdk_config()).with_interceptor(SharedInterceptor::new(recorder.clone()))
     }
 
-    /// The store over the three tables (for seeding keys and reading back).
-    pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(self.moto.dynamodb(), self.resources.tables())
+    /// The key store over the keys table (for seeding keys and reading back).
+    pub fn store(&self) -> DynamoKeys {
+        DynamoKeys::new(self.moto.dynamodb(), &self.resources.keys_table)
     }
 
     /// Creates an API key for `tenant`.

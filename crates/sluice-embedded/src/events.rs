@@ -1,0 +1,229 @@
+//! [`EmbeddedEvents`]: the [`EventStore`] port on the store database's `events` table.
+//!
+//! Rows are keyed like the DynamoDB items (`(tenant, id)` clustered `WITHOUT ROWID`, so one
+//! tenant's events sit together in id order, as in a partition). The process step stores many
+//! events at once, so a batch put is one writer command and its events share an fsync.
+
+use crate::sqlite::DbFailure;
+use crate::store::StoreDb;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::ports::{EventStore, ListQuery, Page, PutOutcome, StoreError};
+use sluice_core::{EventId, EventType, RequestId, StoredEvent, Tenant};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The largest page a list returns (DynamoDB's `Limit` has no such cap, the query API does).
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// The [`EventStore`] port on a [`StoreDb`]; made by [`StoreDb::events`]. Cheap to clone: it
+/// shares the database handle.
+#[derive(Debug, Clone)]
+pub struct EmbeddedEvents {
+    db: Arc<StoreDb>,
+}
+
+impl EmbeddedEvents {
+    pub(crate) fn new(db: Arc<StoreDb>) -> Self {
+        Self { db }
+    }
+}
+
+fn store_unavailable(f: DbFailure) -> StoreError {
+    StoreError::Unavailable(f.reason())
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&Rfc3339)
+        .map_err(|_| StoreError::Unavailable("a time cannot be stored".into()))
+}
+
+/// An event row as stored, decoded outside the database thread.
+struct EventRow {
+    tenant: String,
+    id: String,
+    event_type: String,
+    data: String,
+    occurred_at: String,
+    received_at: String,
+    request_id: String,
+}
+
+/// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
+/// (tenant, id) is left untouched.
+fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            row.tenant,
+            row.id,
+            row.event_type,
+            row.data,
+            row.occurred_at,
+            row.received_at,
+            row.request_id
+        ])?;
+    Ok(if n == 1 {
+        PutOutcome::Created
+    } else {
+        PutOutcome::AlreadyExists
+    })
+}
+
+impl EventRow {
+    const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id";
+
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            tenant: r.get(0)?,
+            id: r.get(1)?,
+            event_type: r.get(2)?,
+            data: r.get(3)?,
+            occurred_at: r.get(4)?,
+            received_at: r.get(5)?,
+            request_id: r.get(6)?,
+        })
+    }
+
+    fn encode(e: &StoredEvent) -> Result<Self, StoreError> {
+        Ok(Self {
+            tenant: e.tenant.as_str().to_owned(),
+            id: e.id.to_string(),
+            event_type: e.event_type.as_str().to_owned(),
+            data: serde_json::to_string(&e.data)
+                .map_err(|_| StoreError::Unavailable("event data cannot be encoded".into()))?,
+            occurred_at: rfc3339(e.occurred_at)?,
+            received_at: rfc3339(e.received_at)?,
+            request_id: e.request_id.as_str().to_owned(),
+        })
+    }
+
+    fn decode(self) -> Result<StoredEvent, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("bad {what} in event {}", self.id.escape_debug()));
+        Ok(StoredEvent {
+            id: EventId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            tenant: Tenant::parse(&self.tenant).map_err(|_| corrupt("tenant"))?,
+            event_type: EventType::parse(&self.event_type).map_err(|_| corrupt("type"))?,
+            data: serde_json::from_str(&self.data).map_err(|_| corrupt("data"))?,
+            occurred_at: OffsetDateTime::parse(&self.occurred_at, &Rfc3339).map_err(|_| corrupt("occurred_at"))?,
+            received_at: OffsetDateTime::parse(&self.received_at, &Rfc3339).map_err(|_| corrupt("received_at"))?,
+            request_id: RequestId::parse(&self.request_id).map_err(|_| corrupt("request_id"))?,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedEvents {
+    async fn put_if_absent(&self, event: &StoredEvent) -> Result<PutOutcome, StoreError> {
+        let row = EventRow::encode(event)?;
+        self.db
+            .writer
+            .run(move |c| insert_if_absent(c, &row))
+            .await
+            .map_err(store_unavailable)
+    }
+
+    async fn put_batch_if_absent(&self, events: &[StoredEvent]) -> Vec<Result<PutOutcome, StoreError>> {
+        // Rows that cannot be encoded answer at once; the others go to the writer as one command,
+        // so a batch costs one job and one reply however many events it holds.
+        let mut rows = Vec::with_capacity(events.len());
+        let mut refused: Vec<Option<StoreError>> = Vec::with_capacity(events.len());
+        for e in events {
+            match EventRow::encode(e) {
+                Ok(row) => {
+                    rows.push(row);
+                    refused.push(None);
+                }
+                Err(err) => refused.push(Some(err)),
+            }
+        }
+        let written = if rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.db
+                .writer
+                .run(move |c| {
+                    rows.iter()
+                        .map(|row| insert_if_absent(c, row))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+        };
+        let mut written = written.map(Vec::into_iter);
+        refused
+            .into_iter()
+            .map(|refusal| match (refusal, &mut written) {
+                (Some(err), _) => Err(err),
+                (None, Ok(outcomes)) => outcomes
+                    .next()
+                    .ok_or_else(|| StoreError::Unavailable("the writer skipped an event".into())),
+                (None, Err(f)) => Err(store_unavailable(*f)),
+            })
+            .collect()
+    }
+
+    async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let id = id.to_string();
+        let row = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {} FROM events WHERE tenant = ?1 AND id = ?2",
+                    EventRow::COLUMNS
+                ))?
+                .query_row(params![tenant, id], EventRow::read)
+                .optional()
+            })
+            .await
+            .map_err(store_unavailable)?;
+        row.map(EventRow::decode).transpose()
+    }
+
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
+        let tenant = tenant.as_str().to_owned();
+        let event_type = query.event_type.as_ref().map(|t| t.as_str().to_owned());
+        // Ids sort by time as strings, so the string bound is "older than `after`". With no
+        // cursor, "evt`" sorts after every "evt_..." id (` is the byte after _).
+        let before = query.after.map_or_else(|| "evt`".to_owned(), |a| a.to_string());
+        // One extra row tells whether another page exists without a second query.
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .reader
+            .read(move |c| {
+                let cols = EventRow::COLUMNS;
+                match event_type {
+                    Some(t) => c
+                        .prepare_cached(&format!(
+                            "SELECT {cols} FROM events WHERE tenant = ?1 AND event_type = ?2 AND id < ?3 \
+                             ORDER BY id DESC LIMIT ?4"
+                        ))?
+                        .query_map(params![tenant, t, before, fetch], EventRow::read)?
+                        .collect::<rusqlite::Result<Vec<_>>>(),
+                    None => c
+                        .prepare_cached(&format!(
+                            "SELECT {cols} FROM events WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                        ))?
+                        .query_map(params![tenant, before, fetch], EventRow::read)?
+                        .collect::<rusqlite::Result<Vec<_>>>(),
+                }
+            })
+            .await
+            .map_err(store_unavailable)?;
+        let more = rows.len() > limit;
+        let events = rows
+            .into_iter()
+            .take(limit)
+            .map(EventRow::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = if more { events.last().map(|e| e.id) } else { None };
+        Ok(Page { events, last })
+    }
+}

@@ -1,0 +1,65 @@
+//! Operator tools on an [`EmbeddedQueue`] that are not part of the
+//! [`Queue`](sluice_core::ports::Queue) port: looking at a dead-letter queue without receiving
+//! from it (`peek`), and redriving it (`move_all_to`, what the SQS console's "start DLQ redrive"
+//! does).
+
+use crate::queue::{EmbeddedQueue, Row, unavailable};
+use crate::queue_db::retention_cutoff_ns;
+use rusqlite::params;
+use sluice_core::ports::{QueueError, ReceiptHandle, ReceivedMessage};
+
+impl EmbeddedQueue {
+    /// Lists up to `limit` messages in send order without receiving them: visibility and receive
+    /// counts stay as they are, and the receipts returned are not valid for delete.
+    pub async fn peek(&self, limit: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let name = self.name.clone();
+        let cutoff = retention_cutoff_ns(self.config.retention);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {} FROM messages WHERE queue = ?1 AND sent_at_ns >= ?2 ORDER BY seq LIMIT ?3",
+                    Row::COLUMNS
+                ))?
+                .query_map(params![&*name, cutoff, limit], Row::read)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| {
+                let count = r.receive_count;
+                r.into_message(ReceiptHandle(String::new()), count)
+            })
+            .collect()
+    }
+
+    /// Moves every message of this queue (typically a dead-letter queue) to `target`, keeping
+    /// body, attributes, id and sent time, resetting the receive count and making each visible.
+    /// Returns how many moved.
+    pub async fn move_all_to(&self, target: &str) -> Result<u64, QueueError> {
+        if target == &*self.name {
+            return Err(QueueError::Invalid("source and target are the same queue".into()));
+        }
+        let name = self.name.clone();
+        let to = target.to_owned();
+        let moved = self
+            .db
+            .writer
+            .run(move |c| {
+                c.execute(
+                    "UPDATE messages SET queue = ?2, receive_count = 0, visible_at_ms = 0, receipt = NULL WHERE queue = ?1",
+                    params![&*name, to],
+                )
+            })
+            .await
+            .map_err(unavailable)?;
+        if moved > 0 {
+            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
+            self.db.notify(target).notify_waiters();
+        }
+        Ok(moved as u64)
+    }
+}
