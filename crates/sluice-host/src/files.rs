@@ -25,6 +25,14 @@ pub enum FileError {
         /// The OS's reason, once.
         reason: String,
     },
+    /// The JWKS file could not be read.
+    #[error("cannot read the JWKS file {path}: {reason}")]
+    Jwks {
+        /// The file.
+        path: String,
+        /// The OS's reason, once.
+        reason: String,
+    },
     /// A schema file is not named `<event type>.json`.
     #[error("schema file {0} is not named <event type>.json")]
     SchemaName(String),
@@ -95,7 +103,10 @@ fn read_schema_dir(dir: &Path) -> Result<Vec<(EventType, Value)>, FileError> {
 
 /// Reads a JWKS file (its JSON is checked when the verifier is built).
 pub fn read_jwks_file(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path).map_err(unreadable(path))
+    std::fs::read_to_string(path).map_err(|e| FileError::Jwks {
+        path: path.display().to_string(),
+        reason: io_reason(&e),
+    })
 }
 
 #[cfg(test)]
@@ -140,7 +151,7 @@ mod tests {
         let e = read_jwks_file(Path::new("/nonexistent/jwks.json")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "cannot read /nonexistent/jwks.json: No such file or directory"
+            "cannot read the JWKS file /nonexistent/jwks.json: No such file or directory"
         );
     }
 }
