@@ -22,15 +22,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub use sluice_core::ports::MAX_BATCH;
-/// SQS's limit on one message: body plus attribute names and values, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// SQS's limit on attributes per message.
-pub const MAX_ATTRIBUTES: usize = 10;
-/// SQS's longest long poll.
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
-/// SQS's longest visibility timeout.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+pub use sluice_core::ports::{MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT};
+use sluice_core::ports::{check_receive, check_send_batch, check_visibility};
 
 /// Another process may send to the same file without ringing our [`Notify`]; a long poll
 /// therefore also looks again this often. In-process sends wake it at once.
@@ -82,29 +75,6 @@ fn parse_receipt(receipt: &ReceiptHandle) -> Option<Receipt<'_>> {
 
 fn receipt_handle(seq: i64, message_id: &str, token: &str) -> ReceiptHandle {
     ReceiptHandle(format!("{seq}:{message_id}:{token}"))
-}
-
-fn validate_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
-    if messages.is_empty() || messages.len() > MAX_BATCH {
-        return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_BATCH} messages")));
-    }
-    for m in messages {
-        if m.body.is_empty() {
-            return Err(QueueError::Invalid("a message body must not be empty".into()));
-        }
-        if m.attributes.len() > MAX_ATTRIBUTES {
-            return Err(QueueError::Invalid(format!(
-                "a message has at most {MAX_ATTRIBUTES} attributes"
-            )));
-        }
-        let size = m.body.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "a message is at most {MAX_MESSAGE_BYTES} bytes"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// A row as read for a receive or a peek.
@@ -320,7 +290,7 @@ impl EmbeddedQueue {
 #[async_trait]
 impl Queue for EmbeddedQueue {
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
-        validate_batch(&messages)?;
+        check_send_batch(&messages)?;
         let mut rows = Vec::with_capacity(messages.len());
         for m in messages {
             let attributes = serde_json::to_string(&m.attributes)
@@ -357,18 +327,7 @@ impl Queue for EmbeddedQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        if max == 0 || max > MAX_BATCH {
-            return Err(QueueError::Invalid(format!("receive 1 to {MAX_BATCH} messages")));
-        }
-        if wait > MAX_WAIT {
-            return Err(QueueError::Invalid(format!("wait at most {} s", MAX_WAIT.as_secs())));
-        }
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid(format!(
-                "visibility is at most {} s",
-                MAX_VISIBILITY.as_secs()
-            )));
-        }
+        check_receive(max, wait, visibility)?;
         let deadline = Instant::now() + wait;
         loop {
             // Registered before looking, so a send that commits between our look and our sleep
@@ -433,12 +392,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError> {
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid(format!(
-                "visibility is at most {} s",
-                MAX_VISIBILITY.as_secs()
-            )));
-        }
+        check_visibility(visibility)?;
         let name = self.name.clone();
         let receipt = receipt.clone();
         self.db

@@ -28,14 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// SQS's limit on one message: body plus attribute names and values, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// SQS's limit on attributes per message.
-pub const MAX_ATTRIBUTES: usize = 10;
-/// SQS's longest long poll.
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
-/// SQS's longest visibility timeout.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+use sluice_core::ports::{check_receive, check_send_batch, check_visibility};
 
 /// Message ids are unique across every queue of the process, since a redriven message keeps its
 /// id in the dead-letter queue.
@@ -208,33 +201,10 @@ impl MemoryQueue {
     }
 }
 
-fn validate_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
-    if messages.is_empty() || messages.len() > MAX_BATCH {
-        return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_BATCH} messages")));
-    }
-    for m in messages {
-        if m.body.is_empty() {
-            return Err(QueueError::Invalid("a message body must not be empty".into()));
-        }
-        if m.attributes.len() > MAX_ATTRIBUTES {
-            return Err(QueueError::Invalid(format!(
-                "a message has at most {MAX_ATTRIBUTES} attributes"
-            )));
-        }
-        let size = m.body.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "a message is at most {MAX_MESSAGE_BYTES} bytes"
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
-        validate_batch(&messages)?;
+        check_send_batch(&messages)?;
         let now = Instant::now();
         let sent_at = OffsetDateTime::now_utc();
         let ids = {
@@ -266,18 +236,7 @@ impl Queue for MemoryQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        if max == 0 || max > MAX_BATCH {
-            return Err(QueueError::Invalid(format!("receive 1 to {MAX_BATCH} messages")));
-        }
-        if wait > MAX_WAIT {
-            return Err(QueueError::Invalid(format!("wait at most {} s", MAX_WAIT.as_secs())));
-        }
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid(format!(
-                "visibility is at most {} s",
-                MAX_VISIBILITY.as_secs()
-            )));
-        }
+        check_receive(max, wait, visibility)?;
         let deadline = Instant::now() + wait;
         loop {
             // Registered before looking, so a send between the look and the sleep still wakes us.
@@ -319,12 +278,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<(), QueueError> {
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid(format!(
-                "visibility is at most {} s",
-                MAX_VISIBILITY.as_secs()
-            )));
-        }
+        check_visibility(visibility)?;
         {
             let mut state = lock(&self.state);
             let seq = state.find(receipt)?.ok_or(QueueError::InvalidReceipt)?;

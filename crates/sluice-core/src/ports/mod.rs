@@ -13,6 +13,7 @@ pub mod store;
 pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
 pub use queue::{
-    MAX_BATCH, MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
+    MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, MessageAttributes, OutgoingMessage, Queue,
+    QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive, check_send_batch, check_visibility,
 };
 pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

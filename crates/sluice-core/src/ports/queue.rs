@@ -9,6 +9,64 @@ use time::OffsetDateTime;
 /// delete.
 pub const MAX_BATCH: usize = 10;
 
+/// SQS's limit on one message: body plus attribute names and values, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// SQS's limit on attributes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
+/// SQS's longest long poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// SQS's longest visibility timeout.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Checks a send against SQS's limits, as SQS itself would: 1 to [`MAX_BATCH`] messages, none
+/// empty, at most [`MAX_ATTRIBUTES`] attributes and [`MAX_MESSAGE_BYTES`] each. Adapters that
+/// are not SQS call it so that a request SQS would refuse is refused everywhere.
+pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
+    if messages.is_empty() || messages.len() > MAX_BATCH {
+        return Err(QueueError::Invalid(format!("a batch holds 1 to {MAX_BATCH} messages")));
+    }
+    for m in messages {
+        if m.body.is_empty() {
+            return Err(QueueError::Invalid("a message body must not be empty".into()));
+        }
+        if m.attributes.len() > MAX_ATTRIBUTES {
+            return Err(QueueError::Invalid(format!(
+                "a message has at most {MAX_ATTRIBUTES} attributes"
+            )));
+        }
+        let size = m.body.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "a message is at most {MAX_MESSAGE_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a receive against SQS's limits: 1 to [`MAX_BATCH`] messages, a wait of at most
+/// [`MAX_WAIT`] and a visibility of at most [`MAX_VISIBILITY`].
+pub fn check_receive(max: usize, wait: Duration, visibility: Duration) -> Result<(), QueueError> {
+    if max == 0 || max > MAX_BATCH {
+        return Err(QueueError::Invalid(format!("receive 1 to {MAX_BATCH} messages")));
+    }
+    if wait > MAX_WAIT {
+        return Err(QueueError::Invalid(format!("wait at most {} s", MAX_WAIT.as_secs())));
+    }
+    check_visibility(visibility)
+}
+
+/// Checks a visibility timeout against SQS's limit, [`MAX_VISIBILITY`].
+pub fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
+    if visibility > MAX_VISIBILITY {
+        return Err(QueueError::Invalid(format!(
+            "visibility is at most {} s",
+            MAX_VISIBILITY.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 /// String message attributes (SQS `MessageAttributes` of type `String`).
 pub type MessageAttributes = BTreeMap<String, String>;
 
