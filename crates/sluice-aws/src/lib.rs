@@ -16,7 +16,8 @@
 //! Build one [`aws_config::SdkConfig`] with [`sdk_config`] and one client per service *once*, at
 //! process (or Lambda init) start, and share them: SDK clients hold connection pools, credential
 //! caches and retry token buckets that are only useful if reused. Building them per invocation
-//! costs a TLS handshake and a credential resolution per request.
+//! costs a TLS handshake and a credential resolution per request. Both of Sluice's hosts build
+//! theirs through `sluice_host::Clients`, the one place that does.
 //!
 //! # Resources
 //! Queue URLs and table names ([`AwsResources`]) come from the environment, read by `sluice-host`.
