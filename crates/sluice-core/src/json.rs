@@ -5,10 +5,16 @@
 //! event says, and deep nesting costs stack and CPU downstream. This reader builds the same
 //! [`serde_json::Value`] but rejects duplicate keys and anything deeper than a configured limit,
 //! reporting where, as a JSON Pointer.
+//!
+//! It also refuses numbers it could not give back as sent (data integrity): an integer beyond 64
+//! bits, or a decimal that an IEEE 754 double does not hold exactly as written (say
+//! `0.30000000000000000001`), would otherwise be stored rounded and read back changed. Such
+//! values belong in a string. The check only runs over bodies that hold a non-integer number,
+//! so integer-only bodies pay nothing for it.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 /// Why bytes were refused as JSON.
@@ -36,6 +42,14 @@ pub enum JsonError {
         /// The repeated key.
         key: String,
     },
+    /// A number that would not come back as sent.
+    #[error(
+        "the number {number} cannot be stored exactly: integers must fit in 64 bits and decimals in a double (IEEE 754); send it as a string"
+    )]
+    InexactNumber {
+        /// The number as sent (at most its first 40 characters).
+        number: String,
+    },
 }
 
 /// Escapes one JSON Pointer reference token (RFC 6901).
@@ -46,6 +60,8 @@ pub fn escape_pointer_token(token: &str) -> String {
 struct State {
     failure: RefCell<Option<JsonError>>,
     max_depth: usize,
+    /// Whether any number arrived as a float: a decimal, or an integer beyond 64 bits.
+    saw_float: Cell<bool>,
 }
 
 impl State {
@@ -92,6 +108,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        self.state.saw_float.set(true);
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -170,6 +187,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     let state = State {
         failure: RefCell::new(None),
         max_depth,
+        saw_float: Cell::new(false),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = Seed {
@@ -179,6 +197,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     .deserialize(&mut de)
     .and_then(|v| de.end().map(|()| v));
     match result {
+        Ok(v) if state.saw_float.get() => check_numbers(bytes).map(|()| v),
         Ok(v) => Ok(v),
         Err(e) => {
             if let Some(f) = state.failure.into_inner() {
@@ -198,10 +217,121 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     }
 }
 
+/// Refuses any number literal in `bytes` (valid JSON) that would not come back as sent.
+fn check_numbers(bytes: &[u8]) -> Result<(), JsonError> {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string; an escaped quote does not end it.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let token = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+                if !is_exact(token) {
+                    let mut number = token.to_owned();
+                    crate::text::truncate_at_char_boundary(&mut number, 40);
+                    return Err(JsonError::InexactNumber { number });
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Whether the number literal `token` survives the round trip through `serde_json::Value`: an
+/// integer that fits in an `i64` or `u64`, or a decimal whose double prints as the same value.
+fn is_exact(token: &str) -> bool {
+    let integer = !token.contains(['.', 'e', 'E']);
+    if integer {
+        return token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok();
+    }
+    let Ok(parsed) = token.parse::<f64>() else {
+        return false;
+    };
+    let Some(printed) = serde_json::Number::from_f64(parsed) else {
+        return false;
+    };
+    match (decimal(token), decimal(&printed.to_string())) {
+        (Some(sent), Some(kept)) => sent == kept,
+        _ => false,
+    }
+}
+
+/// A decimal literal as (negative, significant digits, exponent): `-1.50e2` is `(true, "15", 1)`.
+/// Zero is `(false, "", 0)` whatever its sign, as `-0.0 == 0.0`.
+fn decimal(token: &str) -> Option<(bool, String, i64)> {
+    let (negative, unsigned) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let mut exponent = exponent.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    exponent = exponent.checked_add(i64::try_from(significant.len() - trimmed.len()).ok()?)?;
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((negative, trimmed.to_owned(), exponent))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn t1_numbers_that_would_come_back_changed_are_refused() {
+        for ok in [
+            "0",
+            "-0",
+            "1.5",
+            "1.50",
+            "-2.25e3",
+            "0.1",
+            "1e300",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1E5",
+            "0.30000000000000004",
+            "-0.0",
+        ] {
+            let body = format!("{{\"n\":{ok},\"s\":\"1.0000000000000000000001\"}}");
+            assert!(parse_strict(body.as_bytes(), 8).is_ok(), "{ok}");
+        }
+        for bad in [
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.30000000000000000001",
+            "3.141592653589793238462643383279",
+            "1.00000000000000000000000000001e5",
+        ] {
+            let body = format!("[1.5, {{\"n\":{bad}}}]");
+            match parse_strict(body.as_bytes(), 8) {
+                Err(JsonError::InexactNumber { number }) => assert!(bad.starts_with(&number), "{number}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // Integers alone take the fast path and are exact by construction.
+        assert!(parse_strict(b"[1,2,-3]", 8).is_ok());
+    }
 
     #[test]
     fn parses_ordinary_json() {
