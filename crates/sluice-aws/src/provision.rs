@@ -114,6 +114,10 @@ pub async fn create_queues(
         .queue_name(dlq)
         .attributes(QueueAttributeName::SqsManagedSseEnabled, "true")
         .attributes(
+            QueueAttributeName::MaximumMessageSize,
+            sluice_core::ports::MAX_MESSAGE_BYTES.to_string(),
+        )
+        .attributes(
             QueueAttributeName::MessageRetentionPeriod,
             DLQ_RETENTION_SECS.to_string(),
         )
@@ -143,6 +147,10 @@ pub async fn create_queues(
         .create_queue()
         .queue_name(queue)
         .attributes(QueueAttributeName::SqsManagedSseEnabled, "true")
+        .attributes(
+            QueueAttributeName::MaximumMessageSize,
+            sluice_core::ports::MAX_MESSAGE_BYTES.to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .attributes(
             QueueAttributeName::VisibilityTimeout,

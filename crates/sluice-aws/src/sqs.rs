@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 
 /// SQS's limit on the total payload of one `SendMessageBatch` (body plus attribute names, types
 /// and values of every entry). Queues may be configured lower, never higher than this default.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
+const MAX_BATCH_BYTES: usize = sluice_core::ports::MAX_MESSAGE_BYTES;
 /// SQS's longest long poll.
 const MAX_WAIT_SECS: u64 = 20;
 /// SQS's longest visibility timeout.

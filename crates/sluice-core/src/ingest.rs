@@ -5,7 +5,10 @@
 use crate::clock::Clock;
 use crate::envelope::{Envelope, Sealer, VERSION};
 use crate::ids::{EventId, IdempotencyKey, RequestId};
-use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, OutgoingMessage, Queue, QueueError};
+use crate::ports::{
+    Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, OutgoingMessage,
+    Queue, QueueError, message_size,
+};
 use crate::tenant::Tenant;
 use crate::validate::{ValidationError, Validator};
 use sha2::{Digest, Sha256};
@@ -61,6 +64,14 @@ pub enum IngestError {
     /// The idempotency key was used before with another body (422).
     #[error("the idempotency key was used with a different request body")]
     IdempotencyMismatch,
+    /// The request cannot be kept once sealed (413); nothing was queued or claimed.
+    #[error("{what} is larger than {limit} bytes once sealed")]
+    TooLarge {
+        /// What does not fit: one event in a queue message, or a request in an idempotency record.
+        what: &'static str,
+        /// The limit it passes.
+        limit: usize,
+    },
     /// The queue is over its bound: backpressure (503, D-3).
     #[error("the queue is full")]
     Overloaded,
@@ -184,11 +195,19 @@ impl IngestService {
                 request_id: ctx.request_id.clone(),
                 source_ip: ctx.source_ip.clone(),
             };
-            messages.push(
-                self.sealer
-                    .seal(&env)
-                    .map_err(|e| IngestError::Unavailable(e.to_string()))?,
-            );
+            let message = self
+                .sealer
+                .seal(&env)
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+            // Measured before anything is sent: a message the queue would refuse is the
+            // client's to fix (413), never an outage to retry (T-1).
+            if message_size(&message) > MAX_MESSAGE_BYTES {
+                return Err(IngestError::TooLarge {
+                    what: "an event",
+                    limit: MAX_MESSAGE_BYTES,
+                });
+            }
+            messages.push(message);
         }
         let accepted = match (single, ids.first()) {
             (true, Some(id)) => Accepted::One { id: *id },
@@ -198,13 +217,22 @@ impl IngestService {
             self.send_all(messages).await?;
             return Ok(accepted);
         };
+        // The whole sealed request is kept for retries; a record the store cannot hold would make
+        // every attempt fail as an outage, so it is the client's to split (T-1).
+        let payload = encode_payload(&messages);
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(IngestError::TooLarge {
+                what: "a request with an Idempotency-Key",
+                limit: MAX_PAYLOAD_BYTES,
+            });
+        }
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
             fingerprint: crate::text::hex_digest(&Sha256::digest(body)),
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
-            payload: encode_payload(&messages),
+            payload,
             completed: false,
             expires_at: now + self.idempotency_ttl,
         };

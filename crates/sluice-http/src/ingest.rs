@@ -66,6 +66,9 @@ fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
             .violations(violations),
         IngestError::IdempotencyMismatch => Problem::new(Code::IdempotencyKeyMismatch)
             .detail("this Idempotency-Key was already used with a different request body"),
+        IngestError::TooLarge { what, limit } => Problem::new(Code::PayloadTooLarge).detail(format!(
+            "{what} is larger than {limit} bytes once sealed; send less at once"
+        )),
         IngestError::Overloaded => {
             tracing::warn!(target: "sluice::http", request_id = %request_id, "queue over its depth bound");
             Problem::new(Code::QueueUnavailable)

@@ -9,7 +9,9 @@
 //!   client address, then throttling.
 //! - `throttle`: governor token buckets, per key and global (D-1).
 //! - `admission`: the byte budget, the body bytes the ingest route works on at once (D-2).
-//! - `body`: media type check and body reading under a byte limit (T-1).
+//! - `body`: media type check and body reading under a byte limit (T-1), with a bounded
+//!   lingering read after an early 413 so clients that send before they read still see it.
+//! - `framing`: `Transfer-Encoding` and `Host` as RFC 9112 allows them, on `sluice serve` (T-1).
 //! - `ingest`, `query`: the route handlers, thin adapters over `sluice_core`'s use cases.
 //! - [`access_log`]: one structured event per request, never a body or credential (R-1, I-1).
 //! - [`client_ip`]: the caller's address.
@@ -24,6 +26,7 @@ mod admission;
 pub mod auth;
 mod body;
 pub mod client_ip;
+mod framing;
 mod ingest;
 pub mod openapi;
 pub mod problem;
@@ -43,6 +46,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use framing::FramingLayer;
 use request_id::FinalizeLayer;
 use serde::Deserialize;
 use sluice_core::ingest::IngestService;
@@ -187,8 +191,9 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
     Problem::new(Code::Internal).into_response()
 }
 
-/// The layers every router gets, with the 404 fallback.
-fn finish(router: Router, config: &HttpConfig) -> Router {
+/// The layers every router gets, with the 404 fallback; `framing` adds the HTTP/1.1 framing
+/// checks a server that owns its connections needs (see `framing`).
+fn finish(router: Router, config: &HttpConfig, framing: bool) -> Router {
     // One `layer` call with the whole stack: each `Router::layer` boxes every route once more,
     // and a request then clones each box on its way in (an allocation per layer per request).
     let shared = ServiceBuilder::new()
@@ -196,6 +201,7 @@ fn finish(router: Router, config: &HttpConfig) -> Router {
         .layer(FinalizeLayer)
         .layer(AccessLogLayer)
         .layer(CatchPanicLayer::custom(panic_response))
+        .option_layer(framing.then_some(FramingLayer))
         // Innermost, so a waiting request holds no body, parsed value or envelope; one semaphore
         // for every route (GlobalConcurrencyLimitLayer shares it across clones).
         .option_layer((config.max_in_flight > 0).then(|| GlobalConcurrencyLimitLayer::new(config.max_in_flight)));
@@ -205,13 +211,13 @@ fn finish(router: Router, config: &HttpConfig) -> Router {
 /// The ingest function's router: `POST /v1/events`.
 pub fn ingest_router(ingest: Arc<IngestService>, auth: Auth, config: &HttpConfig) -> Router {
     let guard = guard(auth, config);
-    finish(ingest_routes(ingest, &guard, config), config)
+    finish(ingest_routes(ingest, &guard, config), config, false)
 }
 
 /// The query function's router: `GET /v1/events/{id}` and `GET /v1/events`.
 pub fn query_router(query: Arc<QueryService>, auth: Auth, config: &HttpConfig) -> Router {
     let guard = guard(auth, config);
-    finish(query_routes(query, &guard), config)
+    finish(query_routes(query, &guard), config, false)
 }
 
 /// The whole API as `sluice serve` mounts it: ingest and query routes sharing one authenticator
@@ -222,5 +228,5 @@ pub fn app(ingest: Arc<IngestService>, query: Arc<QueryService>, auth: Auth, con
         .merge(query_routes(query, &guard))
         .route(openapi::HEALTHZ, get(openapi::healthz))
         .route(openapi::OPENAPI, get(openapi::serve_openapi));
-    finish(routes, config)
+    finish(routes, config, true)
 }

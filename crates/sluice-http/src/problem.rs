@@ -52,13 +52,15 @@ pub enum Code {
     StoreUnavailable,
     /// 503: the key store is unavailable.
     AuthUnavailable,
+    /// 501: a transfer coding other than `chunked`.
+    UnsupportedTransferCoding,
     /// 500: anything else.
     Internal,
 }
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::MalformedJson,
         Code::InvalidParameter,
         Code::InvalidCursor,
@@ -75,6 +77,7 @@ impl Code {
         Code::QueueUnavailable,
         Code::StoreUnavailable,
         Code::AuthUnavailable,
+        Code::UnsupportedTransferCoding,
         Code::Internal,
     ];
 
@@ -97,6 +100,7 @@ impl Code {
             Code::QueueUnavailable => "queue_unavailable",
             Code::StoreUnavailable => "store_unavailable",
             Code::AuthUnavailable => "auth_unavailable",
+            Code::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Code::Internal => "internal",
         }
     }
@@ -116,6 +120,7 @@ impl Code {
             Code::ValidationFailed | Code::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Code::QueueUnavailable | Code::StoreUnavailable | Code::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,6 +144,7 @@ impl Code {
             Code::QueueUnavailable => "Queue unavailable",
             Code::StoreUnavailable => "Store unavailable",
             Code::AuthUnavailable => "Authentication unavailable",
+            Code::UnsupportedTransferCoding => "Transfer coding not implemented",
             Code::Internal => "Internal error",
         }
     }
@@ -156,6 +162,7 @@ impl Code {
             StatusCode::UNPROCESSABLE_ENTITY => Code::ValidationFailed,
             StatusCode::TOO_MANY_REQUESTS => Code::Throttled,
             StatusCode::SERVICE_UNAVAILABLE => Code::QueueUnavailable,
+            StatusCode::NOT_IMPLEMENTED => Code::UnsupportedTransferCoding,
             _ => Code::Internal,
         }
     }

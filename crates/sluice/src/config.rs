@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_aws::AwsResources;
 use sluice_core::oidc::{self, OidcConfig};
+use sluice_core::ports::{ENVELOPE_HEADROOM, MAX_MESSAGE_BYTES};
 use sluice_core::validate::Limits;
 use sluice_host::env::{self, vars};
 use sluice_host::telemetry::{LogFormat, LogSettings};
@@ -330,6 +331,12 @@ impl Config {
         if self.limits.max_batch == 0 || self.limits.max_depth < 2 || self.limits.max_body_bytes == 0 {
             bail!("limits must allow at least one event");
         }
+        let most = MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM;
+        if self.limits.max_body_bytes > most {
+            bail!(
+                "limits.max_body_bytes must be at most {most}: a single event and its envelope must fit in one queue message ({MAX_MESSAGE_BYTES} bytes, SQS's limit)"
+            );
+        }
         if let Some(o) = &self.auth.oidc {
             o.oidc_config()?;
         }
@@ -495,5 +502,10 @@ mod tests {
         assert!(Config::load(None, env("SLUICE_QUEUE__MAX_RECIEVE_COUNT", "3")).is_err());
         assert!(Config::load(None, env("SLUICE_WORKER__BATCH_SIZE", "11")).is_err());
         assert!(Config::load(None, env("SLUICE_LISTEN", "not an address")).is_err());
+        let most = (MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM).to_string();
+        assert!(Config::load(None, env("SLUICE_LIMITS__MAX_BODY_BYTES", &most)).is_ok());
+        let over = (MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM + 1).to_string();
+        let err = Config::load(None, env("SLUICE_LIMITS__MAX_BODY_BYTES", &over)).unwrap_err();
+        assert!(err.to_string().contains("limits.max_body_bytes"), "{err}");
     }
 }

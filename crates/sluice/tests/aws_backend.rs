@@ -413,3 +413,43 @@ async fn d3_aws_backend_refuses_new_events_while_sqs_holds_max_depth() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test]
+async fn t1_on_aws_a_body_exactly_at_the_limit_is_queued_stored_and_read_back_and_one_byte_more_gets_413() {
+    const LIMIT: usize = 256 * 1024;
+    let event_of = |len: usize| {
+        let (head, tail) = (r#"{"type":"big","data":""#, r#""}"#);
+        format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
+    };
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let key = create_key(moto, &r, &data_dir, "acme");
+    let app = Server::spawn(moto, &r, &data_dir);
+    // The longest request id makes the SQS message as large as one gets.
+    let request_id = "r".repeat(128);
+    let res = app
+        .client
+        .post(format!("{}/v1/events", app.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .header("x-request-id", &request_id)
+        .body(event_of(LIMIT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let event = app.wait_for_event(&key, &id).await;
+    assert_eq!(event["request_id"], request_id.as_str());
+    assert_eq!(
+        event["data"].as_str().unwrap().len(),
+        LIMIT - r#"{"type":"big","data":""}"#.len()
+    );
+    let over = app.post(&key, &event_of(LIMIT + 1), None).await;
+    assert_eq!(over.status(), 413);
+    assert_eq!(over.json::<Value>().await.unwrap()["code"], "payload_too_large");
+    assert!(
+        !app.logs.lock().unwrap().iter().any(|l| l.contains("\"ERROR\"")),
+        "no request at or past the limit writes an ERROR line"
+    );
+}

@@ -6,9 +6,10 @@
 //! rounded up: DynamoDB TTL deletes the item some time after it expires, which is why expiry is
 //! also enforced by the condition rather than left to TTL).
 //!
-//! An item is limited to 400 KB; `payload` holds every envelope of the request, so a request
-//! body near the 256 KiB limit whose data needs much JSON escaping can exceed it. DynamoDB then
-//! refuses the claim (`ValidationException`) and the port reports `Unavailable`.
+//! An item is limited to 400 KB; `payload` holds every envelope of the request, so ingest refuses
+//! (413) a request whose payload passes `MAX_PAYLOAD_BYTES` before it claims anything. Were one
+//! to reach DynamoDB all the same, it refuses the claim (`ValidationException`) and the port
+//! reports `Unavailable`.
 
 use super::{Corrupt, Item, PK, Reader, number_attr, string_attr};
 use crate::error::Failure;

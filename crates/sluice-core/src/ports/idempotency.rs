@@ -10,6 +10,10 @@ use crate::tenant::Tenant;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+/// The largest [`IdempotencyRecord::payload`] every store holds: DynamoDB limits an item to
+/// 400 KB, and the record's other attributes need far less than the 50 KB left.
+pub const MAX_PAYLOAD_BYTES: usize = 350_000;
+
 /// What the first request with a key produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {

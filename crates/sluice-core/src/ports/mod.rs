@@ -10,10 +10,11 @@ pub mod keys;
 pub mod queue;
 pub mod store;
 
-pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
+pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore, MAX_PAYLOAD_BYTES};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
 pub use queue::{
-    MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, MessageAttributes, OutgoingMessage, Queue,
-    QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive, check_send_batch, check_visibility,
+    ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, MessageAttributes,
+    OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive, check_send_batch,
+    check_visibility, message_size,
 };
 pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

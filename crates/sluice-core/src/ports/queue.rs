@@ -9,8 +9,16 @@ use time::OffsetDateTime;
 /// delete.
 pub const MAX_BATCH: usize = 10;
 
-/// SQS's limit on one message: body plus attribute names and values, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// SQS's limit on one message: body plus attribute names and values, in bytes (1 MiB since
+/// August 2025; a queue's `MaximumMessageSize` must be set to it, as the template and
+/// `provision` do). A request body is at most `limits.max_body_bytes` (256 KiB by default), so
+/// a single event and its envelope fit with room to spare; ingest still measures every sealed
+/// message and refuses one that does not fit with 413 before anything is queued.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The room a single event's envelope and attributes may need beyond its request body: ingest
+/// refuses a body limit above `MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM` at start-up.
+pub const ENVELOPE_HEADROOM: usize = 64 * 1024;
 /// SQS's limit on attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
 /// SQS's longest long poll.
@@ -34,14 +42,18 @@ pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> 
                 "a message has at most {MAX_ATTRIBUTES} attributes"
             )));
         }
-        let size = m.body.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
+        if message_size(m) > MAX_MESSAGE_BYTES {
             return Err(QueueError::Invalid(format!(
                 "a message is at most {MAX_MESSAGE_BYTES} bytes"
             )));
         }
     }
     Ok(())
+}
+
+/// A message's size as SQS counts it: the body plus every attribute's name and value.
+pub fn message_size(m: &OutgoingMessage) -> usize {
+    m.body.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 /// Checks a receive against SQS's limits: 1 to [`MAX_BATCH`] messages, a wait of at most

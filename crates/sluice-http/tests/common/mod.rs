@@ -310,8 +310,9 @@ async fn send_checked(app: &Router, req: Request<Body>, check: bool) -> Reply {
 }
 
 /// Builds a request.
+/// A request as an HTTP/1.1 client sends it: with one Host header, which `sluice serve` requires.
 pub fn req(method: &str, uri: &str) -> axum::http::request::Builder {
-    Request::builder().method(method).uri(uri)
+    Request::builder().method(method).uri(uri).header("host", "sluice.test")
 }
 
 pub fn bearer(key: &ApiKey) -> String {
