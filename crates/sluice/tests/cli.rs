@@ -48,7 +48,7 @@ fn stored_hashes(data_dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn keys_list_is_an_aligned_table_or_json_lines_and_never_shows_a_secret_or_hash() {
+fn s4_keys_list_aligns_its_table_and_never_shows_a_secret_or_hash() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let short = create_key(&data, "a", &["--label", "x"]);
