@@ -175,7 +175,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     .await
                     .with_context(|| format!("binding {}", config.listen))
                     .unavailable()?;
-                serve::run(listener, config, serve::shutdown_signal()).await.failed()
+                serve::run(listener, config, serve::shutdown_signal())
+                    .await
+                    .map_err(start_up_error)
             })
         }
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd, output)),
@@ -198,6 +200,16 @@ fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
         .context("writing the completion script")
         .failed()
+}
+
+/// A failure of `sluice serve`: a file the configuration names that is missing or unusable (the
+/// schema directory, the JWKS file) is refused configuration; anything else is a failure.
+fn start_up_error(e: anyhow::Error) -> CliError {
+    if e.chain().any(|cause| cause.is::<sluice_host::files::FileError>()) {
+        CliError::Refused(e)
+    } else {
+        CliError::Failed(e)
+    }
 }
 
 /// Prints a rendered listing.

@@ -27,7 +27,8 @@ Exit status:
   2  usage: the command line is wrong (unknown command, missing or invalid argument)
   3  not found: no such key (keys revoke, keys rotate)
   4  refused: invalid input or configuration, or an operation that is not allowed
-     (a bad tenant name or key id, rotating a revoked key, dlq on the aws backend)
+     (a bad tenant name or key id, rotating a revoked key, a missing schema_dir,
+     dlq on the aws backend)
   5  unavailable: the queue or the store cannot be opened or reached; retrying may help";
 
 /// Why a command failed; its kind decides the exit status.

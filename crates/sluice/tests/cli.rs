@@ -218,7 +218,11 @@ fn a_missing_schema_dir_is_one_line_that_names_the_setting_and_what_to_do() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert!(!out.status.success(), "serve started without its schema directory");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a missing schema directory is refused configuration: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line:\n{err}");
     let line = lines[0];
