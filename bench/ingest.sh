@@ -23,7 +23,7 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && br
 START=$(date +%s.%N)
 wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/post-one.lua http://127.0.0.1:18080/v1/events | tee "$DATA/wrk.txt"
 while :; do
-  S=$($BIN status --data-dir "$DATA")
+  S=$($BIN status --output json --data-dir "$DATA")
   python3 -c "import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s['queue']['visible']+s['queue']['in_flight']==0 else 1)" "$S" && break
   sleep 0.2
 done

@@ -66,7 +66,7 @@ print("ok")
 PY
 
 step "cargo deny check licenses bans sources"
-cargo deny --locked --log-level error check --show-stats licenses bans sources
+cargo deny --locked --workspace --log-level error check --show-stats licenses bans sources
 
 step "cargo audit (offline, $(head -c 200 "$DB/SNAPSHOT.txt" 2>/dev/null | head -n1 || echo "$DB"))"
 # --deny warnings: unmaintained and unsound crates fail too, unless ignored with a reason.

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 MANIFEST = ROOT / "crates" / "sluice-lambda" / "functions.toml"
 FIXTURE = ROOT / "infra" / "tests" / "manifest"
+PROBLEMS_MD = (ROOT / "docs" / "problems.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,8 @@ def test_i2_gateway_responses_are_problem_json(template):
     for name, r in responses.items():
         body = json.loads(_substituted(r["responseTemplates"]["application/json"]))
         assert set(body) == {"type", "title", "status", "code", "request_id"}, name
-        assert body["type"] == f"https://sluice.dev/problems/{body['code']}", name
+        assert body["type"] == "about:blank", name  # the code identifies it (docs/problems.md)
+        assert f'<a id="{body["code"]}"></a>' in PROBLEMS_MD, name
         if "statusCode" in r:
             assert int(r["statusCode"]) == body["status"], name
         assert r["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"

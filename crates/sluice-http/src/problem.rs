@@ -14,10 +14,13 @@ use sluice_core::validate::Violation;
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Where problem type URIs live: `<BASE><code>`.
-pub const TYPE_BASE: &str = "https://sluice.dev/problems/";
+/// The `type` of every problem: `about:blank` (RFC 9457 §4.2.1), since the project has no
+/// public address a type URI could resolve to. The `code` member identifies the problem, and
+/// `docs/problems.md` documents each code under an anchor of the same name.
+pub const PROBLEM_TYPE: &str = "about:blank";
 
-/// The stable, snake_case problem codes (the `code` member and the tail of `type`).
+/// The stable, snake_case problem codes (the `code` member), each documented in
+/// `docs/problems.md#<code>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     /// 400: the body is not acceptable JSON.
@@ -125,27 +128,22 @@ impl Code {
         }
     }
 
-    /// Short human text, the same for every occurrence of the code.
+    /// The title: the HTTP status phrase (RFC 9110), as RFC 9457 asks of `about:blank`
+    /// problems; the same for every occurrence, and `code` says which problem it is.
     pub fn title(self) -> &'static str {
-        match self {
-            Code::MalformedJson => "Malformed JSON",
-            Code::InvalidParameter => "Invalid query parameter",
-            Code::InvalidCursor => "Invalid cursor",
-            Code::InvalidHeader => "Invalid header",
-            Code::Unauthorized => "Unauthorized",
-            Code::NotFound => "Not found",
-            Code::MethodNotAllowed => "Method not allowed",
-            Code::RequestTimeout => "Request timeout",
-            Code::PayloadTooLarge => "Payload too large",
-            Code::UnsupportedMediaType => "Unsupported media type",
-            Code::ValidationFailed => "Validation failed",
-            Code::IdempotencyKeyMismatch => "Idempotency key reused with a different body",
-            Code::Throttled => "Too many requests",
-            Code::QueueUnavailable => "Queue unavailable",
-            Code::StoreUnavailable => "Store unavailable",
-            Code::AuthUnavailable => "Authentication unavailable",
-            Code::UnsupportedTransferCoding => "Transfer coding not implemented",
-            Code::Internal => "Internal error",
+        match self.status().as_u16() {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            413 => "Content Too Large",
+            415 => "Unsupported Media Type",
+            422 => "Unprocessable Content",
+            429 => "Too Many Requests",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
         }
     }
 
@@ -223,7 +221,7 @@ impl Problem {
     /// The JSON body, with the request id it answers.
     pub fn to_json(&self, request_id: &str) -> Vec<u8> {
         let mut body = serde_json::json!({
-            "type": format!("{TYPE_BASE}{}", self.code.as_str()),
+            "type": PROBLEM_TYPE,
             "title": self.code.title(),
             "status": self.code.status().as_u16(),
             "code": self.code.as_str(),
@@ -291,7 +289,9 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&p.to_json("r")).unwrap();
         assert!(body["detail"].as_str().unwrap().len() <= MAX_DETAIL + 3);
         assert_eq!(body["request_id"], "r");
-        assert_eq!(body["type"], "https://sluice.dev/problems/malformed_json");
+        assert_eq!(body["type"], "about:blank");
+        assert_eq!(body["title"], "Bad Request");
+        assert_eq!(body["code"], "malformed_json");
     }
 
     #[test]
@@ -302,6 +302,48 @@ mod tests {
         assert_eq!(res.headers().get(header::CONNECTION).unwrap(), "close");
         let res = Problem::new(Code::MalformedJson).render("r");
         assert!(res.headers().get(header::CONNECTION).is_none());
+    }
+
+    /// The document every `code` points a developer to.
+    const PROBLEMS_MD: &str = include_str!("../../../docs/problems.md");
+    /// Codes only API Gateway answers with, on AWS (its gateway responses in `infra/template.yaml`).
+    const GATEWAY_ONLY: [&str; 2] = ["forbidden", "bad_request"];
+
+    /// The text of a code's section in `docs/problems.md`, from its anchor to the next one.
+    fn documented(code: &str) -> Option<&'static str> {
+        let anchor = format!("<a id=\"{code}\"></a>");
+        let start = PROBLEMS_MD.find(&anchor)? + anchor.len();
+        let rest = &PROBLEMS_MD[start..];
+        Some(&rest[..rest.find("<a id=").unwrap_or(rest.len())])
+    }
+
+    #[test]
+    fn every_code_is_documented_in_problems_md_under_its_anchor() {
+        for c in Code::ALL {
+            let code = c.as_str();
+            let section = documented(code).unwrap_or_else(|| panic!("docs/problems.md has no anchor for {code}"));
+            assert!(
+                section.trim_start().starts_with(&format!("### `{code}`")),
+                "{code}: the anchor is not on its heading"
+            );
+            let status = format!("**Status:** {} {}", c.status().as_u16(), c.title());
+            assert!(section.contains(&status), "{code}: no line {status:?}");
+            for part in ["**When:**", "**What to do:**"] {
+                assert!(section.contains(part), "{code}: no {part}");
+            }
+            assert!(
+                PROBLEMS_MD.contains(&format!("[`{code}`](#{code})")),
+                "{code} is not in the summary table"
+            );
+        }
+        // Nothing documented that no one answers with.
+        for anchor in PROBLEMS_MD.split("<a id=\"").skip(1) {
+            let id = anchor.split('"').next().unwrap_or_default();
+            assert!(
+                Code::ALL.iter().any(|c| c.as_str() == id) || GATEWAY_ONLY.contains(&id),
+                "docs/problems.md documents {id}, which is no code"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,15 @@
-//! The command line: `serve`, `keys` and `dlq`.
+//! The command line: `serve`, `keys`, `dlq`, `status`, `cost` and `completions`.
+//!
+//! Every listing prints through [`crate::output`] (`--output table|json`), and every failure is
+//! a [`CliError`] whose kind is the exit status ([`crate::exit`]).
 
 use crate::config::{Backend, Config, Overrides};
+use crate::exit::{Classify, CliError, EXIT_STATUS_HELP};
+use crate::output::{Format, Listing};
 use crate::serve;
-use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::{Value, json};
 use sluice_core::ids::KeyId;
 use sluice_core::keys;
 use sluice_core::tenant::Tenant;
@@ -17,7 +23,7 @@ use time::format_description::well_known::Rfc3339;
 
 /// Sluice: a secure-by-default event ingestion pipeline.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -38,6 +44,10 @@ struct Global {
     /// `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`.
     #[arg(long, global = true, value_enum)]
     backend: Option<Backend>,
+    /// How listings print (`keys list`, `dlq list`, `status`): an aligned table, or JSON for
+    /// scripts (one object per line; one document for `status`).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,11 +67,17 @@ enum Command {
     /// Inspect and redrive the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Print the queue and dead-letter queue depths as JSON.
+    /// Print the queue and dead-letter queue depths.
     Status,
     /// Monthly AWS cost per million events of the deployed shape, and the worst case an attacker
     /// can force per hour under the throttles and reserved concurrency (D-2).
     Cost(crate::cost::Args),
+    /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +94,7 @@ enum KeysCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<Duration>,
     },
-    /// List keys (never their secrets).
+    /// List keys (never their secrets or hashes).
     List,
     /// Revoke a key at once.
     Revoke {
@@ -110,36 +126,38 @@ enum DlqCommand {
     Redrive,
 }
 
-/// Runs the command and turns errors into an exit code, never a panic.
+/// Runs the command and turns errors into an exit status ([`crate::exit`]), never a panic.
 pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("sluice: {e}");
+            ExitCode::from(e.status())
         }
     }
 }
 
-fn load_config(global: &Global, flags: Overrides) -> anyhow::Result<Config> {
+fn load_config(global: &Global, flags: Overrides) -> Result<Config, CliError> {
     let flags = Overrides {
         backend: global.backend,
         data_dir: global.data_dir.clone(),
         ..flags
     };
-    Config::load_with(global.config.as_deref(), std::env::vars(), flags)
+    Config::load_with(global.config.as_deref(), std::env::vars(), flags).refused()
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")
+        .failed()
 }
 
 /// Runs one parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> Result<(), CliError> {
     let flags = match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
         Command::Serve { listen, log_format } => Overrides {
             listen: *listen,
             log_format: *log_format,
@@ -148,20 +166,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => Overrides::default(),
     };
     let config = load_config(&cli.global, flags)?;
+    let output = cli.global.output;
     match cli.command {
         Command::Serve { .. } => {
-            let _guard = sluice_host::telemetry::init(&config.log)?;
+            let _guard = sluice_host::telemetry::init(&config.log).failed()?;
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
-                    .with_context(|| format!("binding {}", config.listen))?;
-                serve::run(listener, config, serve::shutdown_signal()).await
+                    .with_context(|| format!("binding {}", config.listen))
+                    .unavailable()?;
+                serve::run(listener, config, serve::shutdown_signal())
+                    .await
+                    .map_err(start_up_error)
             })
         }
-        Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd)),
-        Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd)),
-        Command::Status => runtime()?.block_on(status_command(&config)),
-        Command::Cost(args) => crate::cost::run(args),
+        Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd, output)),
+        Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
+        Command::Status => runtime()?.block_on(status_command(&config, output)),
+        Command::Cost(args) => crate::cost::run(args).refused(),
+        Command::Completions { .. } => Ok(()),
     }
 }
 
@@ -169,14 +192,45 @@ fn fmt_time(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "-".into())
 }
 
+/// Prints the completion script of `shell`. Generated into memory first: clap_complete panics
+/// when its writer fails (a closed pipe), and a failed write here is an error instead.
+fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
+        .context("writing the completion script")
+        .failed()
+}
+
+/// A failure of `sluice serve`: a file the configuration names that is missing or unusable (the
+/// schema directory, the JWKS file) is refused configuration; anything else is a failure.
+fn start_up_error(e: anyhow::Error) -> CliError {
+    if e.chain().any(|cause| cause.is::<sluice_host::files::FileError>()) {
+        CliError::Refused(e)
+    } else {
+        CliError::Failed(e)
+    }
+}
+
+/// Prints a rendered listing.
+fn emit(text: &str) -> Result<(), CliError> {
+    crate::output::emit(text).context("writing to standard output").failed()
+}
+
+/// A time as a listing value: RFC 3339, or `null` (`-` in a table).
+fn time_value(t: Option<OffsetDateTime>) -> Value {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
 fn expiry(now: OffsetDateTime, d: Option<Duration>) -> Option<OffsetDateTime> {
     d.map(|d| now + d)
 }
 
-async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
+async fn keys_command(config: &Config, cmd: KeysCommand, output: Format) -> Result<(), CliError> {
     // On the AWS backend this is the deployment's keys table (`SLUICE_KEYS_TABLE`), which the
     // Lambda authorizer reads too.
-    let store = serve::open_ports(config).await?.keys;
+    let store = serve::open_ports(config).await.unavailable()?.keys;
     let now = OffsetDateTime::now_utc();
     match cmd {
         KeysCommand::Create {
@@ -184,9 +238,9 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             label,
             expires_in,
         } => {
-            let tenant = Tenant::parse(&tenant)?;
+            let tenant = Tenant::parse(&tenant).context("--tenant").refused()?;
             let (key, record) = keys::generate(tenant, &label, now, expiry(now, expires_in));
-            store.insert(&record).await?;
+            store.insert(&record).await.unavailable()?;
             eprintln!(
                 "created {} for tenant {}; the key is shown once:",
                 record.id, record.tenant
@@ -194,25 +248,23 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             println!("{}", key.expose());
         }
         KeysCommand::List => {
-            println!(
-                "{:<30} {:<20} {:<25} {:<25} {:<25} label",
-                "id", "tenant", "created", "expires", "revoked"
-            );
-            for r in store.list().await? {
-                println!(
-                    "{:<30} {:<20} {:<25} {:<25} {:<25} {}",
-                    r.id,
-                    r.tenant,
-                    fmt_time(Some(r.created_at)),
-                    fmt_time(r.expires_at),
-                    fmt_time(r.revoked_at),
-                    r.label
-                );
+            // Never the secret (it is not stored) nor its hash.
+            let mut listing = Listing::new(["id", "tenant", "created", "expires", "revoked", "label"]);
+            for r in store.list().await.unavailable()? {
+                listing.push([
+                    json!(r.id.to_string()),
+                    json!(r.tenant.to_string()),
+                    time_value(Some(r.created_at)),
+                    time_value(r.expires_at),
+                    time_value(r.revoked_at),
+                    json!(r.label),
+                ]);
             }
+            emit(&listing.render(output))?;
         }
         KeysCommand::Revoke { id } => {
-            let id = KeyId::parse(&id)?;
-            store.revoke(&id, now).await?;
+            let id = KeyId::parse(&id).context("the key id").refused()?;
+            store.revoke(&id, now).await.map_err(|e| CliError::key_store(e, &id))?;
             eprintln!("revoked {id}");
         }
         KeysCommand::Rotate {
@@ -220,18 +272,23 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             overlap,
             expires_in,
         } => {
-            let id = KeyId::parse(&id)?;
-            let Some(old) = store.get(&id).await? else {
-                bail!("no such key")
+            let id = KeyId::parse(&id).context("the key id").refused()?;
+            let Some(old) = store.get(&id).await.map_err(|e| CliError::key_store(e, &id))? else {
+                return Err(CliError::NotFound(format!("no such key: {id}")));
             };
             if old.revoked_at.is_some() {
-                bail!("{id} is revoked; create a new key instead");
+                return Err(CliError::Refused(anyhow::anyhow!(
+                    "{id} is revoked; create a new key instead"
+                )));
             }
             let (key, record) = keys::generate(old.tenant.clone(), &old.label, now, expiry(now, expires_in));
-            store.insert(&record).await?;
+            store.insert(&record).await.unavailable()?;
             let old_expiry = now + overlap;
             let keep = old.expires_at.map_or(old_expiry, |e| e.min(old_expiry));
-            store.set_expiry(&id, Some(keep)).await?;
+            store
+                .set_expiry(&id, Some(keep))
+                .await
+                .map_err(|e| CliError::key_store(e, &id))?;
             eprintln!(
                 "created {} for tenant {}; {id} stops working at {}; the new key is shown once:",
                 record.id,
@@ -244,41 +301,46 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dlq_command(config: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
+async fn dlq_command(config: &Config, cmd: DlqCommand, output: Format) -> Result<(), CliError> {
     if config.backend == Backend::Aws {
-        bail!(
+        return Err(CliError::Refused(anyhow::anyhow!(
             "`sluice dlq` reads the embedded dead-letter queue; on AWS inspect SLUICE_DLQ_URL with \
              `aws sqs receive-message` and redrive with `aws sqs start-message-move-task`"
-        );
+        )));
     }
-    let embedded = serve::open_embedded(config)?;
+    let embedded = serve::open_embedded(config).unavailable()?;
     match cmd {
         DlqCommand::List { limit } => {
-            for m in embedded.dlq.peek(limit).await? {
-                let line = serde_json::json!({
-                    "message_id": m.message_id,
-                    "sent_at": fmt_time(Some(m.sent_at)),
-                    "attributes": m.attributes,
-                });
-                println!("{line}");
+            let mut listing = Listing::new(["message_id", "sent_at", "receive_count", "attributes"]);
+            for m in embedded.dlq.peek(limit).await.unavailable()? {
+                listing.push([
+                    json!(m.message_id),
+                    time_value(Some(m.sent_at)),
+                    json!(m.receive_count),
+                    json!(m.attributes),
+                ]);
             }
+            emit(&listing.render(output))?;
         }
         DlqCommand::Redrive => {
-            let n = embedded.dlq.move_all_to(serve::QUEUE).await?;
+            let n = embedded.dlq.move_all_to(serve::QUEUE).await.unavailable()?;
             eprintln!("moved {n} message(s) back to {}", serve::QUEUE);
         }
     }
     Ok(())
 }
 
-async fn status_command(config: &Config) -> anyhow::Result<()> {
-    let ports = serve::open_ports(config).await?;
-    let q = ports.queue.depth().await?;
-    let d = ports.dlq.depth().await?;
-    let status = serde_json::json!({
+async fn status_command(config: &Config, output: Format) -> Result<(), CliError> {
+    let ports = serve::open_ports(config).await.unavailable()?;
+    let q = ports.queue.depth().await.unavailable()?;
+    let d = ports.dlq.depth().await.unavailable()?;
+    let status = json!({
         "queue": {"visible": q.visible, "in_flight": q.in_flight},
         "dlq": {"visible": d.visible, "in_flight": d.in_flight},
     });
-    println!("{status}");
+    let mut listing = Listing::new(["queue", "visible", "in_flight"]);
+    listing.push([json!("queue"), json!(q.visible), json!(q.in_flight)]);
+    listing.push([json!("dlq"), json!(d.visible), json!(d.in_flight)]);
+    emit(&listing.render_document(output, &status))?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and what each subcommand does.
+//! - [`output`]: the one output convention of every listing (`--output table|json`).
+//! - [`exit`]: the typed command error and its exit status (not found, refused, unavailable).
 //! - [`cost`]: `sluice cost`, the AWS bill per million events and the worst hour an attacker can
 //!   force (D-2).
 //! - [`config`]: layered configuration (defaults, file, `SLUICE_*` environment, flags), including
@@ -21,6 +23,8 @@
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod exit;
 pub mod listen;
+pub mod output;
 pub mod secrets;
 pub mod serve;

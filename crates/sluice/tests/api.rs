@@ -437,7 +437,7 @@ async fn t2_a_tampered_message_goes_to_the_dlq_with_its_attributes_and_reason() 
     .unwrap();
     let start = std::time::Instant::now();
     let line = loop {
-        let out = sluice(&app.data_dir, &["dlq", "list"]);
+        let out = sluice(&app.data_dir, &["dlq", "list", "--output", "json"]);
         if let Some(l) = out.lines().find(|l| l.contains("req-forged-1")) {
             break l.to_owned();
         }

@@ -236,7 +236,7 @@ async fn aws_backend_ingests_processes_and_reads_back_through_sqs_and_dynamodb()
     assert_eq!(r401.status(), 401);
 
     // `sluice status --backend aws` reads the SQS depths; `sluice dlq` says where to look instead.
-    let status = sluice(moto, &r, &data_dir, &["status", "--backend", "aws"]);
+    let status = sluice(moto, &r, &data_dir, &["status", "--backend", "aws", "--output", "json"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["queue"]["visible"].is_u64(), "{status}");

@@ -62,12 +62,12 @@ fn integrity(db: &Path) -> String {
 }
 
 fn queue_depth(data_dir: &Path) -> u64 {
-    let s: Value = serde_json::from_str(&sluice(data_dir, &["status"])).unwrap();
+    let s: Value = serde_json::from_str(&sluice(data_dir, &["status", "--output", "json"])).unwrap();
     s["queue"]["visible"].as_u64().unwrap() + s["queue"]["in_flight"].as_u64().unwrap()
 }
 
 fn dlq(data_dir: &Path) -> Vec<Value> {
-    sluice(data_dir, &["dlq", "list", "--limit", "1000"])
+    sluice(data_dir, &["dlq", "list", "--limit", "1000", "--output", "json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -267,6 +267,9 @@ pub fn spawn_serve(mut cmd: Command) -> (Child, SocketAddr, Arc<Mutex<Vec<String
             }
         });
     }
+    // Only the readers hold a sender now: a server that exits before listening closes both
+    // streams, and the wait below ends at once instead of at its timeout.
+    drop(tx);
     let addr = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(a) => a,
         Err(_) => {
