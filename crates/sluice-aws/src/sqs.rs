@@ -381,9 +381,12 @@ mod tests {
     fn chunks_respect_the_payload_limit_and_keep_order() {
         let small: Vec<_> = (0..10).map(|_| msg(10)).collect();
         assert_eq!(chunks(&small).unwrap().len(), 1);
-        let big: Vec<_> = (0..5).map(|_| msg(100 * 1024)).collect();
+        let big: Vec<_> = (0..5).map(|_| msg(400 * 1024)).collect();
         let c = chunks(&big).unwrap();
         assert_eq!(c.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
-        assert!(matches!(chunks(&[msg(300 * 1024)]), Err(QueueError::Invalid(_))));
+        assert!(matches!(
+            chunks(&[msg(MAX_BATCH_BYTES + 1)]),
+            Err(QueueError::Invalid(_))
+        ));
     }
 }

@@ -452,14 +452,25 @@ async fn sqs_limits_are_enforced() {
     let invalid = |r: Result<Vec<String>, QueueError>| matches!(r, Err(QueueError::Invalid(_)));
     assert!(invalid(q.send_batch(vec![]).await));
     assert!(invalid(q.send_batch(vec![msg("")]).await));
-    assert!(invalid(q.send_batch(vec![msg(&"x".repeat(256 * 1024 + 1))]).await));
+    assert!(invalid(
+        q.send_batch(vec![msg(&"x".repeat(sluice_embedded::MAX_MESSAGE_BYTES + 1))])
+            .await
+    ));
     let eleven: Vec<(String, String)> = (0..11).map(|i| (format!("k{i}"), "v".to_owned())).collect();
     let attrs: Vec<(&str, &str)> = eleven.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert!(invalid(q.send_batch(vec![msg_with("m", &attrs)]).await));
     assert!(invalid(
-        q.send_batch(vec![msg("ok"), msg(&"x".repeat(256 * 1024 + 1))]).await
+        q.send_batch(vec![
+            msg("ok"),
+            msg(&"x".repeat(sluice_embedded::MAX_MESSAGE_BYTES + 1))
+        ])
+        .await
     ));
-    assert!(q.send_batch(vec![msg(&"x".repeat(256 * 1024))]).await.is_ok());
+    assert!(
+        q.send_batch(vec![msg(&"x".repeat(sluice_embedded::MAX_MESSAGE_BYTES))])
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         q.receive(1, Duration::from_secs(21), LONG).await,
         Err(QueueError::Invalid(_))

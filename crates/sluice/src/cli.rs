@@ -96,7 +96,9 @@ enum KeysCommand {
     },
     /// List keys (never their secrets or hashes).
     List,
-    /// Revoke a key at once.
+    /// Revoke a key: it is refused at once by a new server, and by running ones within
+    /// `auth.cache_secs` (5 s by default); on AWS within the authorizer's cache TTL
+    /// (`AuthorizerCacheTtl`, 60 s by default) plus 5 s.
     Revoke {
         /// The key id (`key_...`).
         id: String,

@@ -120,7 +120,7 @@ async fn t1_an_event_that_does_not_fit_a_queue_message_once_sealed_gets_413_and_
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["code"], "payload_too_large");
     assert!(p["detail"].as_str().unwrap().contains("once sealed"), "{p}");
-    let status = common::sluice(&app.data_dir, &["status"]);
+    let status = common::sluice(&app.data_dir, &["status", "--output", "json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["queue"]["visible"], 0, "nothing was queued");
     // The same numbers in a body that fits once sealed are accepted.
