@@ -158,8 +158,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    // Neither reads the configuration: a half-set AWS environment must not stop them.
+    let command = match cli.command {
+        Command::Completions { shell } => return completions(shell),
+        Command::Cost(args) => return crate::cost::run(args).refused(),
+        other => other,
+    };
+    let cli = Cli { command, ..cli };
     let flags = match &cli.command {
-        Command::Completions { shell } => return completions(*shell),
         Command::Serve { listen, log_format } => Overrides {
             listen: *listen,
             log_format: *log_format,
@@ -185,8 +191,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd, output)),
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
-        Command::Cost(args) => crate::cost::run(args).refused(),
-        Command::Completions { .. } => Ok(()),
+        Command::Cost(_) | Command::Completions { .. } => Ok(()),
     }
 }
 

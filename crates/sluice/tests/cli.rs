@@ -235,3 +235,29 @@ fn a_missing_schema_dir_is_one_line_that_names_the_setting_and_what_to_do() {
     );
     assert!(!line.contains("os error"), "the OS error is repeated: {line}");
 }
+
+#[test]
+fn cost_and_completions_run_without_reading_the_configuration() {
+    // The AWS backend chosen but its resource names unset: commands that need no configuration
+    // still run; one that does says which variable is missing, as a refusal (4).
+    for args in [&["cost"][..], &["completions", "bash"][..]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("SLUICE_BACKEND", "aws")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+    let out = Command::new(BIN)
+        .arg("status")
+        .env("SLUICE_BACKEND", "aws")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_QUEUE_URL"));
+}
