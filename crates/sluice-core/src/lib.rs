@@ -15,6 +15,8 @@
 //!   store once, what each outcome means, the dead-letter copy and the retry backoff.
 //! - [`clock`]: injectable time, so tests control expiry windows.
 //! - [`text`]: cutting text at a character boundary, hex of a digest.
+//! - [`webhook`]: provider-signed webhook deliveries (Stripe, GitHub, Standard Webhooks, Shopify,
+//!   Slack, generic HMAC) verified over the raw body and read for type, delivery id and time.
 //!
 //! This crate has no HTTP, SQLite or AWS dependency and does no I/O (no files, no environment, no
 //! tokio): the hosts read what they need and hand it in parsed, so the same rules run in
@@ -35,6 +37,7 @@ pub mod query;
 pub mod tenant;
 pub mod text;
 pub mod validate;
+pub mod webhook;
 
 pub use clock::{Clock, SystemClock};
 pub use event::{EventType, NewEvent, StoredEvent};
