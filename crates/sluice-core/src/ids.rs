@@ -13,6 +13,9 @@ pub enum InvalidId {
     /// Not a key id.
     #[error("not a key id")]
     Key,
+    /// Not a webhook source id.
+    #[error("not a source id")]
+    Source,
     /// Not a sane request id token.
     #[error("not a request id")]
     Request,
@@ -163,6 +166,53 @@ impl From<KeyId> for String {
 }
 
 impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a webhook source: `src_` followed by a ULID in lower case. It appears in the
+/// source's public URL, so it names the source but grants nothing: the signature does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SourceId(String);
+
+impl SourceId {
+    /// A fresh source id.
+    pub fn generate() -> Self {
+        Self(format!("src_{}", Ulid::new().to_string().to_ascii_lowercase()))
+    }
+
+    /// Parses `src_<ulid, lower case>`.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let rest = s.strip_prefix("src_").ok_or(InvalidId::Source)?;
+        if rest.len() == 26 && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId::Source)
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SourceId {
+    type Error = InvalidId;
+    fn try_from(s: String) -> Result<Self, InvalidId> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SourceId> for String {
+    fn from(s: SourceId) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -41,5 +41,5 @@ pub mod webhook;
 
 pub use clock::{Clock, SystemClock};
 pub use event::{EventType, NewEvent, StoredEvent};
-pub use ids::{EventId, IdempotencyKey, KeyId, RequestId};
+pub use ids::{EventId, IdempotencyKey, KeyId, RequestId, SourceId};
 pub use tenant::Tenant;

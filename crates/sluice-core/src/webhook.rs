@@ -28,12 +28,15 @@ pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
 /// The longest delivery id kept.
 pub const MAX_DELIVERY_ID_LEN: usize = 256;
 
-/// How a source's deliveries are signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a source's deliveries are signed. Stored as `{"kind": "stripe"}`, or with the generic
+/// scheme's settings beside `"kind": "hmac-sha256"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SourceKind {
     /// `Stripe-Signature: t=…,v1=…`: HMAC-SHA256 of `t.body` keyed with the whole secret.
     Stripe,
     /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    #[serde(rename = "github")]
     GitHub,
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over `id.ts.body`,
     /// keyed with the base64 after the secret's `whsec_`.
@@ -43,31 +46,42 @@ pub enum SourceKind {
     /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, `X-Slack-Request-Timestamp`.
     Slack,
     /// A generic scheme for every other sender.
+    #[serde(rename = "hmac-sha256")]
     Hmac(HmacScheme),
 }
 
 /// The generic HMAC-SHA256 scheme, configured per source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HmacScheme {
     /// The header carrying the signature (lower case).
     pub header: String,
     /// How the signature is written.
     pub encoding: SignatureEncoding,
     /// A prefix before the signature, such as `sha256=` (may be empty).
+    #[serde(default)]
     pub prefix: String,
     /// A header carrying the Unix time the sender signed at; the signed text is then
     /// `<timestamp>.<body>`, and the time must be within `tolerance_secs` of now.
+    #[serde(default)]
     pub timestamp_header: Option<String>,
     /// Tolerance for the timestamp, either way.
+    #[serde(default = "default_tolerance")]
     pub tolerance_secs: i64,
     /// A header naming the delivery (lower case); without one, the body's SHA-256 names it.
+    #[serde(default)]
     pub delivery_id_header: Option<String>,
     /// The type every delivery is stored as.
     pub event_type: EventType,
 }
 
+fn default_tolerance() -> i64 {
+    TIMESTAMP_TOLERANCE_SECS
+}
+
 /// How a signature is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     /// Lower- or upper-case hex.
     Hex,

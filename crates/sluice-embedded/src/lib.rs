@@ -10,12 +10,13 @@
 //!   purge. [`QueueDb::queue`] makes an [`EmbeddedQueue`], the [`Queue`](sluice_core::ports::Queue)
 //!   port (`queue.rs`); its operator tools outside the port, `peek` and `move_all_to`, are in
 //!   `queue_tools.rs`.
-//! - [`StoreDb`] (`store.rs`): the three DynamoDB tables in one file. [`StoreDb::events`] makes an
+//! - [`StoreDb`] (`store.rs`): the DynamoDB tables in one file. [`StoreDb::events`] makes an
 //!   [`EmbeddedEvents`] ([`EventStore`](sluice_core::ports::EventStore), `events.rs`),
 //!   [`StoreDb::idempotency`] an [`EmbeddedIdempotency`]
 //!   ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore), `idempotency.rs`) and
 //!   [`StoreDb::keys`] an [`EmbeddedKeys`] ([`KeyStore`](sluice_core::ports::KeyStore),
-//!   `keys.rs`). Open the file once and take each adapter from the one `Arc<StoreDb>`.
+//!   `keys.rs`) and [`StoreDb::sources`] an [`EmbeddedSources`]
+//!   ([`SourceStore`](sluice_core::ports::SourceStore), `sources.rs`). Open the file once and take each adapter from the one `Arc<StoreDb>`.
 //! - `sqlite.rs`: the SQLite plumbing both files share (opening and tuning connections, busy
 //!   handling, migrations, the read pool, error classification, page limits for tests);
 //!   `writer.rs`: the group-commit writer thread.
@@ -34,6 +35,7 @@ mod keys;
 mod queue;
 mod queue_db;
 mod queue_tools;
+mod sources;
 mod sqlite;
 mod store;
 mod writer;
@@ -43,6 +45,7 @@ pub use idempotency::EmbeddedIdempotency;
 pub use keys::EmbeddedKeys;
 pub use queue::{EmbeddedQueue, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT};
 pub use queue_db::{QueueConfig, QueueDb, Redrive};
+pub use sources::EmbeddedSources;
 pub use store::StoreDb;
 #[doc(hidden)]
 pub use writer::WriterStats;

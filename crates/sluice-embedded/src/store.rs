@@ -1,16 +1,18 @@
-//! [`StoreDb`]: the embedded store database, one SQLite file standing in for DynamoDB's three
-//! tables (events, idempotency records, API keys), with its writer and readers.
+//! [`StoreDb`]: the embedded store database, one SQLite file standing in for DynamoDB's tables
+//! (events, idempotency records, API keys, webhook sources), with its writer and readers.
 //!
 //! This file owns the database (schema, opening, the group-commit [writer](crate::writer) and the
 //! read connections); each port has its own adapter type and file over the shared handle:
 //! [`EmbeddedEvents`] (`events.rs`), [`EmbeddedIdempotency`] (`idempotency.rs`) and
-//! [`EmbeddedKeys`] (`keys.rs`), made by [`StoreDb::events`], [`StoreDb::idempotency`] and
-//! [`StoreDb::keys`]. Writes from all three share the one writer, so they share fsyncs.
+//! [`EmbeddedKeys`] (`keys.rs`) and [`EmbeddedSources`] (`sources.rs`), made by
+//! [`StoreDb::events`], [`StoreDb::idempotency`], [`StoreDb::keys`] and [`StoreDb::sources`].
+//! Writes from all of them share the one writer, so they share fsyncs.
 
 use crate::EmbeddedError;
 use crate::events::EmbeddedEvents;
 use crate::idempotency::EmbeddedIdempotency;
 use crate::keys::EmbeddedKeys;
+use crate::sources::EmbeddedSources;
 use crate::sqlite::{DbFailure, ReadPool, limit_pages, open_writer};
 use crate::writer::{Writer, WriterStats};
 use sluice_core::ports::StoreError;
@@ -18,7 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         tenant TEXT NOT NULL,
         id TEXT NOT NULL,
@@ -53,7 +56,18 @@ const MIGRATIONS: &[&str] = &["
         expires_at_ns INTEGER,
         revoked_at_ns INTEGER
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE TABLE sources (
+        id TEXT PRIMARY KEY NOT NULL,
+        tenant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        deleted_at_ns INTEGER
+    ) WITHOUT ROWID;
+",
+];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
 /// tables): the handle the port adapters share. Open it once and take the adapters from it.
@@ -96,6 +110,11 @@ impl StoreDb {
     /// The [`KeyStore`](sluice_core::ports::KeyStore) on this database.
     pub fn keys(self: &Arc<Self>) -> EmbeddedKeys {
         EmbeddedKeys::new(self.clone())
+    }
+
+    /// The [`SourceStore`](sluice_core::ports::SourceStore) on this database.
+    pub fn sources(self: &Arc<Self>) -> EmbeddedSources {
+        EmbeddedSources::new(self.clone())
     }
 
     /// Commit counters of the writer, for tests of group commit.

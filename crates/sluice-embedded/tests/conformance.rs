@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use async_trait::async_trait;
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
+use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
 use sluice_embedded::{QueueConfig, QueueDb, Redrive, StoreDb};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,4 +71,12 @@ impl sluice_testkit::Factory for EmbeddedFactory {
     }
 }
 
+#[async_trait]
+impl sluice_testkit::SourceFactory for EmbeddedFactory {
+    async fn source_store(&self) -> Arc<dyn SourceStore> {
+        Arc::new(self.store.sources())
+    }
+}
+
 sluice_testkit::conformance_tests!(embedded, EmbeddedFactory);
+sluice_testkit::source_conformance_tests!(embedded_sources, EmbeddedFactory);

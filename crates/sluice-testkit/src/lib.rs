@@ -25,7 +25,9 @@ pub mod memory;
 pub mod suite;
 
 use async_trait::async_trait;
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, MessageAttributes, OutgoingMessage, Queue};
+use sluice_core::ports::{
+    EventStore, IdempotencyStore, KeyStore, MessageAttributes, OutgoingMessage, Queue, SourceStore,
+};
 use sluice_core::{EventId, EventType, RequestId, StoredEvent, Tenant};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +57,13 @@ pub trait Factory: Send + Sync + Sized + 'static {
 
     /// The key store.
     async fn key_store(&self) -> Arc<dyn KeyStore>;
+}
+
+/// A backend with a webhook source store too, held to [`source_conformance_tests!`]'s cases.
+#[async_trait]
+pub trait SourceFactory: Factory {
+    /// The source store.
+    async fn source_store(&self) -> Arc<dyn SourceStore>;
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -152,6 +161,23 @@ macro_rules! conformance_tests {
                 keys_insert_get_and_list_oldest_first,
                 keys_revoke_keeps_the_first_time,
                 keys_set_expiry_sets_and_clears,
+            );
+        }
+    };
+}
+
+/// Expands to one `#[tokio::test]` per source store case, in a module named `$module`, for a
+/// `$factory` implementing [`SourceFactory`].
+#[macro_export]
+macro_rules! source_conformance_tests {
+    ($module:ident, $factory:ty) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_cases!($factory;
+                sources_insert_get_and_list_oldest_first,
+                sources_set_secrets_replaces_them,
+                sources_delete_keeps_the_first_time,
             );
         }
     };

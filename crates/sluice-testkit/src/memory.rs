@@ -6,7 +6,8 @@
 //! - [`MemoryQueue`]: SQS semantics (batches of at most ten, long poll, visibility timeout,
 //!   receive counts, redrive to a dead-letter queue after too many receives). Like the embedded
 //!   queue, it refuses a superseded receipt handle, which the port allows but does not require.
-//! - [`MemoryEvents`], [`MemoryIdempotency`], [`MemoryKeys`]: the DynamoDB-shaped stores.
+//! - [`MemoryEvents`], [`MemoryIdempotency`], [`MemoryKeys`], [`MemorySources`]: the
+//!   DynamoDB-shaped stores.
 //!
 //! Nothing persists, and each value is its own backend: a clone of an `Arc` shares it. Besides
 //! the ports, each type has a few synchronous helpers to seed or inspect it from test code that
@@ -17,9 +18,9 @@ use async_trait::async_trait;
 use sluice_core::ports::{
     Claim, EventStore, IdempotencyError, IdempotencyRecord, IdempotencyStore, KeyRecord, KeyStore, KeyStoreError,
     ListQuery, MAX_BATCH, MessageAttributes, OutgoingMessage, Page, PutOutcome, Queue, QueueDepth, QueueError,
-    ReceiptHandle, ReceivedMessage, StoreError,
+    ReceiptHandle, ReceivedMessage, SourceRecord, SourceSecret, SourceStore, SourceStoreError, StoreError,
 };
-use sluice_core::{EventId, IdempotencyKey, KeyId, StoredEvent, Tenant};
+use sluice_core::{EventId, IdempotencyKey, KeyId, SourceId, StoredEvent, Tenant};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -460,5 +461,60 @@ impl KeyStore for MemoryKeys {
 
     async fn set_expiry(&self, id: &KeyId, expires_at: Option<OffsetDateTime>) -> Result<(), KeyStoreError> {
         self.update(id, |r| r.expires_at = expires_at)
+    }
+}
+
+/// The [`SourceStore`] port in memory.
+#[derive(Debug, Default)]
+pub struct MemorySources {
+    records: Mutex<HashMap<SourceId, SourceRecord>>,
+}
+
+impl MemorySources {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies `change` to the record `id`, or answers `NotFound`.
+    fn update(&self, id: &SourceId, change: impl FnOnce(&mut SourceRecord)) -> Result<(), SourceStoreError> {
+        let mut records = lock(&self.records);
+        let record = records.get_mut(id).ok_or(SourceStoreError::NotFound)?;
+        change(record);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SourceStore for MemorySources {
+    async fn insert(&self, record: &SourceRecord) -> Result<(), SourceStoreError> {
+        let mut records = lock(&self.records);
+        if records.contains_key(&record.id) {
+            return Err(SourceStoreError::Unavailable(
+                "a source with this id already exists".into(),
+            ));
+        }
+        records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &SourceId) -> Result<Option<SourceRecord>, SourceStoreError> {
+        Ok(lock(&self.records).get(id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<SourceRecord>, SourceStoreError> {
+        let mut all: Vec<SourceRecord> = lock(&self.records).values().cloned().collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    async fn set_secrets(&self, id: &SourceId, secrets: &[SourceSecret]) -> Result<(), SourceStoreError> {
+        self.update(id, |r| r.secrets = secrets.to_vec())
+    }
+
+    async fn delete(&self, id: &SourceId, at: OffsetDateTime) -> Result<(), SourceStoreError> {
+        self.update(id, |r| {
+            r.deleted_at.get_or_insert(at);
+        })
     }
 }

@@ -2,8 +2,8 @@
 //! other crates test with are held to the rules the real adapters follow.
 
 use async_trait::async_trait;
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
-use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue};
+use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
+use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue, MemorySources};
 use std::sync::Arc;
 
 /// Fresh, empty stores per test; every queue is new.
@@ -11,6 +11,7 @@ struct MemoryFactory {
     events: Arc<MemoryEvents>,
     idempotency: Arc<MemoryIdempotency>,
     keys: Arc<MemoryKeys>,
+    sources: Arc<MemorySources>,
 }
 
 #[async_trait]
@@ -20,6 +21,7 @@ impl sluice_testkit::Factory for MemoryFactory {
             events: Arc::new(MemoryEvents::new()),
             idempotency: Arc::new(MemoryIdempotency::new()),
             keys: Arc::new(MemoryKeys::new()),
+            sources: Arc::new(MemorySources::new()),
         }
     }
 
@@ -46,4 +48,12 @@ impl sluice_testkit::Factory for MemoryFactory {
     }
 }
 
+#[async_trait]
+impl sluice_testkit::SourceFactory for MemoryFactory {
+    async fn source_store(&self) -> Arc<dyn SourceStore> {
+        self.sources.clone()
+    }
+}
+
 sluice_testkit::conformance_tests!(memory, MemoryFactory);
+sluice_testkit::source_conformance_tests!(memory_sources, MemoryFactory);

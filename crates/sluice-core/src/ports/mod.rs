@@ -8,6 +8,7 @@
 pub mod idempotency;
 pub mod keys;
 pub mod queue;
+pub mod sources;
 pub mod store;
 
 pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore, MAX_PAYLOAD_BYTES};
@@ -17,4 +18,5 @@ pub use queue::{
     OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive, check_send_batch,
     check_visibility, message_size,
 };
+pub use sources::{SourceRecord, SourceSecret, SourceStore, SourceStoreError};
 pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

@@ -6,9 +6,11 @@
 mod idempotency;
 mod keys;
 mod queue;
+mod sources;
 mod store;
 
 pub use idempotency::*;
 pub use keys::*;
 pub use queue::*;
+pub use sources::*;
 pub use store::*;
