@@ -86,4 +86,6 @@ pub struct AwsResources {
     pub idempotency_table: String,
     /// The API keys table.
     pub keys_table: String,
+    /// The webhook sources table.
+    pub sources_table: String,
 }

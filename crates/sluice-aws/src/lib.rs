@@ -42,5 +42,5 @@ pub mod sqs;
 pub mod testing;
 
 pub use config::{AwsResources, build_sdk_config, retry_config, sdk_config, timeout_config};
-pub use dynamo::{DynamoEvents, DynamoIdempotency, DynamoKeys};
+pub use dynamo::{DynamoEvents, DynamoIdempotency, DynamoKeys, DynamoSources};
 pub use sqs::SqsQueue;

@@ -52,6 +52,8 @@ pub struct ResourceNames {
     pub idempotency_table: String,
     /// The keys table.
     pub keys_table: String,
+    /// The webhook sources table.
+    pub sources_table: String,
 }
 
 impl ResourceNames {
@@ -64,6 +66,7 @@ impl ResourceNames {
             table: format!("{prefix}-events"),
             idempotency_table: format!("{prefix}-idempotency"),
             keys_table: format!("{prefix}-keys"),
+            sources_table: format!("{prefix}-sources"),
         }
     }
 }
@@ -247,6 +250,11 @@ pub async fn create_keys_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Re
     create_table(ddb, name, false).await
 }
 
+/// Creates the webhook sources table: `pk` (source id) hash key.
+pub async fn create_sources_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
+    create_table(ddb, name, false).await
+}
+
 /// Creates everything and returns the resources to hand to the adapters.
 pub async fn provision(
     sqs: &aws_sdk_sqs::Client,
@@ -258,11 +266,13 @@ pub async fn provision(
     create_events_table(ddb, &names.table).await?;
     create_idempotency_table(ddb, &names.idempotency_table).await?;
     create_keys_table(ddb, &names.keys_table).await?;
+    create_sources_table(ddb, &names.sources_table).await?;
     Ok(AwsResources {
         queue_url,
         dlq_url,
         table: names.table.clone(),
         idempotency_table: names.idempotency_table.clone(),
         keys_table: names.keys_table.clone(),
+        sources_table: names.sources_table.clone(),
     })
 }

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_aws::provision::{self, QueueSettings};
 use sluice_aws::testing::{Moto, unique_name};
-use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue};
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
+use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, DynamoSources, SqsQueue};
+use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
 use std::sync::Arc;
 
 /// Fresh tables per test; queues created on demand.
@@ -32,6 +32,8 @@ struct AwsFactory {
     events: Arc<DynamoEvents>,
     idempotency: Arc<DynamoIdempotency>,
     keys: Arc<DynamoKeys>,
+    ddb: aws_sdk_dynamodb::Client,
+    prefix: String,
 }
 
 #[async_trait]
@@ -54,7 +56,9 @@ impl sluice_testkit::Factory for AwsFactory {
             sqs: moto.sqs(),
             events: Arc::new(DynamoEvents::new(ddb.clone(), events)),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), idempotency)),
-            keys: Arc::new(DynamoKeys::new(ddb, keys)),
+            keys: Arc::new(DynamoKeys::new(ddb.clone(), keys)),
+            ddb,
+            prefix,
         }
     }
 
@@ -101,4 +105,15 @@ impl sluice_testkit::Factory for AwsFactory {
     }
 }
 
+/// The sources table is made only for the source cases: the other cases need no fourth table.
+#[async_trait]
+impl sluice_testkit::SourceFactory for AwsFactory {
+    async fn source_store(&self) -> Arc<dyn SourceStore> {
+        let table = format!("{}-sources", self.prefix);
+        provision::create_sources_table(&self.ddb, &table).await.unwrap();
+        Arc::new(DynamoSources::new(self.ddb.clone(), table))
+    }
+}
+
 sluice_testkit::conformance_tests!(aws, AwsFactory);
+sluice_testkit::source_conformance_tests!(aws_sources, AwsFactory);

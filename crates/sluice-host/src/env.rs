@@ -28,6 +28,8 @@ pub mod vars {
     pub const IDEMPOTENCY_TABLE: &str = "SLUICE_IDEMPOTENCY_TABLE";
     /// The API keys table.
     pub const KEYS_TABLE: &str = "SLUICE_KEYS_TABLE";
+    /// The webhook sources table.
+    pub const SOURCES_TABLE: &str = "SLUICE_SOURCES_TABLE";
     /// The SSM parameter holding the envelope signing key ring.
     pub const SIGNING_KEY_PARAM: &str = "SLUICE_SIGNING_KEY_PARAM";
     /// The SSM parameter holding the cursor key.
@@ -135,7 +137,8 @@ fn split_list(v: &str) -> Vec<String> {
 }
 
 /// The queues and tables of one deployment: `SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`,
-/// `SLUICE_IDEMPOTENCY_TABLE` and `SLUICE_KEYS_TABLE`; the error names the first one missing.
+/// `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE` and `SLUICE_SOURCES_TABLE`; the error names the
+/// first one missing.
 pub fn aws_resources(env: Lookup<'_>) -> Result<AwsResources, EnvError> {
     Ok(AwsResources {
         queue_url: required(env, vars::QUEUE_URL)?,
@@ -143,6 +146,7 @@ pub fn aws_resources(env: Lookup<'_>) -> Result<AwsResources, EnvError> {
         table: required(env, vars::TABLE)?,
         idempotency_table: required(env, vars::IDEMPOTENCY_TABLE)?,
         keys_table: required(env, vars::KEYS_TABLE)?,
+        sources_table: required(env, vars::SOURCES_TABLE)?,
     })
 }
 
@@ -286,6 +290,7 @@ mod tests {
             (vars::TABLE, "events"),
             (vars::IDEMPOTENCY_TABLE, "idem"),
             (vars::KEYS_TABLE, "keys"),
+            (vars::SOURCES_TABLE, "sources"),
         ];
         let r = aws_resources(&lookup(&full)).unwrap();
         assert_eq!(r.idempotency_table, "idem");

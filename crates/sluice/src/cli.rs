@@ -41,7 +41,8 @@ struct Global {
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// The adapters: embedded SQLite files, or SQS and DynamoDB named by `SLUICE_QUEUE_URL`,
-    /// `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`.
+    /// `SLUICE_DLQ_URL`, `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`,
+    /// `SLUICE_SOURCES_TABLE`.
     #[arg(long, global = true, value_enum)]
     backend: Option<Backend>,
     /// How listings print (`keys list`, `dlq list`, `status`): an aligned table, or JSON for

@@ -56,7 +56,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     /// The queues and tables (`SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`,
-    /// `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`).
+    /// `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`, `SLUICE_SOURCES_TABLE`).
     pub resources: AwsResources,
     /// `SLUICE_SIGNING_KEY_PARAM`: the SSM parameter of the envelope signing key ring, or local keys.
     pub signing_key_param: Option<String>,
@@ -104,7 +104,7 @@ pub enum Backend {
     #[default]
     Embedded,
     /// SQS and DynamoDB, named by `SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`, `SLUICE_TABLE`,
-    /// `SLUICE_IDEMPOTENCY_TABLE` and `SLUICE_KEYS_TABLE`, reached through the standard AWS
+    /// `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE` and `SLUICE_SOURCES_TABLE`, reached through the standard AWS
     /// configuration (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator).
     Aws,
 }
@@ -435,6 +435,7 @@ mod tests {
             (vars::TABLE, "events"),
             (vars::IDEMPOTENCY_TABLE, "idem"),
             (vars::KEYS_TABLE, "keys"),
+            (vars::SOURCES_TABLE, "sources"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let c = Config::load(Some(&f), resources.clone()).unwrap();

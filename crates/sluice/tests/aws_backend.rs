@@ -43,7 +43,8 @@ fn aws_env(cmd: &mut Command, moto: &Moto, r: &AwsResources) {
         .env(vars::DLQ_URL, &r.dlq_url)
         .env(vars::TABLE, &r.table)
         .env(vars::IDEMPOTENCY_TABLE, &r.idempotency_table)
-        .env(vars::KEYS_TABLE, &r.keys_table);
+        .env(vars::KEYS_TABLE, &r.keys_table)
+        .env(vars::SOURCES_TABLE, &r.sources_table);
 }
 
 fn sluice(moto: &Moto, r: &AwsResources, data_dir: &Path, args: &[&str]) -> std::process::Output {

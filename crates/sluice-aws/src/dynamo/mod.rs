@@ -1,4 +1,4 @@
-//! The event store, idempotency store and key store ports on Amazon DynamoDB: one adapter type
+//! The event store, idempotency store, key store and source store ports on Amazon DynamoDB: one adapter type
 //! per port, each in its own file and each holding only a shared
 //! [`Client`](aws_sdk_dynamodb::Client) and its one table name.
 //!
@@ -6,17 +6,19 @@
 //! - [`DynamoIdempotency`] ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore)) in
 //!   `idempotency.rs`;
 //! - [`DynamoKeys`] ([`KeyStore`](sluice_core::ports::KeyStore)) in `keys.rs`.
+//! - [`DynamoSources`] ([`SourceStore`](sluice_core::ports::SourceStore)) in `sources.rs`.
 //!
 //! A process builds only the adapters it uses: a table it never touches needs no name. The item
-//! helpers shared by the three (typed attribute reads, attribute constructors, `Corrupt`) live
+//! helpers shared by them (typed attribute reads, attribute constructors, `Corrupt`) live
 //! here.
 //!
-//! Three tables, each with a string partition key `pk`:
+//! Four tables, each with a string partition key `pk`:
 //! - events: `pk` = tenant, sort key `sk` = event id (`evt_<ULID>`, so the sort order is time
 //!   order); attributes `type`, `data` (the payload as a JSON string, so it round-trips exactly), `occurred_at`, `received_at` (RFC 3339) and `request_id`.
 //! - idempotency: `pk` = `tenant#key` (a tenant name cannot contain `#`, so this is unambiguous),
 //!   with a `ttl` number attribute for DynamoDB TTL.
 //! - keys: `pk` = key id.
+//! - sources: `pk` = source id (see `sources.rs`).
 //!
 //! Every read is strongly consistent: the ports promise read-your-writes (the embedded adapter has
 //! it, and the idempotency protocol depends on it), and the items read are small.
@@ -24,10 +26,12 @@
 mod events;
 mod idempotency;
 mod keys;
+mod sources;
 
 pub use events::DynamoEvents;
 pub use idempotency::DynamoIdempotency;
 pub use keys::DynamoKeys;
+pub use sources::DynamoSources;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
