@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::envelope::{Envelope, Sealer, VERSION};
+use crate::event::NewEvent;
 use crate::ids::{EventId, IdempotencyKey, RequestId};
 use crate::ports::{
     Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, OutgoingMessage,
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// Who sent a request and how to trace it.
 #[derive(Debug, Clone)]
@@ -171,6 +173,20 @@ impl IngestService {
     pub async fn ingest(&self, ctx: &IngestContext, body: &[u8]) -> Result<Accepted, IngestError> {
         let now = self.clock.now();
         let (events, single) = self.validator.parse_body(body, now)?.into_events();
+        self.accept(ctx, events, single, body, now).await
+    }
+
+    /// Seals, queues and answers for events already validated (by [`IngestService::ingest`], or
+    /// derived from a verified webhook delivery). `body` is what an idempotent retry must repeat
+    /// byte for byte; `now` is the time the events were received.
+    pub async fn accept(
+        &self,
+        ctx: &IngestContext,
+        events: Vec<NewEvent>,
+        single: bool,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Accepted, IngestError> {
         if let Some(bp) = &self.backpressure
             && bp.would_exceed(events.len() as u64)
         {

@@ -11,6 +11,7 @@
 //! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
 //!   semantics), idempotency store and key store.
 //! - [`ingest`], [`query`]: the use cases behind the HTTP routes, free of any HTTP type.
+//! - [`deliveries`]: the webhook intake use case: a provider's signed delivery to one event, once.
 //! - [`process`]: the process step's rules (Lambda partial-batch semantics): verify, re-check,
 //!   store once, what each outcome means, the dead-letter copy and the retry backoff.
 //! - [`clock`]: injectable time, so tests control expiry windows.
@@ -24,6 +25,7 @@
 
 pub mod clock;
 pub mod cursor;
+pub mod deliveries;
 pub mod envelope;
 pub mod event;
 pub mod ids;

@@ -67,13 +67,14 @@ impl Auth {
 
 /// Failed authentication attempts per client address (D-1): a governor bucket per address, and the
 /// addresses that emptied theirs, with the time their next attempt may come.
-struct FailureLimit {
+pub(crate) struct FailureLimit {
     buckets: DefaultKeyedRateLimiter<String>,
     blocked: Mutex<HashMap<String, Instant>>,
 }
 
 impl FailureLimit {
-    fn new(per_minute: u32, burst: u32) -> Option<Self> {
+    /// `per_minute` failures per key with a bucket of `burst`; `None` (no limit) when it is 0.
+    pub(crate) fn new(per_minute: u32, burst: u32) -> Option<Self> {
         let rate = NonZeroU32::new(per_minute)?;
         let burst = NonZeroU32::new(burst).unwrap_or(rate);
         Some(Self {
@@ -84,11 +85,11 @@ impl FailureLimit {
 
     /// How long `addr` must still wait, if it is blocked.
     /// Whether any address may still be blocked (expired blocks leave as they are looked up).
-    fn any_blocked(&self) -> bool {
+    pub(crate) fn any_blocked(&self) -> bool {
         self.blocked.lock().is_ok_and(|blocked| !blocked.is_empty())
     }
 
-    fn blocked_for(&self, addr: &str) -> Option<Duration> {
+    pub(crate) fn blocked_for(&self, addr: &str) -> Option<Duration> {
         let mut blocked = self.blocked.lock().ok()?;
         let until = *blocked.get(addr)?;
         let wait = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
@@ -99,7 +100,7 @@ impl FailureLimit {
     }
 
     /// Spends one failure from `addr`'s bucket; an empty bucket blocks it until a token is back.
-    fn record(&self, addr: &str) {
+    pub(crate) fn record(&self, addr: &str) {
         if self.buckets.len() > MAX_BLOCKED {
             self.buckets.retain_recent();
         }
@@ -144,7 +145,7 @@ pub(crate) fn unauthorized() -> Problem {
 }
 
 /// Whole seconds to wait, rounded up, at least 1.
-fn whole_secs(wait: Duration) -> u64 {
+pub(crate) fn whole_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 

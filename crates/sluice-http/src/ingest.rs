@@ -58,7 +58,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Proble
     IdempotencyKey::parse(s).map(Some).map_err(|_| invalid())
 }
 
-fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
+pub(crate) fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem {
     match e {
         IngestError::Invalid(ValidationError::Json(json)) => Problem::new(Code::MalformedJson).detail(json.to_string()),
         IngestError::Invalid(ValidationError::Invalid(violations)) => Problem::new(Code::ValidationFailed)

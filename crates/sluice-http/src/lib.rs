@@ -12,7 +12,8 @@
 //! - `body`: media type check and body reading under a byte limit (T-1), with a bounded
 //!   lingering read after an early 413 so clients that send before they read still see it.
 //! - `framing`: `Transfer-Encoding` and `Host` as RFC 9112 allows them, on `sluice serve` (T-1).
-//! - `ingest`, `query`: the route handlers, thin adapters over `sluice_core`'s use cases.
+//! - `ingest`, `query`, `sources`: the route handlers, thin adapters over `sluice_core`'s use
+//!   cases (`sources`: provider-signed webhook deliveries, authenticated by their signature).
 //! - [`access_log`]: one structured event per request, never a body or credential (R-1, I-1).
 //! - [`client_ip`]: the caller's address.
 //! - [`openapi`]: the OpenAPI document and the list of routes it covers.
@@ -32,6 +33,7 @@ pub mod openapi;
 pub mod problem;
 mod query;
 pub mod request_id;
+mod sources;
 mod throttle;
 
 pub use auth::Auth;
@@ -49,6 +51,7 @@ use axum::routing::{get, post};
 use framing::FramingLayer;
 use request_id::FinalizeLayer;
 use serde::Deserialize;
+use sluice_core::deliveries::DeliveryService;
 use sluice_core::ingest::IngestService;
 use sluice_core::query::QueryService;
 use std::sync::Arc;
@@ -220,12 +223,43 @@ pub fn query_router(query: Arc<QueryService>, auth: Auth, config: &HttpConfig) -
     finish(query_routes(query, &guard), config, false)
 }
 
+/// The webhook delivery route: no bearer guard (the signature authenticates), its own failure
+/// limits per source and per address, and per-source buckets of the same size as an API key's.
+fn source_routes(deliveries: Arc<DeliveryService>, config: &HttpConfig) -> Router {
+    let max_body_bytes = deliveries.ingest().validator().limits().max_body_bytes;
+    let failures = || auth::FailureLimit::new(config.auth_failures_per_minute, config.auth_failure_burst);
+    let state = Arc::new(sources::DeliveryState {
+        service: deliveries,
+        max_body_bytes,
+        body_timeout: config.body_timeout,
+        throttle: Throttle::new(
+            config.rate_per_sec,
+            config.burst,
+            config.global_rate_per_sec,
+            config.global_burst,
+        ),
+        failures_by_source: failures(),
+        failures_by_address: failures(),
+    });
+    Router::new()
+        .route(openapi::SOURCE, post(sources::post_delivery))
+        .with_state(state)
+}
+
 /// The whole API as `sluice serve` mounts it: ingest and query routes sharing one authenticator
-/// and one set of buckets, plus `GET /healthz` and `GET /openapi.json` (no auth).
-pub fn app(ingest: Arc<IngestService>, query: Arc<QueryService>, auth: Auth, config: &HttpConfig) -> Router {
+/// and one set of buckets, the webhook delivery route, plus `GET /healthz` and `GET /openapi.json`
+/// (no auth).
+pub fn app(
+    ingest: Arc<IngestService>,
+    query: Arc<QueryService>,
+    deliveries: Arc<DeliveryService>,
+    auth: Auth,
+    config: &HttpConfig,
+) -> Router {
     let guard = guard(auth, config);
     let routes = ingest_routes(ingest, &guard, config)
         .merge(query_routes(query, &guard))
+        .merge(source_routes(deliveries, config))
         .route(openapi::HEALTHZ, get(openapi::healthz))
         .route(openapi::OPENAPI, get(openapi::serve_openapi));
     finish(routes, config, true)

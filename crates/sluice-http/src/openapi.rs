@@ -24,6 +24,8 @@ pub const EVENT: &str = "/v1/events/{id}";
 pub const HEALTHZ: &str = "/healthz";
 /// `/openapi.json`.
 pub const OPENAPI: &str = "/openapi.json";
+/// A webhook source's delivery URL.
+pub const SOURCE: &str = "/v1/sources/{source_id}";
 
 /// Every route [`crate::app`] serves; the document describes exactly these.
 pub const ROUTES: &[Route] = &[
@@ -38,6 +40,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: EVENT,
+    },
+    Route {
+        method: "post",
+        path: SOURCE,
     },
     Route {
         method: "get",

@@ -224,6 +224,7 @@ async fn upstream_principal_is_trusted_and_its_absence_is_401() {
     let app = sluice_http::app(
         h.ingest.clone(),
         h.query.clone(),
+        h.deliveries.clone(),
         Auth::Upstream,
         &HttpConfig::default(),
     );

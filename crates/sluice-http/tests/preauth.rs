@@ -76,7 +76,13 @@ async fn d1_flood_of_bad_keys_is_refused_before_the_key_store() {
         auth_failure_burst: 3,
         ..HttpConfig::default()
     };
-    let app = sluice_http::app(h.ingest.clone(), h.query.clone(), Auth::api_keys(keys), &config);
+    let app = sluice_http::app(
+        h.ingest.clone(),
+        h.query.clone(),
+        h.deliveries.clone(),
+        Auth::api_keys(keys),
+        &config,
+    );
     let attacker = "203.0.113.7";
     let mut statuses = Vec::new();
     for _ in 0..50 {
@@ -129,7 +135,13 @@ async fn d1_failure_limit_can_be_turned_off_and_does_not_apply_upstream() {
         auth_failure_burst: 1,
         ..HttpConfig::default()
     };
-    let upstream = sluice_http::app(h.ingest.clone(), h.query.clone(), Auth::Upstream, &config);
+    let upstream = sluice_http::app(
+        h.ingest.clone(),
+        h.query.clone(),
+        h.deliveries.clone(),
+        Auth::Upstream,
+        &config,
+    );
     for _ in 0..5 {
         assert_eq!(
             send(&upstream, from("203.0.113.9", "Bearer x")).await.status,

@@ -68,6 +68,9 @@ enum Command {
     /// Inspect and redrive the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Manage webhook sources: the URLs providers post signed deliveries to.
+    #[command(subcommand)]
+    Sources(crate::sources::SourcesCommand),
     /// Print the queue and dead-letter queue depths.
     Status,
     /// Monthly AWS cost per million events of the deployed shape, and the worst case an attacker
@@ -191,6 +194,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd, output)),
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
+        Command::Sources(cmd) => runtime()?.block_on(crate::sources::run(&config, cmd, output)),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
         Command::Cost(_) | Command::Completions { .. } => Ok(()),
     }
@@ -221,12 +225,12 @@ fn start_up_error(e: anyhow::Error) -> CliError {
 }
 
 /// Prints a rendered listing.
-fn emit(text: &str) -> Result<(), CliError> {
+pub(crate) fn emit(text: &str) -> Result<(), CliError> {
     crate::output::emit(text).context("writing to standard output").failed()
 }
 
 /// A time as a listing value: RFC 3339, or `null` (`-` in a table).
-fn time_value(t: Option<OffsetDateTime>) -> Value {
+pub(crate) fn time_value(t: Option<OffsetDateTime>) -> Value {
     t.and_then(|t| t.format(&Rfc3339).ok())
         .map_or(Value::Null, Value::String)
 }

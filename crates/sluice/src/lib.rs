@@ -14,6 +14,7 @@
 //! - [`serve`]: `sluice serve`, the gateway and the worker pool over the ports: the embedded
 //!   adapters, or SQS and DynamoDB (`--backend aws`).
 //! - [`secrets`]: local signing and cursor keys.
+//! - [`sources`]: `sluice sources`, webhook sources and their secrets.
 //!
 //! The worker loop, the settle policy, the environment's names, the file reads, the SDK clients
 //! and the redacting log subscriber are `sluice-host`'s, shared with the Lambda functions.
@@ -28,3 +29,4 @@ pub mod listen;
 pub mod output;
 pub mod secrets;
 pub mod serve;
+pub mod sources;

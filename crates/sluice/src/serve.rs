@@ -16,14 +16,15 @@ use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, SqsQueue};
+use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, DynamoSources, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
+use sluice_core::deliveries::DeliveryService;
 use sluice_core::envelope::{Sealer, SigningKey};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::Authenticator;
 use sluice_core::oidc::JwtVerifier;
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue};
+use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
 use sluice_core::process::Processor;
 use sluice_core::query::QueryService;
 use sluice_core::validate::Validator;
@@ -91,6 +92,8 @@ pub struct Ports {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// API key records.
     pub keys: Arc<dyn KeyStore>,
+    /// Webhook sources and their secrets.
+    pub sources: Arc<dyn SourceStore>,
     /// How often the backpressure gauge reads the queue depth. SQS's depth is approximate and
     /// lags, and each read is a billed request, so the AWS backend reads it less often.
     pub depth_poll: Duration,
@@ -107,6 +110,7 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
                 events: Arc::new(store.events()),
                 idempotency: Arc::new(store.idempotency()),
                 keys: Arc::new(store.keys()),
+                sources: Arc::new(store.sources()),
                 depth_poll: Duration::from_millis(250),
             })
         }
@@ -145,7 +149,8 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
         dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
         events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
         idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
-        keys: Arc::new(DynamoKeys::new(dynamodb, &resources.keys_table)),
+        keys: Arc::new(DynamoKeys::new(dynamodb.clone(), &resources.keys_table)),
+        sources: Arc::new(DynamoSources::new(dynamodb, &resources.sources_table)),
         depth_poll: Duration::from_secs(5),
     })
 }
@@ -206,6 +211,7 @@ pub async fn run(
         events,
         idempotency,
         keys,
+        sources,
         depth_poll,
     } = open_ports(&config).await?;
     let jwt = jwt_verifier(&config)?;
@@ -233,9 +239,11 @@ pub async fn run(
         clock.clone(),
         Duration::from_secs(config.auth.cache_secs),
     ));
+    let deliveries = Arc::new(DeliveryService::new(sources, ingest.clone(), clock.clone()));
     let app = sluice_http::app(
         ingest,
         query,
+        deliveries,
         Auth::Local {
             keys: authenticator,
             jwt,

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use sluice_core::clock::SystemClock;
 use sluice_core::cursor::CursorCodec;
+use sluice_core::deliveries::DeliveryService;
 use sluice_core::envelope::{Sealer, SigningKey};
 use sluice_core::ids::{EventId, KeyId, RequestId};
 use sluice_core::ingest::{Backpressure, IngestService};
@@ -22,7 +23,7 @@ use sluice_core::query::QueryService;
 use sluice_core::validate::{Limits, Schemas, Validator};
 use sluice_core::{Clock, EventType, StoredEvent, Tenant};
 use sluice_http::{Auth, HttpConfig};
-use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue};
+use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue, MemorySources};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -154,6 +155,8 @@ pub struct Harness {
     pub ingest: Arc<IngestService>,
     pub query: Arc<QueryService>,
     pub authenticator: Arc<Authenticator>,
+    pub sources: Arc<MemorySources>,
+    pub deliveries: Arc<DeliveryService>,
     pub acme: ApiKey,
     pub evil: ApiKey,
     pub expired: ApiKey,
@@ -190,7 +193,9 @@ impl Harness {
             .with_backpressure(backpressure.clone()),
         );
         let query = Arc::new(QueryService::new(store.clone(), CursorCodec::new(vec![9; 32])));
-        let authenticator = Arc::new(Authenticator::new(keys.clone(), clock, Duration::ZERO));
+        let authenticator = Arc::new(Authenticator::new(keys.clone(), clock.clone(), Duration::ZERO));
+        let sources = Arc::new(MemorySources::new());
+        let deliveries = Arc::new(DeliveryService::new(sources.clone(), ingest.clone(), clock));
         Self {
             queue,
             store,
@@ -199,6 +204,8 @@ impl Harness {
             ingest,
             query,
             authenticator,
+            sources,
+            deliveries,
             acme,
             evil,
             expired,
@@ -214,7 +221,13 @@ impl Harness {
     }
 
     pub fn app_with(&self, config: &HttpConfig) -> Router {
-        sluice_http::app(self.ingest.clone(), self.query.clone(), self.auth(), config)
+        sluice_http::app(
+            self.ingest.clone(),
+            self.query.clone(),
+            self.deliveries.clone(),
+            self.auth(),
+            config,
+        )
     }
 
     /// Stores an event for `tenant` directly.
