@@ -16,6 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How a request body is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// Sluice's own shape: one event object or an array of them.
+    Native,
+    /// One CloudEvent in the JSON event format (structured mode).
+    CloudEvent,
+    /// A CloudEvents JSON batch.
+    CloudEventBatch,
+    /// CloudEvents binary mode: the `ce-*` attributes (name without the prefix, value decoded)
+    /// and the JSON data as the body.
+    CloudEventBinary(Vec<(String, String)>),
+}
+
 /// Who sent a request and how to trace it.
 #[derive(Debug, Clone)]
 pub struct IngestContext {
@@ -169,8 +183,31 @@ impl IngestService {
 
     /// Validates `body` and enqueues its events; `Ok` means every event is durably in the queue.
     pub async fn ingest(&self, ctx: &IngestContext, body: &[u8]) -> Result<Accepted, IngestError> {
+        self.ingest_as(ctx, &Format::Native, body).await
+    }
+
+    /// Like [`IngestService::ingest`] for a body in `format`. A CloudEvents request is
+    /// idempotent by its `source` + `id` pairs (see [`crate::cloudevents::CloudEvents::idempotency_key`]) unless the
+    /// client sent its own `Idempotency-Key`, which then wins; either way the request's
+    /// fingerprint is what its events mean, not its bytes.
+    pub async fn ingest_as(&self, ctx: &IngestContext, format: &Format, body: &[u8]) -> Result<Accepted, IngestError> {
         let now = self.clock.now();
-        let (events, single) = self.validator.parse_body(body, now)?.into_events();
+        let (events, single, key, fingerprint) = match format {
+            Format::Native => {
+                let (events, single) = self.validator.parse_body(body, now)?.into_events();
+                (events, single, ctx.idempotency_key.clone(), None)
+            }
+            Format::CloudEvent | Format::CloudEventBatch | Format::CloudEventBinary(_) => {
+                let ces = match format {
+                    Format::CloudEvent => self.validator.parse_cloudevent(body, now)?,
+                    Format::CloudEventBinary(attrs) => self.validator.parse_cloudevent_binary(attrs, body, now)?,
+                    _ => self.validator.parse_cloudevent_batch(body, now)?,
+                };
+                let key = ctx.idempotency_key.clone().or_else(|| ces.idempotency_key());
+                let fingerprint = ces.fingerprint();
+                (ces.events, ces.single, key, Some(fingerprint))
+            }
+        };
         if let Some(bp) = &self.backpressure
             && bp.would_exceed(events.len() as u64)
         {
@@ -194,6 +231,7 @@ impl IngestService {
                 received_at: now,
                 request_id: ctx.request_id.clone(),
                 source_ip: ctx.source_ip.clone(),
+                subject: e.subject,
             };
             let message = self
                 .sealer
@@ -213,7 +251,7 @@ impl IngestService {
             (true, Some(id)) => Accepted::One { id: *id },
             _ => Accepted::Many { ids },
         };
-        let Some(key) = &ctx.idempotency_key else {
+        let Some(key) = &key else {
             self.send_all(messages).await?;
             return Ok(accepted);
         };
@@ -229,7 +267,7 @@ impl IngestService {
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
-            fingerprint: crate::text::hex_digest(&Sha256::digest(body)),
+            fingerprint: fingerprint.unwrap_or_else(|| crate::text::hex_digest(&Sha256::digest(body))),
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
             payload,

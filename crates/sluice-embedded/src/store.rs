@@ -18,7 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         tenant TEXT NOT NULL,
         id TEXT NOT NULL,
@@ -53,7 +54,10 @@ const MIGRATIONS: &[&str] = &["
         expires_at_ns INTEGER,
         revoked_at_ns INTEGER
     ) WITHOUT ROWID;
-"];
+",
+    // Optional: rows written before subjects existed read as none.
+    "ALTER TABLE events ADD COLUMN subject TEXT;",
+];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
 /// tables): the handle the port adapters share. Open it once and take the adapters from it.

@@ -101,6 +101,7 @@ pub fn event(tenant: &Tenant, event_type: &str, at: OffsetDateTime) -> StoredEve
         occurred_at: at,
         received_at: at,
         request_id: RequestId::generate(),
+        subject: None,
     }
 }
 
