@@ -527,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn r2_source_and_id_make_a_stable_key_and_a_batch_is_one_unit() {
+    fn s5_source_and_id_make_a_stable_key_and_a_batch_is_one_unit() {
         let val = Validator::default();
         let a = val.parse_cloudevent(&with(|_| {}), now()).ok();
         // The same event laid out differently is the same request.

@@ -132,7 +132,7 @@ async fn t1_a_binary_mode_cloudevent_is_accepted_and_mapped() {
 }
 
 #[tokio::test]
-async fn r2_a_retried_source_and_id_is_queued_once_with_the_same_id() {
+async fn s5_a_retried_source_and_id_is_queued_once_with_the_same_id() {
     let h = Harness::new();
     let app = h.app();
     let event = cloudevent("retry-1");

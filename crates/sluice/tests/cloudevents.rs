@@ -146,7 +146,7 @@ async fn t1_a_binary_mode_cloudevent_is_stored() {
 }
 
 #[tokio::test]
-async fn r2_a_retried_cloudevent_is_stored_once_with_the_same_id() {
+async fn s5_a_retried_cloudevent_is_stored_once_with_the_same_id() {
     let app = TestApp::spawn();
     let event = cloudevent("retry-1", &now()).to_string();
     let mut ids = Vec::new();
