@@ -45,6 +45,7 @@ fn event(tenant: &Tenant, ty: &str, at: OffsetDateTime) -> StoredEvent {
         occurred_at: at,
         received_at: at,
         request_id: RequestId::generate(),
+        subject: None,
     }
 }
 

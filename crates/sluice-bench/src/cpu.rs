@@ -59,6 +59,7 @@ pub fn ingest_work(validator: &Validator, sealer: &Sealer, body: &[u8]) -> anyho
             received_at: now,
             request_id: request_id.clone(),
             source_ip: Some("127.0.0.1".into()),
+            subject: None,
         };
         out.push(sealer.seal(&env).map_err(|e| anyhow::anyhow!("{e}"))?);
     }

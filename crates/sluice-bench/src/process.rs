@@ -35,6 +35,7 @@ fn messages(sealer: &Sealer, n: usize) -> anyhow::Result<(Vec<EventId>, Vec<Outg
             received_at: now,
             request_id: RequestId::generate(),
             source_ip: Some("127.0.0.1".into()),
+            subject: None,
         };
         ids.push(id);
         out.push(sealer.seal(&env).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -13,7 +13,7 @@
 use crate::clock::Clock;
 use crate::event::NewEvent;
 use crate::ids::{IdempotencyKey, RequestId, SourceId};
-use crate::ingest::{Accepted, IngestContext, IngestError, IngestService};
+use crate::ingest::{Accepted, Idempotent, IngestContext, IngestError, IngestService};
 use crate::ports::{SourceStore, SourceStoreError};
 use crate::webhook::{self, WebhookError};
 use sha2::{Digest, Sha256};
@@ -142,14 +142,22 @@ impl DeliveryService {
             tenant: source.tenant,
             request_id: ctx.request_id,
             source_ip: ctx.source_ip,
-            idempotency_key: Some(key),
+            idempotency_key: None,
+        };
+        let idempotent = Idempotent {
+            key,
+            fingerprint: crate::text::hex_digest(&Sha256::digest(body)),
         };
         let event = NewEvent {
             event_type: verified.event_type,
             data: verified.data,
             occurred_at,
+            subject: None,
         };
-        let accepted = self.ingest.accept(&ingest_ctx, vec![event], true, body, now).await?;
+        let accepted = self
+            .ingest
+            .accept(&ingest_ctx, vec![event], true, Some(idempotent), now)
+            .await?;
         Ok(Delivered::Accepted(accepted))
     }
 }

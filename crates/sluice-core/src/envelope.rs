@@ -70,6 +70,10 @@ pub struct Envelope {
     pub request_id: RequestId,
     /// The caller's address as the gateway saw it.
     pub source_ip: Option<String>,
+    /// Who or what the event is about. Left out when absent, so envelopes without one keep the
+    /// exact bytes (and signatures) they had before subjects existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// One HMAC key with its id.
@@ -221,6 +225,7 @@ mod tests {
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),
             source_ip: Some("127.0.0.1".into()),
+            subject: Some("user/42".into()),
         }
     }
 

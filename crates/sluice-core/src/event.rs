@@ -56,6 +56,25 @@ pub struct NewEvent {
     pub data: Value,
     /// When the event happened, if the client said so.
     pub occurred_at: Option<OffsetDateTime>,
+    /// Who or what the event is about, if the client said so (at most [`MAX_SUBJECT_CHARS`]).
+    pub subject: Option<String>,
+}
+
+/// The longest `subject`, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 256;
+
+/// Why a string is not a subject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a subject is 1 to 256 characters, none of them a control character")]
+pub struct InvalidSubject;
+
+/// Checks a `subject`: 1 to [`MAX_SUBJECT_CHARS`] characters, no control characters.
+pub fn check_subject(s: &str) -> Result<(), InvalidSubject> {
+    let n = s.chars().count();
+    if n == 0 || n > MAX_SUBJECT_CHARS || s.chars().any(char::is_control) {
+        return Err(InvalidSubject);
+    }
+    Ok(())
 }
 
 /// An event as the store keeps it and the query API returns it.
@@ -79,6 +98,10 @@ pub struct StoredEvent {
     pub received_at: OffsetDateTime,
     /// The request that carried it, for tracing one event through every log.
     pub request_id: RequestId,
+    /// Who or what the event is about; absent when the client gave none (and on events stored
+    /// before subjects existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 #[cfg(test)]
@@ -93,6 +116,16 @@ mod tests {
         let too_long = format!("a{}", "b".repeat(128));
         for bad in ["", "Order", "1a", "a b", "a\n", "a/b", too_long.as_str()] {
             assert_eq!(EventType::parse(bad), Err(InvalidEventType), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn t1_subjects_are_bounded_and_printable() {
+        for ok in ["user/42", "é", &"x".repeat(256), &"é".repeat(256)] {
+            assert!(check_subject(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a\nb", "\u{0}", &"x".repeat(257)] {
+            assert_eq!(check_subject(bad), Err(InvalidSubject), "{bad:?}");
         }
     }
 }

@@ -18,6 +18,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// How a request body is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// Sluice's own shape: one event object or an array of them.
+    Native,
+    /// One CloudEvent in the JSON event format (structured mode).
+    CloudEvent,
+    /// A CloudEvents JSON batch.
+    CloudEventBatch,
+    /// CloudEvents binary mode: the `ce-*` attributes (name without the prefix, value decoded)
+    /// and the JSON data as the body.
+    CloudEventBinary(Vec<(String, String)>),
+}
+
+/// What makes a request idempotent: its key, and what a retry under that key must repeat (the
+/// body's digest, or what its events mean) to be answered with the first attempt's ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotent {
+    /// The key, per tenant.
+    pub key: IdempotencyKey,
+    /// The request's fingerprint.
+    pub fingerprint: String,
+}
+
 /// Who sent a request and how to trace it.
 #[derive(Debug, Clone)]
 pub struct IngestContext {
@@ -171,20 +195,47 @@ impl IngestService {
 
     /// Validates `body` and enqueues its events; `Ok` means every event is durably in the queue.
     pub async fn ingest(&self, ctx: &IngestContext, body: &[u8]) -> Result<Accepted, IngestError> {
-        let now = self.clock.now();
-        let (events, single) = self.validator.parse_body(body, now)?.into_events();
-        self.accept(ctx, events, single, body, now).await
+        self.ingest_as(ctx, &Format::Native, body).await
     }
 
-    /// Seals, queues and answers for events already validated (by [`IngestService::ingest`], or
-    /// derived from a verified webhook delivery). `body` is what an idempotent retry must repeat
-    /// byte for byte; `now` is the time the events were received.
+    /// Like [`IngestService::ingest`] for a body in `format`. A CloudEvents request is
+    /// idempotent by its `source` + `id` pairs (see [`crate::cloudevents::CloudEvents::idempotency_key`]) unless the
+    /// client sent its own `Idempotency-Key`, which then wins; either way the request's
+    /// fingerprint is what its events mean, not its bytes.
+    pub async fn ingest_as(&self, ctx: &IngestContext, format: &Format, body: &[u8]) -> Result<Accepted, IngestError> {
+        let now = self.clock.now();
+        let (events, single, key, fingerprint) = match format {
+            Format::Native => {
+                let (events, single) = self.validator.parse_body(body, now)?.into_events();
+                (events, single, ctx.idempotency_key.clone(), None)
+            }
+            Format::CloudEvent | Format::CloudEventBatch | Format::CloudEventBinary(_) => {
+                let ces = match format {
+                    Format::CloudEvent => self.validator.parse_cloudevent(body, now)?,
+                    Format::CloudEventBinary(attrs) => self.validator.parse_cloudevent_binary(attrs, body, now)?,
+                    _ => self.validator.parse_cloudevent_batch(body, now)?,
+                };
+                let key = ctx.idempotency_key.clone().or_else(|| ces.idempotency_key());
+                let fingerprint = ces.fingerprint();
+                (ces.events, ces.single, key, Some(fingerprint))
+            }
+        };
+        let idempotent = key.map(|key| Idempotent {
+            key,
+            fingerprint: fingerprint.unwrap_or_else(|| crate::text::hex_digest(&Sha256::digest(body))),
+        });
+        self.accept(ctx, events, single, idempotent, now).await
+    }
+
+    /// Seals, queues and answers for events already validated (by [`IngestService::ingest_as`],
+    /// or derived from a verified webhook delivery), received at `now`; `ctx.idempotency_key` is
+    /// not read here, `idempotent` says whether and how the request is idempotent.
     pub async fn accept(
         &self,
         ctx: &IngestContext,
         events: Vec<NewEvent>,
         single: bool,
-        body: &[u8],
+        idempotent: Option<Idempotent>,
         now: OffsetDateTime,
     ) -> Result<Accepted, IngestError> {
         if let Some(bp) = &self.backpressure
@@ -210,6 +261,7 @@ impl IngestService {
                 received_at: now,
                 request_id: ctx.request_id.clone(),
                 source_ip: ctx.source_ip.clone(),
+                subject: e.subject,
             };
             let message = self
                 .sealer
@@ -229,10 +281,11 @@ impl IngestService {
             (true, Some(id)) => Accepted::One { id: *id },
             _ => Accepted::Many { ids },
         };
-        let Some(key) = &ctx.idempotency_key else {
+        let Some(Idempotent { key, fingerprint }) = idempotent else {
             self.send_all(messages).await?;
             return Ok(accepted);
         };
+        let key = &key;
         // The whole sealed request is kept for retries; a record the store cannot hold would make
         // every attempt fail as an outage, so it is the client's to split (T-1).
         let payload = encode_payload(&messages);
@@ -245,7 +298,7 @@ impl IngestService {
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
-            fingerprint: crate::text::hex_digest(&Sha256::digest(body)),
+            fingerprint,
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
             payload,

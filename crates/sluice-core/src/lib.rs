@@ -4,6 +4,7 @@
 //! - [`tenant`], [`ids`], [`event`]: parsed domain types (a value of these types is valid by construction).
 //! - [`json`]: a strict JSON reader (nesting depth limit, duplicate keys rejected) for untrusted bytes.
 //! - [`validate`]: turns untrusted request bytes into [`event::NewEvent`]s, with JSON Pointer violations.
+//! - [`cloudevents`]: CloudEvents 1.0 (structured, batch and binary mode) mapped onto the same events.
 //! - [`envelope`]: what travels through the queue, signed at ingest and verified by the process step.
 //! - [`cursor`]: opaque, signed list cursors bound to one tenant.
 //! - [`keys`]: API keys: generation, hashing, constant-time verification.
@@ -24,6 +25,7 @@
 //! `sluice serve` and on Lambda. `tests/purity.rs` fails if that comes back.
 
 pub mod clock;
+pub mod cloudevents;
 pub mod cursor;
 pub mod deliveries;
 pub mod envelope;

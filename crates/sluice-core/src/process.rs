@@ -171,6 +171,7 @@ fn stored_event(env: Envelope) -> StoredEvent {
         occurred_at: env.occurred_at,
         received_at: env.received_at,
         request_id: env.request_id,
+        subject: env.subject,
     }
 }
 

@@ -5,7 +5,7 @@
 //! event is parsed field by field, and its `data` checked against the type's JSON Schema, if any.
 //! A batch is all or nothing: one bad event refuses the whole request.
 
-use crate::event::{EventType, NewEvent};
+use crate::event::{EventType, NewEvent, check_subject};
 use crate::json::{JsonError, escape_pointer_token, parse_strict};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -148,7 +148,7 @@ impl Schemas {
     }
 }
 
-const MAX_VIOLATIONS: usize = 50;
+pub(crate) const MAX_VIOLATIONS: usize = 50;
 
 fn truncate(s: &mut String, max: usize) {
     if crate::text::truncate_at_char_boundary(s, max) {
@@ -258,19 +258,32 @@ impl Validator {
         now: OffsetDateTime,
         out: &mut Vec<Violation>,
     ) -> Option<NewEvent> {
+        self.parse_event_as(value, index, now, out, &NATIVE)
+    }
+
+    /// Parses one event object of the given [`Shape`]; `index` is its place in a batch.
+    pub(crate) fn parse_event_as(
+        &self,
+        value: Value,
+        index: Option<usize>,
+        now: OffsetDateTime,
+        out: &mut Vec<Violation>,
+        shape: &Shape,
+    ) -> Option<NewEvent> {
         // The event's pointer in the body ("" or "/3"), built only where a violation or a schema
         // check needs it: most events in a batch never do.
         let base = || index.map_or_else(String::new, |i| format!("/{i}"));
         let Value::Object(mut obj) = value else {
-            out.push(violation(&base(), "an event is a JSON object"));
+            out.push(violation(&base(), shape.not_an_object));
             return None;
         };
         let before = out.len();
         for key in obj.keys() {
-            if !matches!(key.as_str(), "type" | "data" | "occurred_at") {
+            let known = matches!(key.as_str(), "type" | "data" | "subject") || key == shape.time;
+            if !known && !shape.checked_elsewhere.contains(&key.as_str()) {
                 out.push(violation(
                     &format!("{}/{}", base(), escape_pointer_token(key)),
-                    "unknown field",
+                    (shape.unknown)(key),
                 ));
             }
         }
@@ -296,7 +309,7 @@ impl Validator {
         if data.is_none() {
             out.push(violation(&format!("{}/data", base()), "is required"));
         }
-        let occurred_at = match obj.get("occurred_at") {
+        let occurred_at = match obj.get(shape.time) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
                 Ok(t) => {
@@ -304,7 +317,7 @@ impl Validator {
                     let future = now + Duration::from_secs(self.limits.max_future_secs);
                     if t < past || t > future {
                         out.push(violation(
-                            &format!("{}/occurred_at", base()),
+                            &format!("{}/{}", base(), shape.time),
                             "is outside the accepted time window",
                         ));
                     }
@@ -312,7 +325,7 @@ impl Validator {
                 }
                 Err(_) => {
                     out.push(violation(
-                        &format!("{}/occurred_at", base()),
+                        &format!("{}/{}", base(), shape.time),
                         "must be an RFC 3339 date-time",
                     ));
                     None
@@ -320,9 +333,23 @@ impl Validator {
             },
             Some(_) => {
                 out.push(violation(
-                    &format!("{}/occurred_at", base()),
+                    &format!("{}/{}", base(), shape.time),
                     "must be an RFC 3339 date-time string",
                 ));
+                None
+            }
+        };
+        let subject = match obj.remove("subject") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match check_subject(&s) {
+                Ok(()) => Some(s),
+                Err(e) => {
+                    out.push(violation(&format!("{}/subject", base()), &e.to_string()));
+                    None
+                }
+            },
+            Some(_) => {
+                out.push(violation(&format!("{}/subject", base()), "must be a string"));
                 None
             }
         };
@@ -334,14 +361,35 @@ impl Validator {
                 event_type,
                 data,
                 occurred_at,
+                subject,
             }),
             _ => None,
         }
     }
 }
 
+/// How one kind of event object names its members: Sluice's own shape, or a CloudEvent.
+pub(crate) struct Shape {
+    /// The member holding the event's time.
+    pub(crate) time: &'static str,
+    /// Members the caller checks itself (the CloudEvents context attributes).
+    pub(crate) checked_elsewhere: &'static [&'static str],
+    /// The message for any other member.
+    pub(crate) unknown: fn(&str) -> &'static str,
+    /// The message when an item is not an object.
+    pub(crate) not_an_object: &'static str,
+}
+
+/// Sluice's own shape: `{"type","data","occurred_at"?,"subject"?}`.
+const NATIVE: Shape = Shape {
+    time: "occurred_at",
+    checked_elsewhere: &[],
+    unknown: |_| "unknown field",
+    not_an_object: "an event is a JSON object",
+};
+
 /// A violation at `pointer`.
-fn violation(pointer: &str, message: &str) -> Violation {
+pub(crate) fn violation(pointer: &str, message: &str) -> Violation {
     Violation {
         pointer: pointer.to_owned(),
         message: message.to_owned(),
@@ -394,6 +442,27 @@ mod tests {
                 "/2/occurred_at".into()
             ])
         );
+    }
+
+    #[test]
+    fn t1_an_event_may_name_a_bounded_subject() {
+        let val = Validator::default();
+        match val.parse_body(br#"{"type":"a","data":1,"subject":"user/42"}"#, now()) {
+            Ok(Submission::One(e)) => assert_eq!(e.subject.as_deref(), Some("user/42")),
+            other => panic!("{other:?}"),
+        }
+        let long = json!({"type":"a","data":1,"subject":"x".repeat(257)}).to_string();
+        for body in [
+            long.as_str(),
+            r#"{"type":"a","data":1,"subject":""}"#,
+            r#"{"type":"a","data":1,"subject":7}"#,
+        ] {
+            assert_eq!(
+                val.parse_body(body.as_bytes(), now()).map(|_| ()).map_err(pointers),
+                Err(vec!["/subject".into()]),
+                "{body}"
+            );
+        }
     }
 
     #[test]

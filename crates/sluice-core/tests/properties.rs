@@ -278,6 +278,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
             received_at: now(),
             request_id: RequestId::parse(&rid).unwrap(),
             source_ip: ip,
+            subject: None,
         })
 }
 

@@ -48,6 +48,7 @@ struct EventRow {
     occurred_at: String,
     received_at: String,
     request_id: String,
+    subject: Option<String>,
 }
 
 /// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
@@ -55,8 +56,8 @@ struct EventRow {
 fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
     let n = c
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id, subject) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             row.tenant,
@@ -65,7 +66,8 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
             row.data,
             row.occurred_at,
             row.received_at,
-            row.request_id
+            row.request_id,
+            row.subject
         ])?;
     Ok(if n == 1 {
         PutOutcome::Created
@@ -75,7 +77,7 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
 }
 
 impl EventRow {
-    const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id";
+    const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id, subject";
 
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -86,6 +88,7 @@ impl EventRow {
             occurred_at: r.get(4)?,
             received_at: r.get(5)?,
             request_id: r.get(6)?,
+            subject: r.get(7)?,
         })
     }
 
@@ -99,6 +102,7 @@ impl EventRow {
             occurred_at: rfc3339(e.occurred_at)?,
             received_at: rfc3339(e.received_at)?,
             request_id: e.request_id.as_str().to_owned(),
+            subject: e.subject.clone(),
         })
     }
 
@@ -112,6 +116,7 @@ impl EventRow {
             occurred_at: OffsetDateTime::parse(&self.occurred_at, &Rfc3339).map_err(|_| corrupt("occurred_at"))?,
             received_at: OffsetDateTime::parse(&self.received_at, &Rfc3339).map_err(|_| corrupt("received_at"))?,
             request_id: RequestId::parse(&self.request_id).map_err(|_| corrupt("request_id"))?,
+            subject: self.subject,
         })
     }
 }

@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
         deleted_at_ns INTEGER
     ) WITHOUT ROWID;
 ",
+    // Optional: rows written before subjects existed read as none.
+    "ALTER TABLE events ADD COLUMN subject TEXT;",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -131,5 +133,39 @@ impl StoreDb {
             .run(move |c| limit_pages(c, extra_pages))
             .await
             .map_err(|f: DbFailure| StoreError::Unavailable(f.reason()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sluice_core::ports::EventStore;
+    use sluice_core::{EventId, Tenant};
+
+    #[tokio::test]
+    async fn a_store_from_before_subjects_is_migrated_and_its_rows_read_as_no_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let id = EventId::new_at(time::OffsetDateTime::now_utc());
+        {
+            // The database as the first release left it: only the first migration, one row.
+            let old = open_writer(&path, &MIGRATIONS[..1]).unwrap();
+            old.execute(
+                "INSERT INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id) \
+                 VALUES ('acme', ?1, 'a', '1', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'r-1')",
+                [id.to_string()],
+            )
+            .unwrap();
+        }
+        let db = StoreDb::open(&path).unwrap();
+        let e = db
+            .events()
+            .get(&Tenant::parse("acme").unwrap(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.subject, None);
+        assert_eq!(e.data, serde_json::json!(1));
     }
 }

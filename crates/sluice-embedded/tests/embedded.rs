@@ -45,6 +45,7 @@ fn event(tenant: &str, n: i64) -> StoredEvent {
         occurred_at: now,
         received_at: now,
         request_id: RequestId::generate(),
+        subject: None,
     }
 }
 

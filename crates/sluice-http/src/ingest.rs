@@ -6,11 +6,11 @@ use crate::client_ip::source_ip;
 use crate::problem::{Code, Problem};
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode};
+use axum::http::{Extensions, HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sluice_core::RequestId;
 use sluice_core::ids::IdempotencyKey;
-use sluice_core::ingest::{IngestContext, IngestError, IngestService};
+use sluice_core::ingest::{Format, IngestContext, IngestError, IngestService};
 use sluice_core::keys::Principal;
 use sluice_core::validate::ValidationError;
 use std::sync::Arc;
@@ -64,8 +64,9 @@ pub(crate) fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem 
         IngestError::Invalid(ValidationError::Invalid(violations)) => Problem::new(Code::ValidationFailed)
             .detail("the request body breaks the event contract; see violations")
             .violations(violations),
-        IngestError::IdempotencyMismatch => Problem::new(Code::IdempotencyKeyMismatch)
-            .detail("this Idempotency-Key was already used with a different request body"),
+        IngestError::IdempotencyMismatch => Problem::new(Code::IdempotencyKeyMismatch).detail(
+            "this Idempotency-Key (or CloudEvents source and id) was already used with a different request body",
+        ),
         IngestError::TooLarge { what, limit } => Problem::new(Code::PayloadTooLarge).detail(format!(
             "{what} is larger than {limit} bytes once sealed; send less at once"
         )),
@@ -84,12 +85,78 @@ pub(crate) fn ingest_problem(e: IngestError, request_id: &RequestId) -> Problem 
     }
 }
 
+/// The structured-mode media type of one CloudEvent.
+pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+/// The structured-mode media type of a CloudEvents batch.
+pub const CLOUDEVENTS_BATCH_JSON: &str = "application/cloudevents-batch+json";
+/// The binary-mode header whose presence makes a request a CloudEvent in binary mode.
+const CE_SPECVERSION: &str = "ce-specversion";
+
+/// How the body is laid out, from `Content-Type` (already checked to be JSON) and the `ce-*`
+/// headers: structured CloudEvents by media type, binary mode when `ce-specversion` is present,
+/// else Sluice's own shape.
+fn format(headers: &HeaderMap) -> Result<Format, Problem> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if essence == CLOUDEVENTS_JSON {
+        return Ok(Format::CloudEvent);
+    }
+    if essence == CLOUDEVENTS_BATCH_JSON {
+        return Ok(Format::CloudEventBatch);
+    }
+    if !headers.contains_key(CE_SPECVERSION) {
+        return Ok(Format::Native);
+    }
+    let invalid = |detail: String| Problem::new(Code::InvalidHeader).detail(detail);
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    for name in headers.keys() {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let mut values = headers.get_all(name).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(invalid(format!("send the {name} header once")));
+        };
+        let value = value
+            .to_str()
+            .ok()
+            .and_then(percent_decode)
+            .ok_or_else(|| invalid(format!("{name} is not percent-encoded UTF-8")))?;
+        attributes.push((attribute.to_owned(), value));
+    }
+    Ok(Format::CloudEventBinary(attributes))
+}
+
+/// Decodes a binary-mode header value: `%XX` escapes of UTF-8 bytes (CloudEvents HTTP binding
+/// §3.1.3.2); `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `POST /v1/events`: one event or a batch in, `202 {"id"}` or `{"ids"}` out.
 pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Request) -> Result<Response, Problem> {
     let (mut parts, body) = req.into_parts();
     let principal = principal(&mut parts.extensions)?;
     let request_id = request_id(&mut parts.extensions);
     require_json(&parts.headers)?;
+    let format = format(&parts.headers)?;
     let idempotency_key = idempotency_key(&parts.headers)?;
     let bytes = read_limited(&parts.headers, body, state.max_body_bytes, state.body_timeout).await?;
     // Held until the answer is ready: parsing, sealing and the send are where the memory goes.
@@ -103,8 +170,22 @@ pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Requ
         source_ip: source_ip(&parts.extensions),
         idempotency_key,
     };
-    match state.service.ingest(&ctx, &bytes).await {
+    match state.service.ingest_as(&ctx, &format, &bytes).await {
         Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
         Err(e) => Err(ingest_problem(e, &ctx.request_id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t1_binary_mode_header_values_are_percent_decoded_strictly() {
+        assert_eq!(percent_decode("a%20b%C3%A9").as_deref(), Some("a bé"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%2", "%zz", "%C3", "%FF"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! `GET /v1/events/{id}` and `GET /v1/events`: the query routes, thin adapters over
 //! [`QueryService`]. Another tenant's event is a 404 indistinguishable from an absent one (I-3).
 
-use crate::ingest::{principal, request_id};
+use crate::ingest::{CLOUDEVENTS_JSON, principal, request_id};
 use crate::problem::{Code, Problem};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sluice_core::RequestId;
 use sluice_core::ports::StoreError;
@@ -50,10 +51,36 @@ pub(crate) async fn get_event(
     let Ok(Path(id)) = id else {
         return Err(not_found());
     };
+    let as_cloudevent = wants_cloudevent(req.headers());
     match service.get(&principal.tenant, &id).await {
+        Ok(event) if as_cloudevent => Ok((
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON))],
+            Json(sluice_core::cloudevents::to_structured(&event)),
+        )
+            .into_response()),
         Ok(event) => Ok(Json(event).into_response()),
         Err(e) => Err(query_problem(e, &request_id)),
     }
+}
+
+/// Whether `Accept` asks for `application/cloudevents+json` (with a non-zero quality); any other
+/// `Accept` gets the event in Sluice's own JSON shape, as before.
+fn wants_cloudevent(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                })
+            });
+            essence.eq_ignore_ascii_case(CLOUDEVENTS_JSON) && !refused
+        })
 }
 
 /// The list parameters, each at most once, no others.

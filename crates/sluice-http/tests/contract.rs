@@ -246,7 +246,7 @@ async fn media_types_of_the_json_family_are_accepted() {
     let app = h.app();
     for ct in [
         "application/json; charset=utf-8",
-        "application/cloudevents+json",
+        "application/vnd.sluice+json",
         "APPLICATION/JSON",
     ] {
         let r = req("POST", "/v1/events")

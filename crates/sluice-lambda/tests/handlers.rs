@@ -99,6 +99,7 @@ fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),
             source_ip: Some("203.0.113.7".into()),
+            subject: None,
         })
         .unwrap()
 }

@@ -110,6 +110,7 @@ pub fn event(tenant: &Tenant, event_type: &str, at: OffsetDateTime) -> StoredEve
         occurred_at: at,
         received_at: at,
         request_id: RequestId::generate(),
+        subject: None,
     }
 }
 
@@ -146,6 +147,7 @@ macro_rules! conformance_tests {
                 queue_queues_are_isolated,
                 queue_concurrent_sends_are_each_delivered,
                 store_put_if_absent_is_conditional,
+                store_round_trips_the_optional_subject,
                 store_put_batch_if_absent_answers_per_event,
                 store_round_trips_every_field,
                 store_get_is_scoped_to_tenant,

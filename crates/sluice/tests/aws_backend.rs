@@ -350,6 +350,7 @@ async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
         received_at: now,
         request_id: RequestId::generate(),
         source_ip: None,
+        subject: None,
     };
     let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
     queue.send(sealer.seal(&envelope).unwrap()).await.unwrap();

@@ -59,6 +59,7 @@ fn envelope(n: i64) -> Envelope {
         received_at: now,
         request_id: RequestId::generate(),
         source_ip: None,
+        subject: None,
     }
 }
 

@@ -468,6 +468,7 @@ fn envelope(tenant: &str, request_id: &str, data: Value) -> Envelope {
         received_at: now,
         request_id: RequestId::parse(request_id).unwrap(),
         source_ip: Some("198.51.100.7".into()),
+        subject: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Item layout: `pk` (tenant), `sk` (event id), `type`, `data` (the payload serialised as a JSON
 //! string: a DynamoDB map would lose the difference between integers and floats and the order of
-//! keys), `occurred_at` and `received_at` (RFC 3339 strings) and `request_id`.
+//! keys), `occurred_at` and `received_at` (RFC 3339 strings), `request_id`, and `subject` when the
+//! event has one (items without it read as no subject).
 
 use super::{Corrupt, Item, PK, Reader, SK, string_attr, time_attr};
 use crate::error::Failure;
@@ -20,6 +21,8 @@ const DATA: &str = "data";
 const OCCURRED_AT: &str = "occurred_at";
 const RECEIVED_AT: &str = "received_at";
 const REQUEST_ID: &str = "request_id";
+/// Optional: items written before subjects existed have none.
+const SUBJECT: &str = "subject";
 
 impl From<Corrupt> for StoreError {
     fn from(c: Corrupt) -> Self {
@@ -33,7 +36,7 @@ fn unavailable(f: Failure) -> StoreError {
 
 fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
     let data = serde_json::to_string(&e.data).map_err(|_| Corrupt::new(TABLE, "the payload cannot be serialised"))?;
-    Ok(Item::from([
+    let mut item = Item::from([
         (PK.to_owned(), string_attr(e.tenant.as_str())),
         (SK.to_owned(), string_attr(e.id.to_string())),
         (TYPE.to_owned(), string_attr(e.event_type.as_str())),
@@ -41,7 +44,11 @@ fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
         (OCCURRED_AT.to_owned(), time_attr(TABLE, e.occurred_at)?),
         (RECEIVED_AT.to_owned(), time_attr(TABLE, e.received_at)?),
         (REQUEST_ID.to_owned(), string_attr(e.request_id.as_str())),
-    ]))
+    ]);
+    if let Some(subject) = &e.subject {
+        item.insert(SUBJECT.to_owned(), string_attr(subject.as_str()));
+    }
+    Ok(item)
 }
 
 fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
@@ -54,6 +61,7 @@ fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
         occurred_at: r.time(OCCURRED_AT)?,
         received_at: r.time(RECEIVED_AT)?,
         request_id: r.parsed(REQUEST_ID, RequestId::parse)?,
+        subject: r.opt_str(SUBJECT)?.map(str::to_owned),
     })
 }
 
@@ -221,6 +229,7 @@ mod tests {
             occurred_at: now,
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),
+            subject: None,
         };
         assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
         let mut bad = encode(&e).unwrap();

@@ -242,6 +242,7 @@ impl Harness {
             occurred_at: now,
             received_at: now,
             request_id: RequestId::generate(),
+            subject: None,
         };
         self.store.inner.seed(e);
         id

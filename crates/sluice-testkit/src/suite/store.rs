@@ -34,6 +34,22 @@ pub async fn store_put_if_absent_is_conditional<F: Factory>(f: &F) {
     assert_eq!(store.get(&tenant, &e.id).await.unwrap(), Some(e));
 }
 
+/// An event's optional subject is kept as given, and an event without one reads back without one.
+pub async fn store_round_trips_the_optional_subject<F: Factory>(f: &F) {
+    let store = f.event_store().await;
+    let tenant = fresh_tenant();
+    let times = timeline(2);
+    let mut with = event(&tenant, "order.created", times[0]);
+    with.subject = Some("customer/é-42".into());
+    let without = event(&tenant, "order.created", times[1]);
+    for e in [&with, &without] {
+        assert_eq!(store.put_if_absent(e).await.unwrap(), PutOutcome::Created);
+        assert_eq!(store.get(&tenant, &e.id).await.unwrap().as_ref(), Some(e));
+    }
+    let page = store.list(&tenant, &all(10)).await.unwrap();
+    assert_eq!(page.events, vec![without, with]);
+}
+
 /// A batch put answers per event with the single put's meaning: an existing id is left alone, the
 /// new ones are stored.
 pub async fn store_put_batch_if_absent_answers_per_event<F: Factory>(f: &F) {
