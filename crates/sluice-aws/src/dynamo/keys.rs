@@ -4,7 +4,7 @@
 //! secret itself is never stored), `label`, `created_at`, and the optional `expires_at` and
 //! `revoked_at` (RFC 3339 strings; absent means never).
 
-use super::{Corrupt, Item, PK, Reader, string_attr, time_attr};
+use super::{Corrupt, Item, PK, Reader, get_item, put_new, scan_all, string_attr, time_attr, update_existing};
 use crate::error::Failure;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -71,27 +71,16 @@ impl DynamoKeys {
         }
     }
 
-    /// Runs an `UpdateItem` on an existing key; a missing key is [`KeyStoreError::NotFound`].
+    /// Runs `update` on an existing key; a missing key is [`KeyStoreError::NotFound`].
     async fn update_key(
         &self,
         id: &KeyId,
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<(), KeyStoreError> {
-        let result = update
-            .table_name(&self.table)
-            .key(PK, string_attr(id.as_str()))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(KeyStoreError::NotFound)
-            }
-            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "UpdateItem", &e))),
+        match update_existing(update, &self.table, id.as_str()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KeyStoreError::NotFound),
+            Err(f) => Err(unavailable(f)),
         }
     }
 }
@@ -99,63 +88,24 @@ impl DynamoKeys {
 #[async_trait]
 impl KeyStore for DynamoKeys {
     async fn insert(&self, record: &KeyRecord) -> Result<(), KeyStoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(encode(record)?))
-            // Never overwrite a key (and its hash) that already exists under this id.
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(KeyStoreError::Unavailable("a key with this id already exists".into()))
-            }
-            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "PutItem", &e))),
+        // Never overwrite a key (and its hash) that already exists under this id.
+        match put_new(&self.client, &self.table, encode(record)?).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KeyStoreError::Unavailable("a key with this id already exists".into())),
+            Err(f) => Err(unavailable(f)),
         }
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, KeyStoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, string_attr(id.as_str()))
-            .consistent_read(true)
-            .send()
+        let item = get_item(&self.client, &self.table, id.as_str())
             .await
-            .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
-        Ok(out.item().map(decode).transpose()?)
+            .map_err(unavailable)?;
+        Ok(item.as_ref().map(decode).transpose()?)
     }
 
-    /// A full scan: the keys table holds a handful of items per tenant and is listed only by
-    /// operators, never on a request path.
     async fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable(Failure::classify("DynamoDB", "Scan", &e)))?;
-            for item in out.items() {
-                records.push(decode(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let items = scan_all(&self.client, &self.table).await.map_err(unavailable)?;
+        let mut records = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         Ok(records)
     }

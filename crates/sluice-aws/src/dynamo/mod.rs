@@ -46,6 +46,97 @@ pub(crate) const PK: &str = "pk";
 /// The sort key attribute of the events table.
 pub(crate) const SK: &str = "sk";
 
+/// A conditional `PutItem` that never overwrites: `Ok(false)` when an item with this `pk` exists.
+pub(crate) async fn put_new(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: Item,
+) -> Result<bool, crate::error::Failure> {
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(crate::error::Failure::classify("DynamoDB", "PutItem", &e)),
+    }
+}
+
+/// Runs `update` on the existing item `pk` of `table`: `Ok(false)` when there is none.
+pub(crate) async fn update_existing(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    table: &str,
+    pk: &str,
+) -> Result<bool, crate::error::Failure> {
+    let result = update
+        .table_name(table)
+        .key(PK, string_attr(pk))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(crate::error::Failure::classify("DynamoDB", "UpdateItem", &e)),
+    }
+}
+
+/// The item `pk` of a hash-key-only table, read consistently.
+pub(crate) async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+) -> Result<Option<Item>, crate::error::Failure> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(PK, string_attr(pk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| crate::error::Failure::classify("DynamoDB", "GetItem", &e))?;
+    Ok(out.item().cloned())
+}
+
+/// Every item of `table`, following `LastEvaluatedKey`: for the small tables only operators
+/// list (keys, sources), never on a request path.
+pub(crate) async fn scan_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Vec<Item>, crate::error::Failure> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| crate::error::Failure::classify("DynamoDB", "Scan", &e))?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// An item that is not what Sluice writes (T-3).
 #[derive(Debug, thiserror::Error)]
 #[error("{table} item: {what}")]

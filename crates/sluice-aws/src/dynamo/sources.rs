@@ -6,7 +6,7 @@
 //! so the deployment encrypts the table with its own KMS key and lets the ingest role alone read
 //! it; errors never carry an item's text.
 
-use super::{Corrupt, Item, PK, Reader, string_attr, time_attr};
+use super::{Corrupt, Item, PK, Reader, get_item, put_new, scan_all, string_attr, time_attr, update_existing};
 use crate::error::Failure;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -74,27 +74,16 @@ impl DynamoSources {
         }
     }
 
-    /// Runs an `UpdateItem` on an existing source; a missing one is [`SourceStoreError::NotFound`].
+    /// Runs `update` on an existing source; a missing one is [`SourceStoreError::NotFound`].
     async fn update_source(
         &self,
         id: &SourceId,
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<(), SourceStoreError> {
-        let result = update
-            .table_name(&self.table)
-            .key(PK, string_attr(id.as_str()))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(SourceStoreError::NotFound)
-            }
-            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "UpdateItem", &e))),
+        match update_existing(update, &self.table, id.as_str()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SourceStoreError::NotFound),
+            Err(f) => Err(unavailable(f)),
         }
     }
 }
@@ -102,65 +91,26 @@ impl DynamoSources {
 #[async_trait]
 impl SourceStore for DynamoSources {
     async fn insert(&self, record: &SourceRecord) -> Result<(), SourceStoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(encode(record)?))
-            // Never overwrite a source (and its secrets) that already exists under this id.
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(SourceStoreError::Unavailable(
-                    "a source with this id already exists".into(),
-                ))
-            }
-            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "PutItem", &e))),
+        // Never overwrite a source (and its secrets) that already exists under this id.
+        match put_new(&self.client, &self.table, encode(record)?).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SourceStoreError::Unavailable(
+                "a source with this id already exists".into(),
+            )),
+            Err(f) => Err(unavailable(f)),
         }
     }
 
     async fn get(&self, id: &SourceId) -> Result<Option<SourceRecord>, SourceStoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, string_attr(id.as_str()))
-            .consistent_read(true)
-            .send()
+        let item = get_item(&self.client, &self.table, id.as_str())
             .await
-            .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
-        Ok(out.item().map(decode).transpose()?)
+            .map_err(unavailable)?;
+        Ok(item.as_ref().map(decode).transpose()?)
     }
 
-    /// A full scan: the table holds a handful of sources per tenant and is listed only by
-    /// operators, never on a request path.
     async fn list(&self) -> Result<Vec<SourceRecord>, SourceStoreError> {
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable(Failure::classify("DynamoDB", "Scan", &e)))?;
-            for item in out.items() {
-                records.push(decode(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let items = scan_all(&self.client, &self.table).await.map_err(unavailable)?;
+        let mut records = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         Ok(records)
     }
