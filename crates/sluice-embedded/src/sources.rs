@@ -8,6 +8,7 @@
 use crate::sqlite::{DbFailure, from_nanos, to_nanos};
 use crate::store::StoreDb;
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 use sluice_core::ports::{SourceRecord, SourceSecret, SourceStore, SourceStoreError};
 use sluice_core::webhook::SourceKind;
@@ -25,6 +26,22 @@ pub struct EmbeddedSources {
 impl EmbeddedSources {
     pub(crate) fn new(db: Arc<StoreDb>) -> Self {
         Self { db }
+    }
+
+    /// Runs `sql` (`?1` the id, `?2` the value) on one source; `NotFound` when it matched none.
+    async fn update(&self, id: &SourceId, sql: &'static str, value: Value) -> Result<(), SourceStoreError> {
+        let id = id.as_str().to_owned();
+        let n = self
+            .db
+            .writer
+            .run(move |c| c.prepare_cached(sql)?.execute(params![id, value]))
+            .await
+            .map_err(unavailable)?;
+        if n == 0 {
+            Err(SourceStoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -122,40 +139,17 @@ impl SourceStore for EmbeddedSources {
     }
 
     async fn set_secrets(&self, id: &SourceId, secrets: &[SourceSecret]) -> Result<(), SourceStoreError> {
-        let id = id.as_str().to_owned();
         let secrets = encode(&secrets)?;
-        let n = self
-            .db
-            .writer
-            .run(move |c| {
-                c.prepare_cached("UPDATE sources SET secrets = ?2 WHERE id = ?1")?
-                    .execute(params![id, secrets])
-            })
+        self.update(id, "UPDATE sources SET secrets = ?2 WHERE id = ?1", secrets.into())
             .await
-            .map_err(unavailable)?;
-        if n == 0 {
-            Err(SourceStoreError::NotFound)
-        } else {
-            Ok(())
-        }
     }
 
     async fn delete(&self, id: &SourceId, at: OffsetDateTime) -> Result<(), SourceStoreError> {
-        let id = id.as_str().to_owned();
-        let at = to_nanos(at);
-        let n = self
-            .db
-            .writer
-            .run(move |c| {
-                c.prepare_cached("UPDATE sources SET deleted_at_ns = COALESCE(deleted_at_ns, ?2) WHERE id = ?1")?
-                    .execute(params![id, at])
-            })
-            .await
-            .map_err(unavailable)?;
-        if n == 0 {
-            Err(SourceStoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        self.update(
+            id,
+            "UPDATE sources SET deleted_at_ns = COALESCE(deleted_at_ns, ?2) WHERE id = ?1",
+            to_nanos(at).into(),
+        )
+        .await
     }
 }

@@ -59,16 +59,7 @@ pub(crate) async fn put_new(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(crate::error::Failure::classify("DynamoDB", "PutItem", &e)),
-    }
+    condition_held(result, "PutItem")
 }
 
 /// Runs `update` on the existing item `pk` of `table`: `Ok(false)` when there is none.
@@ -83,15 +74,22 @@ pub(crate) async fn update_existing(
         .condition_expression("attribute_exists(pk)")
         .send()
         .await;
+    condition_held(result, "UpdateItem")
+}
+
+/// A conditional write's result: `Ok(true)` when it was made, `Ok(false)` when its condition
+/// failed, the classified failure otherwise.
+fn condition_held<O, E>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    operation: &'static str,
+) -> Result<bool, crate::error::Failure>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
     match result {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(crate::error::Failure::classify("DynamoDB", "UpdateItem", &e)),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(crate::error::Failure::classify("DynamoDB", operation, &e)),
     }
 }
 
