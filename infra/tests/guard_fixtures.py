@@ -100,6 +100,81 @@ def _format_without_tenant(t):
     s["Format"] = s["Format"].replace('"tenant":"$context.authorizer.tenant",', "")
 
 
+def _app_statements(t, role):
+    for policy in props(t, role)["Policies"]:
+        if policy["PolicyName"] == "app":
+            return policy["PolicyDocument"]["Statement"]
+    raise KeyError(f"{role} has no app policy")
+
+
+def _read_sources(sid):
+    return {"Sid": sid, "Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": {"Fn::GetAtt": ["SourcesTable", "Arn"]}}
+
+
+def _query_reads_sources(t):
+    _app_statements(t, "QueryRole").append(_read_sources("AppReadSources"))
+
+
+def _process_reads_sources_in_vpc_mode(t):
+    _app_statements(t, "ProcessRole").append({"Fn::If": ["VpcMode", _read_sources("AppReadSources"), {"Ref": "AWS::NoValue"}]})
+
+
+def _policy_resource_reads_sources(t):
+    t["Resources"]["QuerySourcesPolicy"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "sources",
+            "Roles": [{"Ref": "QueryRole"}],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [_read_sources("ReadSources")]},
+        },
+    }
+
+
+def _authorizer_reads_every_table(t):
+    statement(t, "AuthorizerRole", "AppReadKeys")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
+    }
+
+
+def _idempotency_statement_covers_sources(t):
+    s = statement(t, "IngestRole", "AppIdempotency")
+    s["Resource"] = [s["Resource"], {"Fn::GetAtt": ["SourcesTable", "Arn"]}]
+
+
+def webhook_operation(t):
+    return api_body(t)["paths"]["/v1/sources/{source_id}"]["post"]
+
+
+def _webhook_to_query(t):
+    webhook_operation(t)["x-amazon-apigateway-integration"]["uri"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${QueryFunction.Arn}/invocations"
+    }
+
+
+def _webhook_to_outside(t):
+    webhook_operation(t)["x-amazon-apigateway-integration"].update(
+        {"type": "http_proxy", "uri": "https://collector.example.net/{proxy}"}
+    )
+
+
+def _open_put_beside_webhook(t):
+    op = copy.deepcopy(webhook_operation(t))
+    op["operationId"] = "replaceWebhook"
+    api_body(t)["paths"]["/v1/sources/{source_id}"]["put"] = op
+
+
+def _open_copy_of_webhook(t):
+    op = copy.deepcopy(webhook_operation(t))
+    op["operationId"] = "deliverHook"
+    api_body(t)["paths"]["/v1/hooks/{source_id}"] = {"post": op}
+
+
+def _webhook_unthrottled(t):
+    settings = props(t, "SluiceApi")["MethodSettings"]
+    props(t, "SluiceApi")["MethodSettings"] = [s for s in settings if s["ResourcePath"] != "/~1v1~1sources~1{source_id}"]
+    assert len(settings) == len(props(t, "SluiceApi")["MethodSettings"]) + 1
+
+
 def _leaky_5xx(t):
     r = api_body(t)["x-amazon-apigateway-gateway-responses"]["DEFAULT_5XX"]["responseTemplates"]
     r["application/json"] = '{"title":"$context.error.message","request_id":"$context.requestId"}'
@@ -115,6 +190,13 @@ FIXTURES = [
     ("e1_functions_have_own_role", "sam-policy-template", _sam_role),
     ("e1_lambda_permissions_scoped", "any-api-may-invoke", lambda t: props(t, "IngestInvokePermission").pop("SourceArn")),
     ("s3_roles_trust_services_in_this_account", "other-account-assumes", _foreign_trust),
+    ("i3_sources_table_read_by_ingest_only", "query-reads-sources", _query_reads_sources),
+    ("i3_sources_table_read_by_ingest_only", "process-reads-sources-in-vpc-mode", _process_reads_sources_in_vpc_mode),
+    ("i3_sources_table_read_by_ingest_only", "policy-resource-reads-sources", _policy_resource_reads_sources),
+    ("i3_sources_table_read_by_ingest_only", "authorizer-reads-every-table", _authorizer_reads_every_table),
+    ("i3_sources_table_read_by_ingest_only", "ingest-scans-sources", lambda t: statement(t, "IngestRole", "AppReadSources")["Action"].append("dynamodb:Scan")),
+    ("i3_sources_table_read_by_ingest_only", "ingest-writes-sources", lambda t: _set(statement(t, "IngestRole", "AppReadSources"), "Action", ["dynamodb:GetItem", "dynamodb:PutItem"])),
+    ("i3_sources_table_read_by_ingest_only", "idempotency-statement-covers-sources", _idempotency_statement_covers_sources),
     # functions.guard
     ("d2_functions_have_reserved_concurrency", "process-unbounded", lambda t: props(t, "ProcessFunction").pop("ReservedConcurrentExecutions")),
     ("d2_sqs_event_sources_bounded", "no-maximum-concurrency", lambda t: props(t, "ProcessFunction")["Events"]["Queue"]["Properties"].pop("ScalingConfig")),
@@ -136,14 +218,26 @@ FIXTURES = [
     ("t3_tables_deletion_protected", "events-deleted-with-stack", lambda t: _set(res(t, "EventsTable"), "DeletionPolicy", "Delete")),
     ("d4_tables_on_demand", "events-provisioned", _provisioned),
     ("i3_tables_encrypted_with_kms", "keys-default-encryption", lambda t: props(t, "KeysTable").pop("SSESpecification")),
+    ("t3_tables_have_streams", "sources-no-stream", lambda t: props(t, "SourcesTable").pop("StreamSpecification")),
+    ("t3_tables_deletion_protected", "sources-deletable", lambda t: _set(props(t, "SourcesTable"), "DeletionProtectionEnabled", False)),
+    # A sources table with no key at all also fails i3_tables_encrypted_with_kms; these fail only the
+    # stricter rule: a key that is not the stack's own, and the function reading another table.
+    ("i3_sources_table_encrypted_with_stack_key", "sources-aws-managed-key", lambda t: _set(props(t, "SourcesTable")["SSESpecification"], "KMSMasterKeyId", "alias/aws/dynamodb")),
+    ("i3_sources_table_encrypted_with_stack_key", "ingest-reads-keys-as-sources", lambda t: _set(props(t, "IngestFunction")["Environment"]["Variables"], "SLUICE_SOURCES_TABLE", {"Ref": "KeysTable"})),
     # api.guard
     ("d1_stages_throttled", "no-stage-wide-throttle", lambda t: props(t, "SluiceApi")["MethodSettings"].pop(0)),
     ("d1_stages_throttled", "method-without-limits", lambda t: props(t, "SluiceApi")["MethodSettings"][1].pop("ThrottlingRateLimit")),
+    ("d1_stages_throttled", "webhook-route-stage-limits-only", _webhook_unthrottled),
     ("r1_stages_access_logged", "log-without-tenant", _format_without_tenant),
     ("r1_api_tracing_enabled", "no-xray", lambda t: _set(props(t, "SluiceApi"), "TracingEnabled", False)),
     ("i1_api_data_trace_off", "bodies-logged", lambda t: _set(props(t, "SluiceApi")["MethodSettings"][1], "DataTraceEnabled", True)),
     ("s1_api_methods_authorized", "open-list", lambda t: api_body(t)["paths"]["/v1/events"]["get"].pop("security")),
     ("s1_api_methods_authorized", "open-ingest-when-iam", lambda t: _set(api_body(t)["paths"]["/v1/events"]["post"]["security"]["Fn::If"], 1, [])),
+    ("s1_api_methods_authorized", "open-ingest", lambda t: _set(api_body(t)["paths"]["/v1/events"]["post"], "security", [])),
+    ("s1_api_methods_authorized", "open-put-beside-webhook", _open_put_beside_webhook),
+    ("s1_api_methods_authorized", "open-copy-of-webhook-route", _open_copy_of_webhook),
+    ("s1_api_methods_authorized", "webhook-route-to-query", _webhook_to_query),
+    ("s1_api_methods_authorized", "webhook-route-to-outside", _webhook_to_outside),
     ("s1_authorizer_request_type_cached", "token-authorizer", lambda t: _set(api_body(t)["components"]["securitySchemes"]["SluiceKey"]["x-amazon-apigateway-authorizer"], "type", "token")),
     ("t1_api_validates_requests", "post-unvalidated", lambda t: api_body(t)["paths"]["/v1/events"]["post"].pop("x-amazon-apigateway-request-validator")),
     ("i2_gateway_errors_generic", "5xx-leaks-message", _leaky_5xx),

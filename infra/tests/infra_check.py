@@ -15,11 +15,14 @@ function's role, each allowed only when the template gives a reason for it:
 
 It also checks that every function has its own role (E-1) and that a queue's visibility timeout is
 at least six times the timeout of the function consuming it (D-2: no redelivery while a batch is
-still running).
+still running). `table_access` proves from the template alone which role can read a table (S-6, I-5:
+the webhook sources table, whose secrets forge deliveries), and `api_operations` lists the deployed
+routes for the comparison with the HTTP contract.
 """
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +255,90 @@ def check(template: dict, manifest: dict[str, FunctionSpec]) -> list[str]:
                     f"function timeout {timeout}s"
                 )
     return problems
+
+
+def refers_to(value, resource: str) -> bool:
+    """Whether `value` names the template resource `resource` anywhere inside it: Ref, Fn::GetAtt (list
+    or dotted form) or a ${resource} / ${resource.Attr} in an Fn::Sub string, at any depth."""
+    if isinstance(value, dict):
+        if _ref_target(value) == resource:
+            return True
+        ga = value.get("Fn::GetAtt")
+        if ga is not None:
+            target = ga.split(".", 1)[0] if isinstance(ga, str) else (ga[0] if ga else None)
+            if target == resource:
+                return True
+        sub = value.get("Fn::Sub")
+        text = sub if isinstance(sub, str) else (sub[0] if isinstance(sub, list) and sub else None)
+        if isinstance(text, str) and re.search(r"\$\{" + re.escape(resource) + r"[.}]", text):
+            return True
+        return any(refers_to(v, resource) for v in value.values())
+    if isinstance(value, list):
+        return any(refers_to(v, resource) for v in value)
+    return False
+
+
+def strings_in(value) -> list[str]:
+    """Every string inside `value` (Fn::Sub templates included), for wildcard checks."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def _is_dynamodb(actions: set[str]) -> bool:
+    return any(a == "*" or a.lower().startswith("dynamodb:") for a in actions)
+
+
+def table_access(template: dict, table: str, reader: str, actions: set[str]) -> list[str]:
+    """Every way a role other than `reader` could read `table`, and every action `reader` has on it
+    beyond `actions` (S-6, I-5): a statement whose Resource names the table (Fn::If branches and
+    attached policy resources included), or a DynamoDB statement with a wildcard in its Resource or a
+    NotResource, which would reach the table without naming it. Empty when only `reader` reads it."""
+    problems: list[str] = []
+    resources = template["Resources"]
+    if table not in resources:
+        return [f"no resource {table} in the template"]
+    roles = sorted(n for n, r in resources.items() if r.get("Type") == "AWS::IAM::Role")
+    if reader not in roles:
+        problems.append(f"no role {reader} in the template")
+    granted: set[str] = set()
+    for role in roles:
+        stmts, role_problems = role_statements(template, role)
+        problems += [f"{role}: {p}" for p in role_problems]
+        for s, _conditional in stmts:
+            sid = s.get("Sid", "(no Sid)")
+            acts = set(_as_list(s.get("Action", [])))
+            if "NotAction" in s:
+                problems.append(f"{role}: statement {sid} uses NotAction")
+            if _is_dynamodb(acts) and "NotResource" in s:
+                problems.append(f"{role}: statement {sid} grants {sorted(acts)} on NotResource")
+            wild = [x for x in strings_in(s.get("Resource", [])) if "*" in x]
+            if _is_dynamodb(acts) and wild:
+                problems.append(f"{role}: statement {sid} grants {sorted(acts)} on wildcard resource {wild}")
+            if not refers_to(s.get("Resource", []), table):
+                continue
+            if role != reader:
+                problems.append(f"{role}: statement {sid} refers to {table}")
+            elif s.get("Effect") == "Allow":
+                granted |= acts
+    for a in sorted(granted - actions):
+        problems.append(f"{reader}: grants {a} on {table}, only {sorted(actions)} is allowed")
+    return problems
+
+
+def api_operations(template: dict) -> dict[tuple[str, str], dict]:
+    """(path, method) -> operation of every API in the template's OpenAPI definition bodies."""
+    ops = {}
+    for r in template["Resources"].values():
+        if r.get("Type") == "AWS::Serverless::Api":
+            for path, item in r["Properties"].get("DefinitionBody", {}).get("paths", {}).items():
+                for method, op in item.items():
+                    ops[(path, method)] = op
+    return ops
 
 
 def mutated(template: dict) -> dict:

@@ -1,4 +1,6 @@
-"""The template grants and sets exactly what the function binaries use (E-1, I-1, D-2).
+"""The template grants and sets exactly what the function binaries use (E-1, I-1, D-2), deploys the
+routes of the HTTP contract (S-1, T-1) with the webhook route open only to signed deliveries the
+ingest function verifies (S-6), and lets the ingest role alone read the sources table (I-5).
 
 Run by scripts/check-infra.sh:  python -m pytest infra/tests
 Inputs: infra/template.yaml and crates/sluice-lambda/functions.toml (the manifest that
@@ -266,13 +268,17 @@ def test_t1_api_routes_and_models_match_the_openapi_contract(template):
             names.add((p["name"].lower(), p["in"]))
         return names
 
-    deployed = {(path, m) for path, ops in body["paths"].items() for m in ops}
-    # Every authenticated route of the contract is deployed (healthz and openapi.json are served by
-    # `sluice serve` only); nothing else is.
-    wanted = {(path, m) for path, ops in contract["paths"].items() for m, op in ops.items() if op.get("security") != []}
-    assert deployed == wanted
+    deployed = set(ic.api_operations(template))
+    # Every route of the contract is deployed but healthz and openapi.json, which `sluice serve` alone
+    # serves; nothing else is.
+    routes = {(path, m) for path, ops in contract["paths"].items() for m in ops}
+    assert SERVE_ONLY <= routes
+    assert deployed == routes - SERVE_ONLY
     for path, method in deployed:
-        assert params(body["paths"][path][method], body) == params(contract["paths"][path][method], contract), (path, method)
+        ours, theirs = body["paths"][path][method], contract["paths"][path][method]
+        assert params(ours, body) == params(theirs, contract), (path, method)
+        # Without an authorizer exactly where the contract has no credential (S-1, S-6).
+        assert (ours.get("security") == []) == (theirs.get("security") == []), (path, method)
 
     ours, theirs = body["components"]["schemas"], contract["components"]["schemas"]
     assert ours["Submission"]["oneOf"][1]["maxItems"] == theirs["Submission"]["oneOf"][1]["maxItems"]
@@ -282,3 +288,150 @@ def test_t1_api_routes_and_models_match_the_openapi_contract(template):
     event_type = theirs["EventType"]
     for key in ("pattern", "maxLength", "minLength"):
         assert ours["NewEvent"]["properties"]["type"][key] == event_type[key], key
+    delivery = contract["paths"][WEBHOOK[0]][WEBHOOK[1]]["requestBody"]["content"]["application/json"]["schema"]
+    assert ours["Delivery"]["type"] == delivery["type"] == "object"
+
+
+WEBHOOK = ("/v1/sources/{source_id}", "post")
+SERVE_ONLY = {("/healthz", "get"), ("/openapi.json", "get")}
+
+
+def test_s6_webhook_route_has_no_authorizer_but_is_throttled_and_integrated_with_ingest(template):
+    import fnmatch
+    import re
+
+    resources = template["Resources"]
+    api = resources["SluiceApi"]["Properties"]
+    ops = ic.api_operations(template)
+    op = ops[WEBHOOK]
+    # The provider's signature over the raw body is the credential, and an authorizer never sees the
+    # body; every other method keeps its authorizer (S-1).
+    assert op["security"] == []
+    assert [route for route, o in ops.items() if not o.get("security")] == [WEBHOOK]
+
+    integration = op["x-amazon-apigateway-integration"]
+    assert integration["type"] == "aws_proxy"
+    assert re.fullmatch(
+        r"arn:\$\{AWS::Partition\}:apigateway:\$\{AWS::Region\}:lambda:path/2015-03-31/functions/"
+        r"\$\{IngestFunction\.Arn\}/invocations",
+        integration["uri"]["Fn::Sub"],
+    )
+    assert [(p["name"], p["required"]) for p in op["parameters"] if p["in"] == "path"] == [("source_id", True)]
+    validator = op["x-amazon-apigateway-request-validator"]
+    assert api["DefinitionBody"]["x-amazon-apigateway-request-validators"][validator] == {
+        "validateRequestBody": True,
+        "validateRequestParameters": True,
+    }
+    assert op["requestBody"]["required"] is True
+
+    # D-1: a method throttle of its own, with its own parameters, and no body in execution logs (I-1).
+    settings = [
+        m for m in api["MethodSettings"] if (m["ResourcePath"], m["HttpMethod"]) == ("/~1v1~1sources~1{source_id}", "POST")
+    ]
+    assert len(settings) == 1
+    assert settings[0]["ThrottlingRateLimit"] == {"Ref": "WebhookRateLimit"}
+    assert settings[0]["ThrottlingBurstLimit"] == {"Ref": "WebhookBurstLimit"}
+    assert settings[0]["DataTraceEnabled"] is False
+    for name in ("WebhookRateLimit", "WebhookBurstLimit"):
+        assert template["Parameters"][name]["MinValue"] >= 1, name
+    # R-1: the stage's access log covers it and names the source the delivery was posted to.
+    assert "$context.path" in api["AccessLogSetting"]["Format"]
+
+    # E-1: API Gateway may invoke the ingest function on this route, and no other function.
+    arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${SluiceApi}/prod/POST/v1/sources/src_x"
+    invokers = {
+        r["Properties"]["FunctionName"]["Ref"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission" and fnmatch.fnmatchcase(arn, r["Properties"]["SourceArn"]["Fn::Sub"])
+    }
+    assert invokers == {"IngestFunction"}
+
+
+def test_i5_only_the_ingest_role_reads_the_sources_table(template):
+    resources = template["Resources"]
+    assert env(template, "IngestFunction")["SLUICE_SOURCES_TABLE"] == {"Ref": "SourcesTable"}
+    assert resources["SourcesTable"]["Properties"]["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "PipelineKey"},
+    }
+    assert statement(template, "IngestRole", "AppReadSources") == {
+        "Sid": "AppReadSources",
+        "Effect": "Allow",
+        "Action": ["dynamodb:GetItem"],
+        "Resource": {"Fn::GetAtt": ["SourcesTable", "Arn"]},
+    }
+    assert ic.table_access(template, "SourcesTable", "IngestRole", {"dynamodb:GetItem"}) == []
+    # Spelled out for the three other functions' roles: no statement names the table, and none of their
+    # DynamoDB statements could reach it through a wildcard.
+    for role in ("AuthorizerRole", "ProcessRole", "QueryRole"):
+        stmts, problems = ic.role_statements(template, role)
+        assert problems == [], role
+        for s, _conditional in stmts:
+            assert not ic.refers_to(s.get("Resource"), "SourcesTable"), (role, s.get("Sid"))
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            if any(a == "*" or a.startswith("dynamodb:") for a in actions):
+                assert "NotResource" not in s, (role, s.get("Sid"))
+                assert not [x for x in ic.strings_in(s["Resource"]) if "*" in x], (role, s.get("Sid"))
+
+
+def sources_access(t):
+    return ic.table_access(t, "SourcesTable", "IngestRole", {"dynamodb:GetItem"})
+
+
+def app_statements(t, role):
+    return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def read(sid, resource):
+    return {"Sid": sid, "Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": resource}
+
+
+def test_i5_another_role_naming_the_sources_table_fails(template):
+    t = ic.mutated(template)
+    app_statements(t, "QueryRole").append(read("AppReadSources", {"Fn::Sub": "${SourcesTable.Arn}"}))
+    vpc_only = read("Vpc", [{"Ref": "SourcesTable"}])
+    app_statements(t, "ProcessRole").append({"Fn::If": ["VpcMode", vpc_only, {"Ref": "AWS::NoValue"}]})
+    t["Resources"]["ExtraPolicy"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "extra",
+            "Roles": [{"Ref": "AuthorizerRole"}],
+            "PolicyDocument": {"Statement": [read("Extra", {"Fn::GetAtt": "SourcesTable.Arn"})]},
+        },
+    }
+    assert sources_access(t) == [
+        "AuthorizerRole: statement Extra refers to SourcesTable",
+        "ProcessRole: statement Vpc refers to SourcesTable",
+        "QueryRole: statement AppReadSources refers to SourcesTable",
+    ]
+
+
+def test_i5_wildcard_dynamodb_resource_fails(template):
+    t = ic.mutated(template)
+    statement(t, "ProcessRole", "AppWriteEvents")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
+    }
+    query = statement(t, "QueryRole", "AppReadEvents")
+    query["NotResource"] = query.pop("Resource")
+    assert sources_access(t) == [
+        "ProcessRole: statement AppWriteEvents grants ['dynamodb:PutItem'] on wildcard resource "
+        "['arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*']",
+        "QueryRole: statement AppReadEvents grants ['dynamodb:GetItem', 'dynamodb:Query'] on NotResource",
+    ]
+
+
+def test_i5_ingest_listing_or_writing_sources_fails(template):
+    t = ic.mutated(template)
+    statement(t, "IngestRole", "AppReadSources")["Action"] += ["dynamodb:Scan", "dynamodb:PutItem"]
+    assert sources_access(t) == [
+        "IngestRole: grants dynamodb:PutItem on SourcesTable, only ['dynamodb:GetItem'] is allowed",
+        "IngestRole: grants dynamodb:Scan on SourcesTable, only ['dynamodb:GetItem'] is allowed",
+    ]
+
+
+def test_d3_process_function_is_updated_before_ingest(template):
+    # An older process function refuses events in a newer shape (such as one with a subject) and they
+    # end in the DLQ; CloudFormation updates a resource only after those it depends on.
+    depends = template["Resources"]["IngestFunction"].get("DependsOn")
+    assert "ProcessFunction" in (depends if isinstance(depends, list) else [depends])
