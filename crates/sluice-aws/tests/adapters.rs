@@ -46,6 +46,8 @@ fn event(tenant: &Tenant, ty: &str, at: OffsetDateTime) -> StoredEvent {
         received_at: at,
         request_id: RequestId::generate(),
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     }
 }
 

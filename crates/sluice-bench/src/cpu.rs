@@ -60,6 +60,8 @@ pub fn ingest_work(validator: &Validator, sealer: &Sealer, body: &[u8]) -> anyho
             request_id: request_id.clone(),
             source_ip: Some("127.0.0.1".into()),
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         };
         out.push(sealer.seal(&env).map_err(|e| anyhow::anyhow!("{e}"))?);
     }

@@ -36,6 +36,8 @@ fn messages(sealer: &Sealer, n: usize) -> anyhow::Result<(Vec<EventId>, Vec<Outg
             request_id: RequestId::generate(),
             source_ip: Some("127.0.0.1".into()),
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         };
         ids.push(id);
         out.push(sealer.seal(&env).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -3,11 +3,15 @@
 //! shape, and the `source` + `id` pair that identifies each event for deduplication.
 //!
 //! The mapping: `type` → the event type (the same type rule), `time` → `occurred_at` (the same
-//! window), `data` → `data` (JSON only), `subject` → `subject`. `specversion` must be `"1.0"`;
-//! `id` and `source` are non-empty strings that are not stored but make the idempotency key.
-//! What Sluice cannot store is refused, never dropped: `data_base64`, a `datacontenttype` that is
-//! not JSON, `dataschema`, and extension attributes (422 with a pointer to the attribute). An
-//! attribute whose value is `null` is absent, as the JSON format says.
+//! window), `data` → `data` (JSON only), `subject` → `subject`, extension attributes → the
+//! event's `extensions`, kept as sent. `specversion` must be `"1.0"`; `id` and `source` are
+//! non-empty strings that are not stored but make the idempotency key. What Sluice cannot store
+//! is refused, never dropped (422 with a pointer to the attribute): `data_base64`, a
+//! `datacontenttype` that is not JSON, `dataschema`, and an extension whose value is not one of
+//! the CloudEvents type system's scalars Sluice keeps (a string of at most
+//! [`MAX_EXTENSION_CHARS`] characters, a boolean, or an integer in the 32-bit range the spec
+//! allows), or more than [`MAX_EXTENSIONS`] of them. An attribute whose value is `null` is
+//! absent, as the JSON format says.
 
 use crate::event::{NewEvent, StoredEvent};
 use crate::ids::IdempotencyKey;
@@ -21,6 +25,31 @@ use time::OffsetDateTime;
 pub const MAX_ID_CHARS: usize = 256;
 /// The longest CloudEvents `source`, in characters.
 pub const MAX_SOURCE_CHARS: usize = 1024;
+
+/// The most extension attributes one event keeps.
+pub const MAX_EXTENSIONS: usize = 32;
+/// The longest string value of an extension attribute, in characters.
+pub const MAX_EXTENSION_CHARS: usize = 1024;
+
+/// Whether `name` is a CloudEvents attribute name: 1 to 20 lowercase ASCII letters or digits.
+pub(crate) fn is_extension_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 20 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// An extension attribute's value as kept (`None` for `null`: absent), or why it cannot be.
+pub(crate) fn check_extension(value: Value) -> Result<Option<Value>, &'static str> {
+    const WHAT: &str = "an extension attribute is a string of at most 1024 characters (no control \
+                        characters), a boolean, or an integer from -2147483648 to 2147483647";
+    match value {
+        Value::Null => Ok(None),
+        Value::Bool(_) => Ok(Some(value)),
+        Value::Number(ref n) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => Ok(Some(value)),
+        Value::String(ref s) if s.chars().count() <= MAX_EXTENSION_CHARS && !s.chars().any(char::is_control) => {
+            Ok(Some(value))
+        }
+        _ => Err(WHAT),
+    }
+}
 
 /// The context attributes checked here; `type`, `time`, `subject` and `data` are mapped by the
 /// shared event rules.
@@ -36,13 +65,8 @@ const CONTEXT: &[&str] = &[
 const CLOUDEVENT: Shape = Shape {
     time: "time",
     checked_elsewhere: CONTEXT,
-    unknown: |name| {
-        if !name.is_empty() && name.len() <= 20 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            "extension attributes are not stored; leave this attribute out"
-        } else {
-            "not a CloudEvents attribute name (1 to 20 lowercase letters or digits)"
-        }
-    },
+    extensions: true,
+    unknown: |_| "not a CloudEvents attribute name (1 to 20 lowercase letters or digits)",
     not_an_object: "a CloudEvent is a JSON object",
 };
 
@@ -102,6 +126,7 @@ impl CloudEvents {
                     e.event_type.as_str(),
                     e.occurred_at.map(|t| t.unix_timestamp_nanos().to_string()),
                     e.subject,
+                    e.extensions,
                     e.data,
                 ])
             })
@@ -247,6 +272,11 @@ pub fn to_structured(e: &StoredEvent) -> Value {
     );
     if let Some(subject) = &e.subject {
         obj.insert("subject".into(), subject.clone().into());
+    }
+    // Extension names never collide with the attributes above: those are checked as context
+    // attributes on the way in.
+    for (name, value) in &e.extensions {
+        obj.entry(name.clone()).or_insert_with(|| value.clone());
     }
     obj.insert("datacontenttype".into(), "application/json".into());
     obj.insert("data".into(), e.data.clone());
@@ -422,9 +452,17 @@ mod tests {
                 "/dataschema",
             ),
             (
-                with(|o| drop(o.insert("traceparent".into(), json!("00-ab")))),
+                with(|o| drop(o.insert("traceparent".into(), json!({"v": "00-ab"})))),
                 "/traceparent",
             ),
+            (with(|o| drop(o.insert("ratio".into(), json!(0.5)))), "/ratio"),
+            (with(|o| drop(o.insert("big".into(), json!(2_147_483_648_i64)))), "/big"),
+            (with(|o| drop(o.insert("tags".into(), json!(["a"])))), "/tags"),
+            (
+                with(|o| drop(o.insert("long".into(), json!("x".repeat(1025))))),
+                "/long",
+            ),
+            (with(|o| drop(o.insert("ctl".into(), json!("a\u{7}b")))), "/ctl"),
             (with(|o| drop(o.insert("Bad-Name".into(), json!(1)))), "/Bad-Name"),
             (with(|o| drop(o.remove("data"))), "/data"),
         ];
@@ -433,6 +471,76 @@ mod tests {
             assert!(got.iter().any(|p| p == pointer), "{pointer}: {got:?}");
         }
         assert_eq!(pointers(val.parse_cloudevent(b"[1]", now())), vec![String::new()]);
+    }
+
+    #[test]
+    fn extension_attributes_are_kept_as_sent_and_count_in_the_fingerprint() {
+        let val = Validator::default();
+        let body = with(|o| {
+            o.insert(
+                "traceparent".into(),
+                json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            );
+            o.insert("partitionkey".into(), json!("p1"));
+            o.insert("sampled".into(), json!(true));
+            o.insert("sequence".into(), json!(-2_147_483_648_i64));
+            o.insert("gone".into(), Value::Null);
+        });
+        let got = val.parse_cloudevent(&body, now());
+        let Ok(ces) = got else { panic!("{got:?}") };
+        let ext = &ces.events[0].extensions;
+        assert_eq!(ext.len(), 4, "{ext:?}");
+        assert_eq!(ext["sampled"], json!(true));
+        assert_eq!(ext["sequence"], json!(-2_147_483_648_i64));
+        assert!(!ext.contains_key("gone"), "null is absent");
+        let plain = val.parse_cloudevent(&with(|_| {}), now()).unwrap();
+        assert!(plain.events[0].extensions.is_empty());
+        assert_ne!(
+            ces.fingerprint(),
+            plain.fingerprint(),
+            "a changed extension is another event"
+        );
+        assert_eq!(ces.idempotency_key(), plain.idempotency_key(), "same source and id");
+        // Binary mode: every ce-* header that is not a context attribute is an extension.
+        let attrs: Vec<(String, String)> = [
+            ("specversion", "1.0"),
+            ("id", "b-1"),
+            ("source", "/s"),
+            ("type", "a.b"),
+            ("myext", "v"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let bin = val.parse_cloudevent_binary(&attrs, b"1", now()).unwrap();
+        assert_eq!(bin.events[0].extensions["myext"], json!("v"));
+        // At most MAX_EXTENSIONS.
+        let many = with(|o| {
+            for i in 0..=MAX_EXTENSIONS {
+                o.insert(format!("x{i}"), json!(i));
+            }
+        });
+        assert_eq!(pointers(val.parse_cloudevent(&many, now())).len(), 1);
+    }
+
+    #[test]
+    fn a_stored_events_extensions_come_back_as_attributes() {
+        let now = now();
+        let e = StoredEvent {
+            id: crate::ids::EventId::new_at(now),
+            tenant: crate::tenant::Tenant::parse("acme").unwrap(),
+            event_type: crate::event::EventType::parse("a.b").unwrap(),
+            data: json!(1),
+            occurred_at: now,
+            received_at: now,
+            request_id: crate::ids::RequestId::parse("r-1").unwrap(),
+            subject: None,
+            webhook: None,
+            extensions: crate::event::Extensions::from([("traceparent".into(), json!("00-1")), ("n".into(), json!(2))]),
+        };
+        let ce = to_structured(&e);
+        assert_eq!((ce["traceparent"].clone(), ce["n"].clone()), (json!("00-1"), json!(2)));
+        assert_eq!(ce["specversion"], "1.0");
     }
 
     #[test]
@@ -487,8 +595,8 @@ mod tests {
         assert_eq!(ces.events[0].subject.as_deref(), Some("u/1"));
         assert_eq!(ces.events[0].data, json!({"amount": 1}));
         assert_eq!(
-            pointers(val.parse_cloudevent_binary(&attrs(&[("myext", "x")]), b"1", now())),
-            vec!["/myext".to_owned()]
+            pointers(val.parse_cloudevent_binary(&attrs(&[("my_ext", "x")]), b"1", now())),
+            vec!["/my_ext".to_owned()]
         );
         assert_eq!(
             pointers(val.parse_cloudevent_binary(&attrs(&[]), b"", now())),
@@ -512,6 +620,8 @@ mod tests {
             received_at: at,
             request_id: crate::ids::RequestId::generate(),
             subject: Some("order/1".into()),
+            webhook: None,
+            extensions: Default::default(),
         };
         let ce = to_structured(&e);
         assert_eq!(ce["specversion"], "1.0");

@@ -11,7 +11,7 @@
 //! event id and stores nothing twice.
 
 use crate::clock::Clock;
-use crate::event::NewEvent;
+use crate::event::{Extensions, NewEvent, WebhookOrigin};
 use crate::ids::{IdempotencyKey, RequestId, SourceId};
 use crate::ingest::{Accepted, Idempotent, IngestContext, IngestError, IngestService};
 use crate::ports::{SourceStore, SourceStoreError};
@@ -153,6 +153,11 @@ impl DeliveryService {
             data: verified.data,
             occurred_at,
             subject: None,
+            webhook: Some(WebhookOrigin {
+                source_id: source.id,
+                delivery_id: verified.delivery_id,
+            }),
+            extensions: Extensions::new(),
         };
         let accepted = self
             .ingest

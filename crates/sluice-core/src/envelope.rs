@@ -5,7 +5,7 @@
 //! Source metadata travels both inside the signed body and as message attributes, so a message in
 //! the dead-letter queue can be attributed without decoding it.
 
-use crate::event::EventType;
+use crate::event::{EventType, Extensions, WebhookOrigin};
 use crate::ids::{EventId, RequestId};
 use crate::json::parse_strict;
 use crate::ports::{MessageAttributes, OutgoingMessage, ReceivedMessage};
@@ -13,15 +13,16 @@ use crate::tenant::Tenant;
 use crate::text::hex_digest;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::fmt;
 use time::OffsetDateTime;
 
 /// The current envelope format version.
 pub const VERSION: u8 = 1;
 
-/// Message attribute names. SQS allows at most 10 attributes: these leave room for the two the
-/// dead-letter path adds.
+/// Message attribute names. SQS allows at most 10 attributes: a sealed message has at most 8,
+/// leaving room for the two the dead-letter path adds. (No digest of the body: `signature`
+/// already binds it, and the slot is better spent on [`attr::WEBHOOK`].)
 pub mod attr {
     /// The request id.
     pub const REQUEST_ID: &str = "request_id";
@@ -33,8 +34,9 @@ pub mod attr {
     pub const TENANT: &str = "tenant";
     /// The event id.
     pub const EVENT_ID: &str = "event_id";
-    /// SHA-256 of the body, hex.
-    pub const CONTENT_SHA256: &str = "content_sha256";
+    /// The webhook delivery, `<source id> <delivery id>` (neither holds a space), on events that
+    /// came through a source.
+    pub const WEBHOOK: &str = "webhook";
     /// HMAC-SHA256 of the body, hex.
     pub const SIGNATURE: &str = "signature";
     /// Which signing key made `signature`.
@@ -74,6 +76,12 @@ pub struct Envelope {
     /// exact bytes (and signatures) they had before subjects existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The webhook delivery that carried it; left out when absent, as `subject` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookOrigin>,
+    /// CloudEvents extension attributes; left out when empty, as `subject` is.
+    #[serde(default, skip_serializing_if = "Extensions::is_empty")]
+    pub extensions: Extensions,
 }
 
 /// One HMAC key with its id.
@@ -166,10 +174,9 @@ impl Sealer {
         }
         attributes.insert(attr::TENANT.into(), env.tenant.to_string());
         attributes.insert(attr::EVENT_ID.into(), env.id.to_string());
-        attributes.insert(
-            attr::CONTENT_SHA256.into(),
-            hex_digest(&Sha256::digest(body.as_bytes())),
-        );
+        if let Some(w) = &env.webhook {
+            attributes.insert(attr::WEBHOOK.into(), format!("{} {}", w.source_id, w.delivery_id));
+        }
         attributes.insert(attr::SIGNATURE.into(), sig);
         attributes.insert(attr::SIGNATURE_KID.into(), key.kid.clone());
         Ok(OutgoingMessage { body, attributes })
@@ -226,6 +233,11 @@ mod tests {
             request_id: RequestId::parse("r-1").unwrap(),
             source_ip: Some("127.0.0.1".into()),
             subject: Some("user/42".into()),
+            webhook: Some(WebhookOrigin {
+                source_id: crate::ids::SourceId::generate(),
+                delivery_id: "evt_1".into(),
+            }),
+            extensions: Extensions::from([("traceparent".into(), json!("00-abc-01")), ("n".into(), json!(3))]),
         }
     }
 
@@ -251,7 +263,7 @@ mod tests {
             attr::SOURCE_IP,
             attr::TENANT,
             attr::EVENT_ID,
-            attr::CONTENT_SHA256,
+            attr::WEBHOOK,
         ] {
             assert!(m.attributes.contains_key(a), "{a}");
         }

@@ -1,8 +1,9 @@
 //! Events: what a client sends ([`NewEvent`]) and what the store keeps ([`StoredEvent`]).
 
-use crate::ids::{EventId, RequestId};
+use crate::ids::{EventId, RequestId, SourceId};
 use crate::tenant::Tenant;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 use time::OffsetDateTime;
@@ -58,6 +59,25 @@ pub struct NewEvent {
     pub occurred_at: Option<OffsetDateTime>,
     /// Who or what the event is about, if the client said so (at most [`MAX_SUBJECT_CHARS`]).
     pub subject: Option<String>,
+    /// The webhook delivery that carried it, when it came through a source.
+    pub webhook: Option<WebhookOrigin>,
+    /// CloudEvents extension attributes, kept as sent (empty for other events).
+    pub extensions: Extensions,
+}
+
+/// CloudEvents extension attributes by name: strings, booleans and integers (see
+/// [`crate::cloudevents`]).
+pub type Extensions = BTreeMap<String, Value>;
+
+/// Which source and which provider delivery an event came from: the provider's delivery
+/// id lets a tenant match a stored event to the provider's own delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookOrigin {
+    /// The source the delivery was posted to.
+    pub source_id: SourceId,
+    /// The provider's id for the delivery (1 to 256 visible ASCII characters).
+    pub delivery_id: String,
 }
 
 /// The longest `subject`, in characters.
@@ -102,6 +122,12 @@ pub struct StoredEvent {
     /// before subjects existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The webhook delivery that carried it; absent for events sent with an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookOrigin>,
+    /// The CloudEvents extension attributes it was sent with; absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: Extensions,
 }
 
 #[cfg(test)]

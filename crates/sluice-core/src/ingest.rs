@@ -262,6 +262,8 @@ impl IngestService {
                 request_id: ctx.request_id.clone(),
                 source_ip: ctx.source_ip.clone(),
                 subject: e.subject,
+                webhook: e.webhook,
+                extensions: e.extensions,
             };
             let message = self
                 .sealer

@@ -172,6 +172,8 @@ fn stored_event(env: Envelope) -> StoredEvent {
         received_at: env.received_at,
         request_id: env.request_id,
         subject: env.subject,
+        webhook: env.webhook,
+        extensions: env.extensions,
     }
 }
 

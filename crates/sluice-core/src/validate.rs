@@ -5,7 +5,7 @@
 //! event is parsed field by field, and its `data` checked against the type's JSON Schema, if any.
 //! A batch is all or nothing: one bad event refuses the whole request.
 
-use crate::event::{EventType, NewEvent, check_subject};
+use crate::event::{EventType, Extensions, NewEvent, check_subject};
 use crate::json::{JsonError, escape_pointer_token, parse_strict};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -278,13 +278,37 @@ impl Validator {
             return None;
         };
         let before = out.len();
+        let mut extension_names = Vec::new();
         for key in obj.keys() {
             let known = matches!(key.as_str(), "type" | "data" | "subject") || key == shape.time;
-            if !known && !shape.checked_elsewhere.contains(&key.as_str()) {
+            if known || shape.checked_elsewhere.contains(&key.as_str()) {
+                continue;
+            }
+            if shape.extensions && crate::cloudevents::is_extension_name(key) {
+                extension_names.push(key.clone());
+            } else {
                 out.push(violation(
                     &format!("{}/{}", base(), escape_pointer_token(key)),
                     (shape.unknown)(key),
                 ));
+            }
+        }
+        let mut extensions = Extensions::new();
+        for name in extension_names {
+            let at = || format!("{}/{}", base(), name);
+            match obj.remove(&name).map(crate::cloudevents::check_extension) {
+                None | Some(Ok(None)) => {}
+                Some(Ok(Some(v))) if extensions.len() < crate::cloudevents::MAX_EXTENSIONS => {
+                    extensions.insert(name, v);
+                }
+                Some(Ok(Some(_))) => out.push(violation(
+                    &at(),
+                    &format!(
+                        "an event has at most {} extension attributes",
+                        crate::cloudevents::MAX_EXTENSIONS
+                    ),
+                )),
+                Some(Err(message)) => out.push(violation(&at(), message)),
             }
         }
         let event_type = match obj.get("type") {
@@ -362,6 +386,8 @@ impl Validator {
                 data,
                 occurred_at,
                 subject,
+                webhook: None,
+                extensions,
             }),
             _ => None,
         }
@@ -374,6 +400,9 @@ pub(crate) struct Shape {
     pub(crate) time: &'static str,
     /// Members the caller checks itself (the CloudEvents context attributes).
     pub(crate) checked_elsewhere: &'static [&'static str],
+    /// Whether other members named like CloudEvents extension attributes are kept as
+    /// extensions rather than refused.
+    pub(crate) extensions: bool,
     /// The message for any other member.
     pub(crate) unknown: fn(&str) -> &'static str,
     /// The message when an item is not an object.
@@ -384,6 +413,7 @@ pub(crate) struct Shape {
 const NATIVE: Shape = Shape {
     time: "occurred_at",
     checked_elsewhere: &[],
+    extensions: false,
     unknown: |_| "unknown field",
     not_an_object: "an event is a JSON object",
 };

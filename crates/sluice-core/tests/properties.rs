@@ -279,6 +279,8 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
             request_id: RequestId::parse(&rid).unwrap(),
             source_ip: ip,
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         })
 }
 

@@ -49,6 +49,10 @@ struct EventRow {
     received_at: String,
     request_id: String,
     subject: Option<String>,
+    /// The [`sluice_core::event::WebhookOrigin`] as JSON.
+    webhook: Option<String>,
+    /// The extension attributes as a JSON object; none when there are none.
+    extensions: Option<String>,
 }
 
 /// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
@@ -56,8 +60,9 @@ struct EventRow {
 fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
     let n = c
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (tenant, id, event_type, data, occurred_at, received_at, request_id, subject) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO events \
+             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             row.tenant,
@@ -67,7 +72,9 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
             row.occurred_at,
             row.received_at,
             row.request_id,
-            row.subject
+            row.subject,
+            row.webhook,
+            row.extensions
         ])?;
     Ok(if n == 1 {
         PutOutcome::Created
@@ -77,7 +84,8 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
 }
 
 impl EventRow {
-    const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id, subject";
+    const COLUMNS: &'static str =
+        "tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions";
 
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -89,6 +97,8 @@ impl EventRow {
             received_at: r.get(5)?,
             request_id: r.get(6)?,
             subject: r.get(7)?,
+            webhook: r.get(8)?,
+            extensions: r.get(9)?,
         })
     }
 
@@ -103,6 +113,16 @@ impl EventRow {
             received_at: rfc3339(e.received_at)?,
             request_id: e.request_id.as_str().to_owned(),
             subject: e.subject.clone(),
+            webhook: e
+                .webhook
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|_| StoreError::Unavailable("an event's webhook origin cannot be encoded".into()))?,
+            extensions: (!e.extensions.is_empty())
+                .then(|| serde_json::to_string(&e.extensions))
+                .transpose()
+                .map_err(|_| StoreError::Unavailable("an event's extensions cannot be encoded".into()))?,
         })
     }
 
@@ -116,6 +136,19 @@ impl EventRow {
             occurred_at: OffsetDateTime::parse(&self.occurred_at, &Rfc3339).map_err(|_| corrupt("occurred_at"))?,
             received_at: OffsetDateTime::parse(&self.received_at, &Rfc3339).map_err(|_| corrupt("received_at"))?,
             request_id: RequestId::parse(&self.request_id).map_err(|_| corrupt("request_id"))?,
+            webhook: self
+                .webhook
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("webhook"))?,
+            extensions: self
+                .extensions
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("extensions"))?
+                .unwrap_or_default(),
             subject: self.subject,
         })
     }

@@ -69,6 +69,9 @@ const MIGRATIONS: &[&str] = &[
 ",
     // Optional: rows written before subjects existed read as none.
     "ALTER TABLE events ADD COLUMN subject TEXT;",
+    // Optional, JSON: the webhook delivery an event came through and its CloudEvents extension
+    // attributes; rows from before read as neither.
+    "ALTER TABLE events ADD COLUMN webhook TEXT; ALTER TABLE events ADD COLUMN extensions TEXT;",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -144,7 +147,7 @@ mod tests {
     use sluice_core::{EventId, Tenant};
 
     #[tokio::test]
-    async fn a_store_from_before_subjects_is_migrated_and_its_rows_read_as_no_subject() {
+    async fn a_store_from_before_subjects_is_migrated_and_its_rows_read_as_no_subject_webhook_or_extension() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         let id = EventId::new_at(time::OffsetDateTime::now_utc());
@@ -165,7 +168,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(e.subject, None);
+        assert_eq!((e.subject, e.webhook), (None, None));
+        assert!(e.extensions.is_empty());
         assert_eq!(e.data, serde_json::json!(1));
     }
 }

@@ -46,6 +46,8 @@ fn event(tenant: &str, n: i64) -> StoredEvent {
         received_at: now,
         request_id: RequestId::generate(),
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     }
 }
 

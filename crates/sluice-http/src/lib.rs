@@ -1,5 +1,6 @@
-//! Sluice's HTTP surface: one axum [`Router`] per Lambda function ([`ingest_router`],
-//! [`query_router`]) and the whole API for `sluice serve` ([`app`]). The same routers run under
+//! Sluice's HTTP surface: one axum [`Router`] per Lambda function ([`ingest_router`], which also
+//! serves the webhook deliveries, and [`query_router`]) and the whole API for `sluice serve`
+//! ([`app`]). The same routers run under
 //! `lambda_http::run(router)` on AWS and under a local hyper server.
 //!
 //! # Layout
@@ -211,10 +212,18 @@ fn finish(router: Router, config: &HttpConfig, framing: bool) -> Router {
     router.fallback(not_found).layer(shared)
 }
 
-/// The ingest function's router: `POST /v1/events`.
-pub fn ingest_router(ingest: Arc<IngestService>, auth: Auth, config: &HttpConfig) -> Router {
+/// The ingest function's router: `POST /v1/events` behind `auth`, and the webhook delivery route
+/// `POST /v1/sources/{source_id}`, which API Gateway forwards without its authorizer (the
+/// signature over the body authenticates, and only this function can check it).
+pub fn ingest_router(
+    ingest: Arc<IngestService>,
+    deliveries: Arc<DeliveryService>,
+    auth: Auth,
+    config: &HttpConfig,
+) -> Router {
     let guard = guard(auth, config);
-    finish(ingest_routes(ingest, &guard, config), config, false)
+    let routes = ingest_routes(ingest, &guard, config).merge(source_routes(deliveries, config));
+    finish(routes, config, false)
 }
 
 /// The query function's router: `GET /v1/events/{id}` and `GET /v1/events`.

@@ -226,7 +226,7 @@ async fn t1_every_cloudevents_refusal_is_a_problem_with_a_stable_code() {
             "/dataschema",
         ),
         (
-            with(&|o| drop(o.insert("traceparent".into(), json!("00-1")))),
+            with(&|o| drop(o.insert("traceparent".into(), json!({"v": "00-1"})))),
             "/traceparent",
         ),
     ];
@@ -257,10 +257,10 @@ async fn t1_every_cloudevents_refusal_is_a_problem_with_a_stable_code() {
     }
     // Binary mode.
     let mut ext = BINARY.to_vec();
-    ext.push(("ce-myext", "1"));
+    ext.push(("ce-my_ext", "1"));
     let r = send(&app, binary(&h, &ext, "1")).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(pointers(&r), vec!["/myext"]);
+    assert_eq!(pointers(&r), vec!["/my_ext"]);
     let r = send(&app, binary(&h, &BINARY[..3], "1")).await;
     assert_eq!(pointers(&r), vec!["/type"]);
     let r = send(&app, binary(&h, BINARY, "")).await;
@@ -306,6 +306,8 @@ async fn a_stored_event_reads_back_as_a_cloudevent_when_asked() {
         received_at: now,
         request_id: RequestId::generate(),
         subject: Some("order/3".into()),
+        webhook: None,
+        extensions: Default::default(),
     });
     let app = h.app();
     let uri = format!("/v1/events/{id}");

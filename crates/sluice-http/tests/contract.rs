@@ -202,7 +202,7 @@ async fn wrong_method_gets_405_with_allow() {
 #[tokio::test]
 async fn lambda_routers_serve_only_their_own_routes() {
     let h = Harness::new();
-    let ingest = sluice_http::ingest_router(h.ingest.clone(), h.auth(), &HttpConfig::default());
+    let ingest = sluice_http::ingest_router(h.ingest.clone(), h.deliveries.clone(), h.auth(), &HttpConfig::default());
     let query = sluice_http::query_router(h.query.clone(), h.auth(), &HttpConfig::default());
     let r = send_partial(&ingest, post_events(&h.acme, r#"{"type":"a","data":1}"#)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);

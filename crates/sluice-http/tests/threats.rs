@@ -59,7 +59,7 @@ async fn i4_the_query_function_router_is_tenant_scoped_on_every_route() {
 #[tokio::test]
 async fn i4_the_ingest_function_router_files_events_under_the_callers_tenant_only() {
     let h = Harness::new();
-    let ingest = sluice_http::ingest_router(h.ingest.clone(), h.auth(), &HttpConfig::default());
+    let ingest = sluice_http::ingest_router(h.ingest.clone(), h.deliveries.clone(), h.auth(), &HttpConfig::default());
     let r = send_partial(
         &ingest,
         post_events(&h.acme, r#"{"type":"a","data":{"tenant":"evil"}}"#),

@@ -1,10 +1,15 @@
-//! The ingest function: `POST /v1/events` under `lambda_http`, sending sealed envelopes to SQS.
+//! The ingest function: `POST /v1/events` and the webhook deliveries `POST /v1/sources/{id}`
+//! under `lambda_http`, sending sealed envelopes to SQS.
 //!
 //! The router is `sluice_http::ingest_router` with [`Auth::Upstream`] (the authorizer already
-//! ran), behind [`crate::context`]. Each accepted event becomes one SQS message whose attributes
-//! carry the request id, the acceptance time, the source IP, the tenant, the event id, a SHA-256 of
-//! the body and its HMAC signature (R-2, T-2). `Idempotency-Key` claims live in the idempotency
-//! table (see the crate docs).
+//! ran for `/v1/events`), behind [`crate::context`]. API Gateway forwards a webhook delivery
+//! without its authorizer: the function reads the source from the sources table and verifies
+//! the provider's signature over the raw body itself (S-6, S-7); its failure limits per source and
+//! per address live in the instance, behind the route's own API Gateway throttling. Each
+//! accepted event becomes one SQS message whose attributes carry the request id, the acceptance
+//! time, the source IP, the tenant, the event id, the webhook delivery when there is one, and the
+//! HMAC signature (R-2, T-2). `Idempotency-Key` claims and webhook delivery ids live in the
+//! idempotency table (see the crate docs).
 //!
 //! No queue-depth backpressure here: reading the depth would cost an SQS call per request (or a
 //! poller per instance); on AWS, API Gateway throttling and reserved concurrency bound the load,
@@ -14,10 +19,11 @@ use crate::setup;
 use crate::{Clients, InitError};
 use axum::Router;
 use sluice_aws::secrets::SecretParameters;
-use sluice_aws::{DynamoIdempotency, SqsQueue};
-use sluice_core::clock::SystemClock;
+use sluice_aws::{DynamoIdempotency, DynamoSources, SqsQueue};
+use sluice_core::clock::{Clock, SystemClock};
+use sluice_core::deliveries::DeliveryService;
 use sluice_core::ingest::IngestService;
-use sluice_core::ports::{IdempotencyStore, Queue};
+use sluice_core::ports::{IdempotencyStore, Queue, SourceStore};
 use sluice_host::env::{self, Lookup, SchemaSource, vars};
 use sluice_host::telemetry::LogSettings;
 use sluice_http::{Auth, HttpConfig};
@@ -28,6 +34,7 @@ use std::sync::Arc;
 pub struct IngestConfig {
     queue_url: String,
     idempotency_table: String,
+    sources_table: String,
     signing_key_param: String,
     schemas: SchemaSource,
     /// How the function logs.
@@ -35,12 +42,13 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// Reads `SLUICE_QUEUE_URL`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_SIGNING_KEY_PARAM`,
-    /// `SLUICE_SCHEMA_DIR`, `SLUICE_REQUIRE_SCHEMA` and the log settings.
+    /// Reads `SLUICE_QUEUE_URL`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_SOURCES_TABLE`,
+    /// `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR`, `SLUICE_REQUIRE_SCHEMA` and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
             queue_url: env::required(env, vars::QUEUE_URL)?,
             idempotency_table: env::required(env, vars::IDEMPOTENCY_TABLE)?,
+            sources_table: env::required(env, vars::SOURCES_TABLE)?,
             signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
             log: LogSettings::from_lambda_env(env),
@@ -48,27 +56,42 @@ impl IngestConfig {
     }
 }
 
-/// Builds the SQS, DynamoDB and SSM clients, loads the signing keys and returns the service.
-pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<Arc<IngestService>, InitError> {
+/// What the function serves: the ingest use case and the webhook deliveries over it.
+#[derive(Debug, Clone)]
+pub struct IngestServices {
+    /// `POST /v1/events`.
+    pub ingest: Arc<IngestService>,
+    /// `POST /v1/sources/{source_id}`.
+    pub deliveries: Arc<DeliveryService>,
+}
+
+/// Builds the SQS, DynamoDB and SSM clients' adapters, loads the signing keys and returns the
+/// services.
+pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<IngestServices, InitError> {
     let secrets = SecretParameters::new(clients.ssm());
     let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
     let validator = setup::validator(&config.schemas)?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.queue_url));
     let idempotency: Arc<dyn IdempotencyStore> =
         Arc::new(DynamoIdempotency::new(clients.dynamodb(), &config.idempotency_table));
-    Ok(Arc::new(IngestService::new(
+    let sources: Arc<dyn SourceStore> = Arc::new(DynamoSources::new(clients.dynamodb(), &config.sources_table));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ingest = Arc::new(IngestService::new(
         validator,
         queue,
         idempotency,
         sealer,
-        Arc::new(SystemClock),
-    )))
+        Arc::clone(&clock),
+    ));
+    let deliveries = Arc::new(DeliveryService::new(sources, Arc::clone(&ingest), clock));
+    Ok(IngestServices { ingest, deliveries })
 }
 
-/// The function's router: the ingest routes behind the API Gateway context layer.
-pub fn router(service: Arc<IngestService>) -> Router {
+/// The function's router: the ingest and delivery routes behind the API Gateway context layer.
+pub fn router(services: IngestServices) -> Router {
     crate::context::wrap(sluice_http::ingest_router(
-        service,
+        services.ingest,
+        services.deliveries,
         Auth::Upstream,
         &HttpConfig::default(),
     ))

@@ -100,6 +100,8 @@ fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
             request_id: RequestId::parse("r-1").unwrap(),
             source_ip: Some("203.0.113.7".into()),
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         })
         .unwrap()
 }

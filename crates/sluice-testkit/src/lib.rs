@@ -12,6 +12,8 @@
 //! which expands to one `#[tokio::test]` per suite function (the calling crate needs `tokio` with
 //! the `macros` and `rt-multi-thread` features as a dev-dependency).
 //!
+//! [`webhooks`] signs deliveries the way each webhook provider does.
+//!
 //! The [`memory`] module holds in-memory adapters for every port, for tests elsewhere that need
 //! ports but no database; they run through the same suite (`tests/conformance.rs`).
 //!
@@ -23,6 +25,7 @@
 
 pub mod memory;
 pub mod suite;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use sluice_core::ports::{
@@ -111,6 +114,8 @@ pub fn event(tenant: &Tenant, event_type: &str, at: OffsetDateTime) -> StoredEve
         received_at: at,
         request_id: RequestId::generate(),
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     }
 }
 
@@ -147,7 +152,7 @@ macro_rules! conformance_tests {
                 queue_queues_are_isolated,
                 queue_concurrent_sends_are_each_delivered,
                 store_put_if_absent_is_conditional,
-                store_round_trips_the_optional_subject,
+                store_round_trips_the_optional_subject_webhook_and_extensions,
                 store_put_batch_if_absent_answers_per_event,
                 store_round_trips_every_field,
                 store_get_is_scoped_to_tenant,

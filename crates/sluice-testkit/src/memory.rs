@@ -464,16 +464,23 @@ impl KeyStore for MemoryKeys {
     }
 }
 
-/// The [`SourceStore`] port in memory.
+/// The [`SourceStore`] port in memory. It counts its reads, so a test can prove a request was
+/// refused before any secret was looked up.
 #[derive(Debug, Default)]
 pub struct MemorySources {
     records: Mutex<HashMap<SourceId, SourceRecord>>,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemorySources {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times [`SourceStore::get`] has been called.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Applies `change` to the record `id`, or answers `NotFound`.
@@ -499,6 +506,7 @@ impl SourceStore for MemorySources {
     }
 
     async fn get(&self, id: &SourceId) -> Result<Option<SourceRecord>, SourceStoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(lock(&self.records).get(id).cloned())
     }
 

@@ -351,6 +351,8 @@ async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
         request_id: RequestId::generate(),
         source_ip: None,
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     };
     let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
     queue.send(sealer.seal(&envelope).unwrap()).await.unwrap();

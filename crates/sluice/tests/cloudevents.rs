@@ -48,17 +48,23 @@ async fn t1_a_structured_cloudevent_is_stored_and_reads_back_as_one() {
     let time = (OffsetDateTime::now_utc() - Duration::from_secs(3600))
         .format(&Rfc3339)
         .unwrap();
-    let r = post_as(
-        &app,
-        "application/cloudevents+json",
-        cloudevent("s-1", &time).to_string(),
-    )
-    .await;
+    let mut event = cloudevent("s-1", &time);
+    // Extension attributes of each kind Sluice keeps: a string, a boolean, an integer.
+    event["traceparent"] = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    event["sampled"] = json!(true);
+    event["sequence"] = json!(42);
+    let r = post_as(&app, "application/cloudevents+json", event.to_string()).await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let stored = app.wait_for_event(&app.key, &id, STORED_WITHIN).await;
     assert_eq!(stored["type"], "com.example.order.created");
     assert_eq!(stored["subject"], "order/42");
+    let extensions = json!({
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "sampled": true,
+        "sequence": 42
+    });
+    assert_eq!(stored["extensions"], extensions, "kept as sent, types included");
     assert_eq!(stored["data"], json!({"amount": 42}));
     assert_eq!(
         OffsetDateTime::parse(stored["occurred_at"].as_str().unwrap(), &Rfc3339).ok(),
@@ -86,6 +92,9 @@ async fn t1_a_structured_cloudevent_is_stored_and_reads_back_as_one() {
     assert_eq!(ce["datacontenttype"], "application/json");
     assert_eq!(ce["data"], json!({"amount": 42}));
     assert_eq!(ce["time"], stored["occurred_at"]);
+    for (name, value) in extensions.as_object().unwrap() {
+        assert_eq!(&ce[name], value, "{name} is an attribute again");
+    }
 }
 
 #[tokio::test]
@@ -133,6 +142,7 @@ async fn t1_a_binary_mode_cloudevent_is_stored() {
         .header("ce-type", "order.created")
         .header("ce-time", now())
         .header("ce-subject", "caf%C3%A9/7")
+        .header("ce-partitionkey", "shop%2F7")
         .body(r#"{"amount":7}"#)
         .send()
         .await
@@ -143,6 +153,11 @@ async fn t1_a_binary_mode_cloudevent_is_stored() {
     assert_eq!(stored["type"], "order.created");
     assert_eq!(stored["subject"], "café/7");
     assert_eq!(stored["data"], json!({"amount": 7}));
+    assert_eq!(
+        stored["extensions"],
+        json!({"partitionkey": "shop/7"}),
+        "any other ce-* header is an extension, percent-decoded"
+    );
 }
 
 #[tokio::test]

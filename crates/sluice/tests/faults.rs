@@ -379,6 +379,8 @@ async fn t2_poison_messages_among_good_ones_go_to_the_dlq_with_their_reason_and_
         request_id: sluice_core::RequestId::parse(req).unwrap(),
         source_ip: Some("198.51.100.7".into()),
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     };
     let mut accepted = Vec::new();
     for round in 0..5 {

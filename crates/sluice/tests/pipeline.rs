@@ -60,6 +60,8 @@ fn envelope(n: i64) -> Envelope {
         request_id: RequestId::generate(),
         source_ip: None,
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     }
 }
 

@@ -7,19 +7,12 @@
 mod common;
 
 use common::{BIN, TestApp};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+use sluice_testkit::webhooks;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use time::OffsetDateTime;
-
-fn hmac_hex(secret: &[u8], signed: &[u8]) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap();
-    m.update(signed);
-    hex::encode(m.finalize().into_bytes())
-}
 
 /// Runs `sluice sources …` on the app's data directory, the secret on standard input.
 fn sources(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
@@ -71,14 +64,7 @@ async fn deliver(app: &TestApp, id: &str, headers: &[(&str, String)], body: &str
 }
 
 fn github(secret: &str, delivery: &str, body: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "x-hub-signature-256",
-            format!("sha256={}", hmac_hex(secret.as_bytes(), body.as_bytes())),
-        ),
-        ("x-github-event", "issues".to_owned()),
-        ("x-github-delivery", delivery.to_owned()),
-    ]
+    webhooks::github(secret, "issues", delivery, body)
 }
 
 async fn refused(r: reqwest::Response) {
@@ -147,10 +133,7 @@ async fn s5_stale_and_future_timestamps_are_refused_and_rotation_overlaps_then_e
     let old = "whsec_test_old";
     let id = create(&app, "acme", "stripe", old);
     let body = r#"{"id":"evt_stripe_1","type":"invoice.paid","created":1700000000}"#;
-    let stripe = |secret: &str, t: i64| {
-        let sig = hmac_hex(secret.as_bytes(), format!("{t}.{body}").as_bytes());
-        vec![("stripe-signature", format!("t={t},v1={sig}"))]
-    };
+    let stripe = |secret: &str, t: i64| webhooks::stripe(secret, t, body);
     let now = OffsetDateTime::now_utc().unix_timestamp();
     refused(deliver(&app, &id, &stripe(old, now - 301), body).await).await;
     assert_eq!(deliver(&app, &id, &stripe(old, now), body).await.status(), 202);
@@ -172,20 +155,7 @@ async fn s5_stale_and_future_timestamps_are_refused_and_rotation_overlaps_then_e
     let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let sw = create(&app, "acme", "standard-webhooks", key);
     let body = r#"{"type":"invoice.paid","timestamp":"2026-01-01T00:00:00Z","data":{}}"#;
-    let signed = |t: i64| {
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&raw).unwrap();
-        m.update(format!("msg_1.{t}.{body}").as_bytes());
-        let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
-        vec![
-            ("webhook-id", "msg_1".to_owned()),
-            ("webhook-timestamp", t.to_string()),
-            ("webhook-signature", format!("v1,{sig}")),
-        ]
-    };
+    let signed = |t: i64| webhooks::standard_webhooks(key, "msg_1", t, body);
     let now = OffsetDateTime::now_utc().unix_timestamp();
     refused(deliver(&app, &sw, &signed(now + 301), body).await).await;
     refused(deliver(&app, &sw, &signed(now - 301), body).await).await;
@@ -201,18 +171,9 @@ async fn s1_slack_gets_its_challenge_and_forged_deliveries_are_limited_per_addre
     let secret = "slack-signing-secret";
     let id = create(&app, "acme", "slack", secret);
     let body = r#"{"type":"url_verification","challenge":"3eZbrw1aB"}"#;
-    let t = OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let sig = format!(
-        "v0={}",
-        hmac_hex(secret.as_bytes(), format!("v0:{t}:{body}").as_bytes())
-    );
-    let r = deliver(
-        &app,
-        &id,
-        &[("x-slack-signature", sig), ("x-slack-request-timestamp", t.clone())],
-        body,
-    )
-    .await;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let t = now.to_string();
+    let r = deliver(&app, &id, &webhooks::slack(secret, now, body), body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["challenge"], "3eZbrw1aB");
     assert!(app.list_all(&app.key).await.is_empty(), "a challenge stores nothing");

@@ -469,6 +469,8 @@ fn envelope(tenant: &str, request_id: &str, data: Value) -> Envelope {
         request_id: RequestId::parse(request_id).unwrap(),
         source_ip: Some("198.51.100.7".into()),
         subject: None,
+        webhook: None,
+        extensions: Default::default(),
     }
 }
 

@@ -2,16 +2,19 @@
 //!
 //! Item layout: `pk` (tenant), `sk` (event id), `type`, `data` (the payload serialised as a JSON
 //! string: a DynamoDB map would lose the difference between integers and floats and the order of
-//! keys), `occurred_at` and `received_at` (RFC 3339 strings), `request_id`, and `subject` when the
-//! event has one (items without it read as no subject).
+//! keys), `occurred_at` and `received_at` (RFC 3339 strings), `request_id`, and, only when the
+//! event has them: `subject`, `webhook_source` and `webhook_delivery` (the source and provider
+//! delivery it came through), `extensions` (its CloudEvents extension attributes as a JSON
+//! object string, for the same reason as `data`). Items written before these existed read as
+//! having none.
 
 use super::{Corrupt, Item, PK, Reader, SK, string_attr, time_attr};
 use crate::error::Failure;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use sluice_core::event::{EventType, StoredEvent};
-use sluice_core::ids::{EventId, RequestId};
+use sluice_core::event::{EventType, Extensions, StoredEvent, WebhookOrigin};
+use sluice_core::ids::{EventId, RequestId, SourceId};
 use sluice_core::ports::{EventStore, ListQuery, Page, PutOutcome, StoreError};
 use sluice_core::tenant::Tenant;
 
@@ -23,6 +26,11 @@ const RECEIVED_AT: &str = "received_at";
 const REQUEST_ID: &str = "request_id";
 /// Optional: items written before subjects existed have none.
 const SUBJECT: &str = "subject";
+/// Optional, with [`WEBHOOK_DELIVERY`]: on events that came through a webhook source.
+const WEBHOOK_SOURCE: &str = "webhook_source";
+const WEBHOOK_DELIVERY: &str = "webhook_delivery";
+/// Optional: only on events with extension attributes.
+const EXTENSIONS: &str = "extensions";
 
 impl From<Corrupt> for StoreError {
     fn from(c: Corrupt) -> Self {
@@ -48,6 +56,15 @@ fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
     if let Some(subject) = &e.subject {
         item.insert(SUBJECT.to_owned(), string_attr(subject.as_str()));
     }
+    if let Some(w) = &e.webhook {
+        item.insert(WEBHOOK_SOURCE.to_owned(), string_attr(w.source_id.as_str()));
+        item.insert(WEBHOOK_DELIVERY.to_owned(), string_attr(w.delivery_id.as_str()));
+    }
+    if !e.extensions.is_empty() {
+        let ext = serde_json::to_string(&e.extensions)
+            .map_err(|_| Corrupt::new(TABLE, "the extension attributes cannot be serialised"))?;
+        item.insert(EXTENSIONS.to_owned(), string_attr(ext));
+    }
     Ok(item)
 }
 
@@ -62,6 +79,18 @@ fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
         received_at: r.time(RECEIVED_AT)?,
         request_id: r.parsed(REQUEST_ID, RequestId::parse)?,
         subject: r.opt_str(SUBJECT)?.map(str::to_owned),
+        webhook: match (r.opt_str(WEBHOOK_SOURCE)?, r.opt_str(WEBHOOK_DELIVERY)?) {
+            (None, None) => None,
+            (Some(source), Some(delivery)) => Some(WebhookOrigin {
+                source_id: SourceId::parse(source).map_err(|_| Corrupt::new(TABLE, "a bad webhook_source"))?,
+                delivery_id: delivery.to_owned(),
+            }),
+            _ => return Err(Corrupt::new(TABLE, "webhook_source without webhook_delivery or back")),
+        },
+        extensions: match r.opt_str(EXTENSIONS)? {
+            None => Extensions::new(),
+            Some(s) => serde_json::from_str(s).map_err(|_| Corrupt::new(TABLE, "bad extensions"))?,
+        },
     })
 }
 
@@ -230,6 +259,8 @@ mod tests {
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         };
         assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
         let mut bad = encode(&e).unwrap();

@@ -243,6 +243,8 @@ impl Harness {
             received_at: now,
             request_id: RequestId::generate(),
             subject: None,
+            webhook: None,
+            extensions: Default::default(),
         };
         self.store.inner.seed(e);
         id
@@ -368,6 +370,12 @@ fn template_for(path: &str) -> Option<&'static str> {
             .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
         {
             Some("/v1/events/{id}")
+        }
+        p if p
+            .strip_prefix("/v1/sources/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+        {
+            Some("/v1/sources/{source_id}")
         }
         _ => None,
     }

@@ -1,4 +1,5 @@
-//! The `ingest` function: `POST /v1/events` under `lambda_http` (see `sluice_lambda::ingest`).
+//! The `ingest` function: `POST /v1/events` and webhook deliveries under `lambda_http` (see
+//! `sluice_lambda::ingest`).
 
 use sluice_lambda::ingest::{self, IngestConfig};
 use sluice_lambda::{Clients, process_env};
@@ -9,8 +10,8 @@ async fn main() -> anyhow::Result<()> {
     let config = IngestConfig::from_lookup(&process_env)?;
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
-    let service = ingest::init(&config, &Clients::from_env().await).await?;
-    lambda_http::run(ingest::router(service))
+    let services = ingest::init(&config, &Clients::from_env().await).await?;
+    lambda_http::run(ingest::router(services))
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

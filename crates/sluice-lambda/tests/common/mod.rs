@@ -130,6 +130,7 @@ impl Deployment {
             ("SLUICE_TABLE", r.table.as_str()),
             ("SLUICE_IDEMPOTENCY_TABLE", r.idempotency_table.as_str()),
             ("SLUICE_KEYS_TABLE", r.keys_table.as_str()),
+            ("SLUICE_SOURCES_TABLE", r.sources_table.as_str()),
             ("SLUICE_SIGNING_KEY_PARAM", self.signing_param.as_str()),
             ("SLUICE_CURSOR_KEY_PARAM", self.cursor_param.as_str()),
             ("SLUICE_OIDC_ISSUER", OIDC_ISSUER),

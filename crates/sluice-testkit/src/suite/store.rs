@@ -34,20 +34,40 @@ pub async fn store_put_if_absent_is_conditional<F: Factory>(f: &F) {
     assert_eq!(store.get(&tenant, &e.id).await.unwrap(), Some(e));
 }
 
-/// An event's optional subject is kept as given, and an event without one reads back without one.
-pub async fn store_round_trips_the_optional_subject<F: Factory>(f: &F) {
+/// An event's optional subject, webhook origin and extension attributes are kept as given (an
+/// extension's string, boolean or integer type included), and an event without them reads back
+/// without them, by a single put, a batch put, a get and a list.
+pub async fn store_round_trips_the_optional_subject_webhook_and_extensions<F: Factory>(f: &F) {
     let store = f.event_store().await;
     let tenant = fresh_tenant();
-    let times = timeline(2);
+    let times = timeline(3);
     let mut with = event(&tenant, "order.created", times[0]);
     with.subject = Some("customer/é-42".into());
+    with.webhook = Some(sluice_core::event::WebhookOrigin {
+        source_id: sluice_core::SourceId::generate(),
+        delivery_id: "evt_1NG8Du2eZvKYlo2CUI79vXWy".into(),
+    });
+    with.extensions = sluice_core::event::Extensions::from([
+        (
+            "traceparent".to_owned(),
+            serde_json::json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ),
+        ("sampled".to_owned(), serde_json::json!(true)),
+        ("seq".to_owned(), serde_json::json!(-7)),
+        ("numeric".to_owned(), serde_json::json!("7")),
+    ]);
     let without = event(&tenant, "order.created", times[1]);
     for e in [&with, &without] {
         assert_eq!(store.put_if_absent(e).await.unwrap(), PutOutcome::Created);
         assert_eq!(store.get(&tenant, &e.id).await.unwrap().as_ref(), Some(e));
     }
+    let mut batched = with.clone();
+    batched.id = EventId::new_at(times[2]);
+    for outcome in store.put_batch_if_absent(std::slice::from_ref(&batched)).await {
+        assert_eq!(outcome.unwrap(), PutOutcome::Created);
+    }
     let page = store.list(&tenant, &all(10)).await.unwrap();
-    assert_eq!(page.events, vec![without, with]);
+    assert_eq!(page.events, vec![batched, without, with], "newest first");
 }
 
 /// A batch put answers per event with the single put's meaning: an existing id is left alone, the
