@@ -240,6 +240,7 @@ FIXTURES = [
     ("s1_api_methods_authorized", "webhook-route-to-outside", _webhook_to_outside),
     ("s1_authorizer_request_type_cached", "token-authorizer", lambda t: _set(api_body(t)["components"]["securitySchemes"]["SluiceKey"]["x-amazon-apigateway-authorizer"], "type", "token")),
     ("t1_api_validates_requests", "post-unvalidated", lambda t: api_body(t)["paths"]["/v1/events"]["post"].pop("x-amazon-apigateway-request-validator")),
+    ("t1_api_validates_requests", "webhook-body-unvalidated", lambda t: api_body(t)["paths"]["/v1/sources/{source_id}"]["post"].update({"x-amazon-apigateway-request-validator": "params"})),
     ("i2_gateway_errors_generic", "5xx-leaks-message", _leaky_5xx),
     ("s1_custom_domain_closes_default_endpoint", "execute-api-left-open", lambda t: api_body(t).pop("x-amazon-apigateway-endpoint-configuration")),
     ("d1_waf_rate_rule", "waf-without-rate-rule", lambda t: props(t, "ApiWebAcl")["Rules"].pop(0)),

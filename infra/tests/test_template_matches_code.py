@@ -292,6 +292,29 @@ def test_t1_api_routes_and_models_match_the_openapi_contract(template):
     assert ours["Delivery"]["type"] == delivery["type"] == "object"
 
 
+def test_t1_cloudevents_binary_mode_bodies_pass_the_gateway(template):
+    """A binary-mode CloudEvent's body is its `data`, any JSON value: API Gateway must not hold it to
+    the native Submission model (it would answer 400 to a valid event), so POST /v1/events validates
+    its headers only; every other body is still validated against its model (T-1)."""
+    body = template["Resources"]["SluiceApi"]["Properties"]["DefinitionBody"]
+    validators = body["x-amazon-apigateway-request-validators"]
+    events = body["paths"]["/v1/events"]["post"]
+    assert validators[events["x-amazon-apigateway-request-validator"]] == {
+        "validateRequestBody": False,
+        "validateRequestParameters": True,
+    }
+    assert any(p["name"] == "ce-specversion" for p in events["parameters"])
+    others = [
+        op
+        for path, ops in body["paths"].items()
+        for op in ops.values()
+        if "requestBody" in op and path != "/v1/events"
+    ]
+    assert others, "the webhook route has a body"
+    for op in others:
+        assert validators[op["x-amazon-apigateway-request-validator"]]["validateRequestBody"] is True
+
+
 WEBHOOK = ("/v1/sources/{source_id}", "post")
 SERVE_ONLY = {("/healthz", "get"), ("/openapi.json", "get")}
 
