@@ -151,6 +151,28 @@ w("With one event per request every 202 waits for an fsync; group commit shares 
   "`wrk` and the writer thread) is the limit. The bare handler has no fsync at all; the disk column has no HTTP, "
   "so the two ceilings bound Sluice from both sides.\n")
 
+# --- webhook intake -----------------------------------------------------------------------------
+intake = by("intake")
+if intake:
+    w("### 1b. Signed-webhook intake next to bearer-key ingest\n")
+    w("The same Rust client (`sluice-bench intake`, 64 connections, closed loop) posts 1 KiB events either to "
+      "`POST /v1/events` with an API key or as Standard Webhooks deliveries to `POST /v1/sources/{id}`, each "
+      "with a fresh `webhook-id` and HMAC-SHA256 signature (so none is an idempotent replay). A delivery costs "
+      "what a keyed event does plus its signature check and its delivery-id record (a retried delivery must be "
+      "stored once), so it writes to the store's database as well as the queue's. The two alternate on fresh "
+      "servers; the ratio is the median of the paired runs.\n")
+    w("| mode | runs | events/s (median) | p50 ms | p99 ms | refused |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for mode in ("bearer", "webhook"):
+        rs = [r for r in intake if r["mode"] == mode]
+        if rs:
+            w(f"| {mode} | {len(rs)} | {f(median(r['events_per_sec'] for r in rs))} | {f(median(r['p50_ms'] for r in rs), 2)} | "
+              f"{f(median(r['p99_ms'] for r in rs), 2)} | {sum(r.get('refused') or 0 for r in rs)} |")
+    bearer = {r.get("rep", 1): r for r in intake if r["mode"] == "bearer"}
+    pairs = [r["events_per_sec"] / bearer[r.get("rep", 1)]["events_per_sec"]
+             for r in intake if r["mode"] == "webhook" and r.get("rep", 1) in bearer and bearer[r.get("rep", 1)]["events_per_sec"]]
+    w(f"\nTarget: signed-webhook intake at least 0.9 of bearer-key ingest: {ratio_text(pairs)} → {ok((median(pairs) or 0) >= 0.9)}.\n")
+
 # --- memory -------------------------------------------------------------------------------------
 rss = [r.get("peak_rss_kib") or 0 for r in ingest if r["system"] in ("sluice", "sluice_intake")]
 if rss:

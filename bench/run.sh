@@ -159,6 +159,28 @@ for per in 1 100; do
 done
 kill "$BARE_PID" 2>/dev/null || true
 
+# --- 1b. signed-webhook intake next to bearer-key ingest ----------------------------------------------
+log "intake: signed Standard Webhooks deliveries vs bearer-key events, 1 KiB, same client"
+# The same Rust client for both (wrk cannot sign each request), each delivery with a fresh webhook-id
+# and signature so none is an idempotent replay; bearer and webhook alternate on fresh servers, and
+# the ratio is the median of the paired runs.
+for rep in $(seq "$REPS"); do
+  for mode in bearer webhook; do
+    data=$(mktemp -d)/data
+    start_serve "$data"
+    if [[ $mode == bearer ]]; then
+      r=$($BENCH intake --url http://127.0.0.1:18380 --key "$SLUICE_KEY" --conns 64 --secs "$SECS")
+    else
+      secret="whsec_$(head -c 32 /dev/urandom | base64)"
+      src=$(printf '%s' "$secret" | $SLUICE sources create --tenant bench --kind standard-webhooks --secret - --data-dir "$data" | tail -1 | awk '{print $NF}')
+      r=$(SLUICE_BENCH_WEBHOOK_SECRET="$secret" $BENCH intake --url http://127.0.0.1:18380 --source "$src" --conns 64 --secs "$SECS")
+    fi
+    rss=$(stop_serve); rm -rf "$(dirname "$data")"
+    record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['rep']=$rep; d['peak_rss_kib']=$rss; print(json.dumps(d))")"
+    tail -1 "$RESULTS" | python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(" ", d["mode"], d["rep"], round(d["events_per_sec"]))' >&2
+  done
+done
+
 # --- 2. end to end ------------------------------------------------------------------------------------
 log "end to end: peak rate, then p99 202-to-readable at half of it"
 data=$(mktemp -d)/data; start_serve "$data"

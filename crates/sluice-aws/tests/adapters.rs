@@ -130,7 +130,6 @@ fn record(tenant: &Tenant, key: &str, fingerprint: &str, expires_at: OffsetDateT
         fingerprint: fingerprint.into(),
         ids: vec![EventId::new_at(expires_at)],
         single: true,
-        payload: r#"[["body",{"a":"b"}]]"#.into(),
         completed: false,
         expires_at,
     }

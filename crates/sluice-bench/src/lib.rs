@@ -10,6 +10,7 @@
 //!   (WAL, `synchronous=FULL`, group commit).
 //! - [`process`] — records per second of the process step alone, embedded and on moto.
 //! - [`e2e`] — events per second from HTTP to the store, and the time from 202 to readable.
+//! - [`intake`] — signed-webhook intake next to bearer-key ingest, with the same client.
 //! - [`coldstart`] — a minimal Lambda Runtime API that times a function from exec to its first
 //!   response and reads its peak memory.
 //! - [`cpu`] — the work of validation and envelope sealing per event, for `callgrind`.
@@ -20,5 +21,6 @@ pub mod coldstart;
 pub mod cpu;
 pub mod disk;
 pub mod e2e;
+pub mod intake;
 pub mod process;
 pub mod stats;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_bench::{bare, coldstart, cpu, disk, e2e, process};
+use sluice_bench::{bare, coldstart, cpu, disk, e2e, intake, process};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,6 +82,28 @@ enum Cmd {
         /// Total requests per second (open loop); omit for closed loop.
         #[arg(long)]
         rate: Option<f64>,
+    },
+    /// 1 KiB events as fast as answers come, with an API key (`--key`) or as signed Standard
+    /// Webhooks deliveries (`--source` and `--secret`).
+    Intake {
+        /// Base URL of the server.
+        #[arg(long)]
+        url: String,
+        /// API key: bearer-key ingest.
+        #[arg(long, conflicts_with_all = ["source", "secret"], required_unless_present = "source")]
+        key: Option<String>,
+        /// A `standard-webhooks` source id: signed-webhook intake.
+        #[arg(long, requires = "secret")]
+        source: Option<String>,
+        /// The source's `whsec_` secret.
+        #[arg(long, env = "SLUICE_BENCH_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        conns: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
     },
     /// Cold start of a Lambda function under the local Runtime API emulator.
     ColdStart {
@@ -172,6 +194,26 @@ fn main() -> anyhow::Result<()> {
             rate,
             settle: Duration::from_secs(30),
         }))?,
+        Cmd::Intake {
+            url,
+            key,
+            source,
+            secret,
+            conns,
+            secs,
+        } => {
+            let mode = match (key, source, secret) {
+                (Some(key), _, _) => intake::Mode::Bearer { key },
+                (None, Some(source), Some(secret)) => intake::Mode::Webhook { source, secret },
+                _ => anyhow::bail!("give --key, or --source with --secret"),
+            };
+            rt.block_on(intake::run(intake::Params {
+                url,
+                mode,
+                conns,
+                duration: Duration::from_secs_f64(secs),
+            }))?
+        }
         Cmd::ColdStart {
             name,
             event,

@@ -9,13 +9,19 @@
 //! accepted window (outside it, the time of receipt, the provider's time staying in `data`). The
 //! delivery id makes the request idempotent: a retry with the same id is answered with the same
 //! event id and stores nothing twice.
+//!
+//! Sources are read through a short cache (the hosts give it `auth.cache_secs`, as API keys'):
+//! a rotation or a deletion takes effect within it, and a busy source costs one store read per
+//! TTL instead of one per delivery.
 
+use crate::cache::ReadThrough;
 use crate::clock::Clock;
 use crate::event::{Extensions, NewEvent, WebhookOrigin};
 use crate::ids::{IdempotencyKey, RequestId, SourceId};
 use crate::ingest::{Accepted, Idempotent, IngestContext, IngestError, IngestService};
-use crate::ports::{SourceStore, SourceStoreError};
+use crate::ports::{SourceRecord, SourceStore, SourceStoreError};
 use crate::webhook::{self, WebhookError};
+use futures::FutureExt as _;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,6 +72,7 @@ pub struct DeliveryService {
     sources: Arc<dyn SourceStore>,
     ingest: Arc<IngestService>,
     clock: Arc<dyn Clock>,
+    cache: ReadThrough<SourceId, Option<Arc<SourceRecord>>, SourceStoreError>,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -75,9 +82,43 @@ impl std::fmt::Debug for DeliveryService {
 }
 
 impl DeliveryService {
-    /// Deliveries verified against `sources`, ingested through `ingest`.
+    /// Deliveries verified against `sources`, ingested through `ingest`; every delivery reads its
+    /// source (see [`DeliveryService::with_cache_ttl`]).
     pub fn new(sources: Arc<dyn SourceStore>, ingest: Arc<IngestService>, clock: Arc<dyn Clock>) -> Self {
-        Self { sources, ingest, clock }
+        Self {
+            sources,
+            ingest,
+            clock,
+            cache: ReadThrough::new(Duration::ZERO),
+        }
+    }
+
+    /// Keeps each source read for `ttl`: a rotation or deletion takes effect within it.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache = ReadThrough::new(ttl);
+        self
+    }
+
+    /// The source `id`, through the cache; `None` when there is no such source.
+    async fn source(&self, id: &SourceId) -> Result<Option<Arc<SourceRecord>>, DeliveryError> {
+        let store = Arc::clone(&self.sources);
+        let key = id.clone();
+        self.cache
+            .get(id, move || {
+                async move {
+                    match store.get(&key).await {
+                        Ok(r) => Ok(r.map(Arc::new)),
+                        Err(SourceStoreError::NotFound) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }
+                .boxed()
+            })
+            .await
+            .map_err(|e| match e {
+                SourceStoreError::NotFound => DeliveryError::Unauthenticated("no such source"),
+                SourceStoreError::Unavailable(m) => DeliveryError::Unavailable(m),
+            })
     }
 
     /// The ingest service behind it (its validator sizes the transport's body limit).
@@ -93,29 +134,26 @@ impl DeliveryService {
         body: &[u8],
     ) -> Result<Delivered, DeliveryError> {
         let id = SourceId::parse(&ctx.source_id).map_err(|_| DeliveryError::Unauthenticated("not a source id"))?;
-        let source = match self.sources.get(&id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(DeliveryError::Unauthenticated("no such source")),
-            Err(SourceStoreError::NotFound) => return Err(DeliveryError::Unauthenticated("no such source")),
-            Err(SourceStoreError::Unavailable(m)) => return Err(DeliveryError::Unavailable(m)),
-        };
         let now = self.clock.now();
-        let secrets = source.live_secrets(now);
-        if secrets.is_empty() {
-            return Err(DeliveryError::Unauthenticated(
-                "the source is deleted or has no live secret",
-            ));
+        let max_depth = self.ingest.validator().limits().max_depth;
+        let was_cached = self.cache.contains(&id);
+        let mut source = self.source(&id).await?;
+        let mut verified = check(source.as_deref(), headers, body, now, max_depth);
+        if was_cached && matches!(verified, Err(DeliveryError::Unauthenticated(_))) {
+            // The cached record may predate a rotation: a provider signing with the new secret
+            // must not wait out the cache. One fresh read, and only after a failure, which the
+            // transport has already limited per source and per address.
+            self.cache.forget(&id);
+            source = self.source(&id).await?;
+            verified = check(source.as_deref(), headers, body, now, max_depth);
         }
+        let (source, verified) = match (source, verified) {
+            (Some(source), Ok(verified)) => (source, verified),
+            (_, Err(e)) => return Err(e),
+            (None, Ok(_)) => return Err(DeliveryError::Unauthenticated("no such source")),
+        };
         let validator = self.ingest.validator();
         let limits = validator.limits();
-        let verified =
-            webhook::verify(&source.kind, &secrets, headers, body, now, limits.max_depth).map_err(|e| match e {
-                WebhookError::Unauthenticated(why) => DeliveryError::Unauthenticated(why),
-                WebhookError::Malformed(m) => DeliveryError::Malformed(m),
-                WebhookError::InvalidType(t) => {
-                    DeliveryError::Invalid(format!("the delivery's event type {t:?} is not a valid event type"))
-                }
-            })?;
         if let Some(challenge) = verified.challenge {
             return Ok(Delivered::Challenge(challenge));
         }
@@ -139,7 +177,7 @@ impl DeliveryService {
         let key = IdempotencyKey::parse(&format!("delivery:{digest}"))
             .map_err(|_| DeliveryError::Malformed("the delivery id cannot name a request".into()))?;
         let ingest_ctx = IngestContext {
-            tenant: source.tenant,
+            tenant: source.tenant.clone(),
             request_id: ctx.request_id,
             source_ip: ctx.source_ip,
             idempotency_key: None,
@@ -154,7 +192,7 @@ impl DeliveryService {
             occurred_at,
             subject: None,
             webhook: Some(WebhookOrigin {
-                source_id: source.id,
+                source_id: source.id.clone(),
                 delivery_id: verified.delivery_id,
             }),
             extensions: Extensions::new(),
@@ -165,4 +203,29 @@ impl DeliveryService {
             .await?;
         Ok(Delivered::Accepted(accepted))
     }
+}
+
+/// Verifies a delivery against its source: an unknown, deleted or secretless source and every
+/// failed check are the same [`DeliveryError::Unauthenticated`].
+fn check(
+    source: Option<&SourceRecord>,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    now: time::OffsetDateTime,
+    max_depth: usize,
+) -> Result<webhook::Verified, DeliveryError> {
+    let source = source.ok_or(DeliveryError::Unauthenticated("no such source"))?;
+    let secrets = source.live_secrets(now);
+    if secrets.is_empty() {
+        return Err(DeliveryError::Unauthenticated(
+            "the source is deleted or has no live secret",
+        ));
+    }
+    webhook::verify(&source.kind, &secrets, headers, body, now, max_depth).map_err(|e| match e {
+        WebhookError::Unauthenticated(why) => DeliveryError::Unauthenticated(why),
+        WebhookError::Malformed(m) => DeliveryError::Malformed(m),
+        WebhookError::InvalidType(t) => {
+            DeliveryError::Invalid(format!("the delivery's event type {t:?} is not a valid event type"))
+        }
+    })
 }

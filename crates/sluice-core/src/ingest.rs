@@ -7,8 +7,8 @@ use crate::envelope::{Envelope, Sealer, VERSION};
 use crate::event::NewEvent;
 use crate::ids::{EventId, IdempotencyKey, RequestId};
 use crate::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, OutgoingMessage,
-    Queue, QueueError, message_size,
+    Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError,
+    message_size,
 };
 use crate::tenant::Tenant;
 use crate::validate::{ValidationError, Validator};
@@ -90,10 +90,10 @@ pub enum IngestError {
     /// The idempotency key was used before with another body (422).
     #[error("the idempotency key was used with a different request body")]
     IdempotencyMismatch,
-    /// The request cannot be kept once sealed (413); nothing was queued or claimed.
+    /// An event does not fit a queue message once sealed (413); nothing was queued or claimed.
     #[error("{what} is larger than {limit} bytes once sealed")]
     TooLarge {
-        /// What does not fit: one event in a queue message, or a request in an idempotency record.
+        /// What does not fit: one event in a queue message.
         what: &'static str,
         /// The limit it passes.
         limit: usize,
@@ -288,22 +288,12 @@ impl IngestService {
             return Ok(accepted);
         };
         let key = &key;
-        // The whole sealed request is kept for retries; a record the store cannot hold would make
-        // every attempt fail as an outage, so it is the client's to split (T-1).
-        let payload = encode_payload(&messages);
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(IngestError::TooLarge {
-                what: "a request with an Idempotency-Key",
-                limit: MAX_PAYLOAD_BYTES,
-            });
-        }
         let record = IdempotencyRecord {
             tenant: ctx.tenant.clone(),
             key: key.clone(),
             fingerprint,
             ids: accepted.ids().to_vec(),
             single: matches!(accepted, Accepted::One { .. }),
-            payload,
             completed: false,
             expires_at: now + self.idempotency_ttl,
         };
@@ -332,10 +322,10 @@ impl IngestService {
                 if prior.completed {
                     return Ok(accepted);
                 }
-                // The first attempt may have died between claim and send: send exactly its
-                // envelopes again; the store's conditional put keeps each event once.
-                let messages = decode_payload(&prior.payload)
-                    .ok_or_else(|| IngestError::Unavailable("corrupt idempotency record".into()))?;
+                // The first attempt may have died between claim and send. The fingerprint says
+                // these are its events: send them again under its ids, and the store's
+                // conditional put keeps each event once.
+                let messages = self.reseal(messages, &prior.ids)?;
                 (accepted, messages)
             }
         };
@@ -345,6 +335,25 @@ impl IngestService {
             .await
             .map_err(|e| IngestError::Unavailable(e.to_string()))?;
         Ok(accepted)
+    }
+
+    /// `messages` sealed again under `ids`, one each, in order.
+    fn reseal(&self, messages: Vec<OutgoingMessage>, ids: &[EventId]) -> Result<Vec<OutgoingMessage>, IngestError> {
+        if messages.len() != ids.len() {
+            return Err(IngestError::Unavailable(
+                "an idempotency record's ids do not match its request".into(),
+            ));
+        }
+        let unavailable = |e: crate::envelope::EnvelopeError| IngestError::Unavailable(e.to_string());
+        messages
+            .into_iter()
+            .zip(ids)
+            .map(|(m, id)| {
+                let mut env = self.sealer.open_parts(&m.body, &m.attributes).map_err(unavailable)?;
+                env.id = *id;
+                self.sealer.seal(&env).map_err(unavailable)
+            })
+            .collect()
     }
 
     async fn send_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), IngestError> {
@@ -364,19 +373,4 @@ impl IngestService {
         }
         Ok(())
     }
-}
-
-fn encode_payload(messages: &[OutgoingMessage]) -> String {
-    let v: Vec<(&str, &crate::ports::MessageAttributes)> =
-        messages.iter().map(|m| (m.body.as_str(), &m.attributes)).collect();
-    serde_json::to_string(&v).unwrap_or_default()
-}
-
-fn decode_payload(s: &str) -> Option<Vec<OutgoingMessage>> {
-    let v: Vec<(String, crate::ports::MessageAttributes)> = serde_json::from_str(s).ok()?;
-    Some(
-        v.into_iter()
-            .map(|(body, attributes)| OutgoingMessage { body, attributes })
-            .collect(),
-    )
 }

@@ -4,18 +4,17 @@
 //! SHA-256 in constant time, so a wrong key costs the same whatever it shares with a real one. The
 //! secret is 256 random bits, so a plain (unsalted) SHA-256 is enough: there is nothing to guess.
 
+use crate::cache::ReadThrough;
 use crate::clock::Clock;
 use crate::ids::KeyId;
 use crate::ports::{KeyRecord, KeyStore, KeyStoreError};
 use crate::tenant::Tenant;
 use base64::Engine as _;
 use futures::FutureExt as _;
-use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
@@ -113,25 +112,17 @@ pub enum AuthError {
 }
 
 /// Verifies presented API keys against a [`KeyStore`], caching records briefly as API Gateway
-/// caches authorizer results: a revocation takes effect within `cache_ttl`.
-///
-/// Concurrent misses on one key share a single store read. Every client of a busy key misses at
-/// the same instant when its entry expires, and without this each would read the store: hundreds
-/// of reads, blocking threads and database connections for one record, every `cache_ttl`.
+/// caches authorizer results: a revocation takes effect within `cache_ttl`. Concurrent misses on
+/// one key share a single store read (see [`crate::cache`]).
 pub struct Authenticator {
     store: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
     cache_ttl: Duration,
-    cache: RwLock<HashMap<KeyId, (Record, Instant)>>,
-    /// Store reads under way, by key; each finishes once, whoever polls it.
-    lookups: Mutex<HashMap<KeyId, Lookup>>,
+    cache: ReadThrough<KeyId, Record, AuthError>,
 }
 
 /// A key's record as read from the store; `None` for an unknown id, which is cached too.
 type Record = Option<Arc<KeyRecord>>;
-
-/// One store read of a key record, awaited by every request that missed the cache meanwhile.
-type Lookup = Shared<BoxFuture<'static, Result<Record, AuthError>>>;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,8 +131,6 @@ impl fmt::Debug for Authenticator {
             .finish_non_exhaustive()
     }
 }
-
-const MAX_CACHE: usize = 10_000;
 
 /// What an unknown key's presented secret is compared with, so both paths do the same work.
 const NO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -153,58 +142,25 @@ impl Authenticator {
             store,
             clock,
             cache_ttl,
-            cache: RwLock::new(HashMap::new()),
-            lookups: Mutex::new(HashMap::new()),
+            cache: ReadThrough::new(cache_ttl),
         }
-    }
-
-    fn lookup(&self, id: &KeyId) -> Lookup {
-        let store = self.store.clone();
-        let id = id.clone();
-        async move {
-            match store.get(&id).await {
-                Ok(rec) => Ok(rec.map(Arc::new)),
-                Err(KeyStoreError::NotFound) => Err(AuthError::Invalid),
-                Err(KeyStoreError::Unavailable(m)) => Err(AuthError::Unavailable(m)),
-            }
-        }
-        .boxed()
-        .shared()
     }
 
     async fn record(&self, id: &KeyId) -> Result<Record, AuthError> {
-        if let Ok(cache) = self.cache.read()
-            && let Some((rec, at)) = cache.get(id)
-            && at.elapsed() < self.cache_ttl
-        {
-            return Ok(rec.clone());
-        }
-        // With no cache, every request reads for itself: a revocation counts from the next one.
-        if self.cache_ttl.is_zero() {
-            return self.lookup(id).await;
-        }
-        let lookup = match self.lookups.lock() {
-            Ok(mut lookups) => lookups.entry(id.clone()).or_insert_with(|| self.lookup(id)).clone(),
-            Err(_) => self.lookup(id),
-        };
-        let rec = lookup.clone().await;
-        // The first waiter back publishes the record, then retires the lookup; a request arriving
-        // in between finds one or the other, never neither, so it does not read again.
-        if let Ok(mut lookups) = self.lookups.lock()
-            && lookups.get(id).is_some_and(|l| l.ptr_eq(&lookup))
-        {
-            if let Ok(rec) = &rec
-                && let Ok(mut cache) = self.cache.write()
-            {
-                if cache.len() >= MAX_CACHE {
-                    // Unknown ids are cached too, so a flood of random ids must not grow memory without bound.
-                    cache.clear();
+        let store = self.store.clone();
+        let key = id.clone();
+        self.cache
+            .get(id, move || {
+                async move {
+                    match store.get(&key).await {
+                        Ok(rec) => Ok(rec.map(Arc::new)),
+                        Err(KeyStoreError::NotFound) => Err(AuthError::Invalid),
+                        Err(KeyStoreError::Unavailable(m)) => Err(AuthError::Unavailable(m)),
+                    }
                 }
-                cache.insert(id.clone(), (rec.clone(), Instant::now()));
-            }
-            lookups.remove(id);
-        }
-        rec
+                .boxed()
+            })
+            .await
     }
 
     /// Checks a presented key.
@@ -405,6 +361,6 @@ mod tests {
             "the next request reads again"
         );
         assert_eq!(store.reads.load(Ordering::SeqCst), 5);
-        assert!(auth.lookups.lock().unwrap().is_empty(), "no lookup is left behind");
+        assert_eq!(auth.cache.loads_in_flight(), 0, "no lookup is left behind");
     }
 }

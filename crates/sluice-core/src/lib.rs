@@ -24,6 +24,7 @@
 //! tokio): the hosts read what they need and hand it in parsed, so the same rules run in
 //! `sluice serve` and on Lambda. `tests/purity.rs` fails if that comes back.
 
+pub mod cache;
 pub mod clock;
 pub mod cloudevents;
 pub mod cursor;

@@ -43,9 +43,8 @@ fn decode_idempotency(
     let fingerprint: String = r.get(0)?;
     let ids: String = r.get(1)?;
     let single: bool = r.get(2)?;
-    let payload: String = r.get(3)?;
-    let completed: bool = r.get(4)?;
-    let expires_at_ns: i64 = r.get(5)?;
+    let completed: bool = r.get(3)?;
+    let expires_at_ns: i64 = r.get(4)?;
     let ids: Option<Vec<EventId>> = serde_json::from_str::<Vec<String>>(&ids)
         .ok()
         .and_then(|v| v.iter().map(|s| EventId::parse(s).ok()).collect());
@@ -57,7 +56,6 @@ fn decode_idempotency(
             fingerprint,
             ids,
             single,
-            payload,
             completed,
             expires_at,
         }))
@@ -88,7 +86,7 @@ impl IdempotencyStore for EmbeddedIdempotency {
                 }
                 let existing = c
                     .prepare_cached(
-                        "SELECT fingerprint, ids, single, payload, completed, expires_at_ns FROM idempotency \
+                        "SELECT fingerprint, ids, single, completed, expires_at_ns FROM idempotency \
                          WHERE tenant = ?1 AND key = ?2 AND expires_at_ns > ?3",
                     )?
                     .query_row(params![record.tenant.as_str(), record.key.as_str(), now_ns], |r| {
@@ -101,8 +99,8 @@ impl IdempotencyStore for EmbeddedIdempotency {
                     None => {
                         c.prepare_cached(
                             "INSERT OR REPLACE INTO idempotency \
-                             (tenant, key, fingerprint, ids, single, payload, completed, expires_at_ns) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                             (tenant, key, fingerprint, ids, single, completed, expires_at_ns) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         )?
                         .execute(params![
                             record.tenant.as_str(),
@@ -110,7 +108,6 @@ impl IdempotencyStore for EmbeddedIdempotency {
                             record.fingerprint,
                             ids,
                             record.single,
-                            record.payload,
                             record.completed,
                             to_nanos(record.expires_at)
                         ])?;
@@ -125,14 +122,16 @@ impl IdempotencyStore for EmbeddedIdempotency {
     async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError> {
         let tenant = tenant.as_str().to_owned();
         let key = key.as_str().to_owned();
+        // Not awaited: the mark only spares a later retry a resend (of the same events under the
+        // same ids, which the store keeps once), so the request does not wait for its fsync. A
+        // claim queued after it on the same writer sees it.
         self.db
             .writer
-            .run(move |c| {
+            .submit("idempotency completion", move |c| {
                 c.prepare_cached("UPDATE idempotency SET completed = 1 WHERE tenant = ?1 AND key = ?2")?
                     .execute(params![tenant, key])
+                    .map(drop)
             })
-            .await
-            .map_err(idem_unavailable)?;
-        Ok(())
+            .map_err(idem_unavailable)
     }
 }

@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     // Optional, JSON: the webhook delivery an event came through and its CloudEvents extension
     // attributes; rows from before read as neither.
     "ALTER TABLE events ADD COLUMN webhook TEXT; ALTER TABLE events ADD COLUMN extensions TEXT;",
+    // Records keep ids, not envelopes: a retry of an unfinished claim re-seals its own events.
+    "ALTER TABLE idempotency DROP COLUMN payload;",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's

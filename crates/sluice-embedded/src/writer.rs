@@ -90,6 +90,34 @@ where
     }
 }
 
+/// A command nobody waits for: applied in the next group like any other, its failure only logged.
+struct Detached<F> {
+    f: Option<F>,
+    what: &'static str,
+}
+
+impl<F> Job for Detached<F>
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<()> + Send,
+{
+    fn is_abandoned(&self) -> bool {
+        false
+    }
+
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        match self.f.take() {
+            Some(f) => f(conn),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), DbFailure>) {
+        if let Err(f) = outcome {
+            tracing::warn!(reason = f.0, what = self.what, "a background write failed");
+        }
+    }
+}
+
 /// A handle to a writer thread. Dropping every handle lets the thread finish and close the file.
 pub(crate) struct Writer {
     tx: mpsc::Sender<Box<dyn Job>>,
@@ -122,6 +150,17 @@ impl Writer {
         });
         self.tx.send(job).map_err(|_| DbFailure("database writer stopped"))?;
         rx.await.unwrap_or(Err(DbFailure("database writer stopped")))
+    }
+
+    /// Queues `f` for the next group and returns at once, for writes whose loss costs nothing
+    /// but a little redundant work later (`what` names it in the log if its group fails). Jobs
+    /// are applied in the order they were queued, so a later [`Writer::run`] sees its effect.
+    pub(crate) fn submit<F>(&self, what: &'static str, f: F) -> Result<(), DbFailure>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let job: Box<dyn Job> = Box::new(Detached { f: Some(f), what });
+        self.tx.send(job).map_err(|_| DbFailure("database writer stopped"))
     }
 
     /// The counters so far.

@@ -127,7 +127,6 @@ async fn everything_survives_reopening_the_files() {
         fingerprint: "cd".repeat(32),
         ids: vec![e.id],
         single: true,
-        payload: "[]".into(),
         completed: false,
         expires_at: now + time::Duration::hours(1),
     };

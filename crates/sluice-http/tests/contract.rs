@@ -354,6 +354,43 @@ async fn idempotency_key_replays_the_same_ids_and_a_different_body_gets_422() {
 }
 
 #[tokio::test]
+async fn an_unfinished_idempotent_request_is_sent_again_under_its_first_ids() {
+    let h = Harness::new();
+    let app = h.app();
+    let with_key = || {
+        let mut r = post_events(&h.acme, r#"[{"type":"a","data":1},{"type":"b","data":2}]"#);
+        r.headers_mut().insert("idempotency-key", "batch-7".parse().unwrap());
+        r
+    };
+    // The first attempt claims the key, then its send fails: the claim stays unfinished.
+    h.queue.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = send(&app, with_key()).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(h.queue.sent().is_empty());
+    h.queue.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The retry sends its own events under the ids the claim holds, and is answered with them.
+    let retry = send(&app, with_key()).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED);
+    let ids: Vec<String> = retry.json()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let sent = h.queue.sent();
+    assert_eq!(sent.len(), 2);
+    for (m, id) in sent.iter().zip(&ids) {
+        assert_eq!(&m.attributes["event_id"], id);
+        let env: Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(&env["id"], id, "sealed under the claimed id");
+    }
+    // Now finished: a further retry sends nothing.
+    let again = send(&app, with_key()).await;
+    assert_eq!(again.json(), retry.json());
+    assert_eq!(h.queue.sent().len(), 2);
+}
+
+#[tokio::test]
 async fn invalid_idempotency_key_header_gets_400() {
     let h = Harness::new();
     let app = h.app();

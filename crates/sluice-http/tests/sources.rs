@@ -305,3 +305,79 @@ async fn s6_unknown_deleted_foreign_and_forged_deliveries_get_one_identical_401(
     assert!(problems.windows(2).all(|w| w[0] == w[1]), "{problems:#?}");
     assert!(h.queue.sent().is_empty());
 }
+
+#[tokio::test]
+async fn s7_sources_are_cached_but_a_new_secret_verifies_at_once_and_a_deletion_counts_within_the_ttl() {
+    use sluice_core::clock::SystemClock;
+    use sluice_core::deliveries::DeliveryService;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let h = Harness::new();
+    let ttl = Duration::from_secs(1);
+    let deliveries =
+        Arc::new(DeliveryService::new(h.sources.clone(), h.ingest.clone(), Arc::new(SystemClock)).with_cache_ttl(ttl));
+    let app = sluice_http::app(
+        h.ingest.clone(),
+        h.query.clone(),
+        deliveries,
+        h.auth(),
+        &HttpConfig::default(),
+    );
+    let id = source(&h, "acme", SourceKind::GitHub).await;
+    let body = r#"{"action":"opened"}"#;
+    let post = |secret: &str, delivery_id: &str| {
+        delivery(
+            id.as_str(),
+            &webhooks::github(secret, "issues", delivery_id, body),
+            "application/json",
+            body,
+        )
+    };
+    for d in ["d-1", "d-2", "d-3"] {
+        assert_eq!(send(&app, post(SECRET, d)).await.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(h.sources.reads(), 1, "one read for three deliveries");
+
+    // Rotated: the provider signs with the new secret at once. The cached record does not know
+    // it, so the failure reads the source again, once, and the delivery passes.
+    let past = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    h.sources
+        .set_secrets(
+            &id,
+            &[
+                SourceSecret {
+                    secret: "rotated-secret".into(),
+                    expires_at: None,
+                },
+                SourceSecret {
+                    secret: SECRET.into(),
+                    expires_at: Some(past),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&app, post("rotated-secret", "d-4")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.sources.reads(), 2);
+    // The old secret is refused: its failure re-reads the source, which no longer verifies it.
+    assert_eq!(send(&app, post(SECRET, "d-5")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.sources.reads(), 3);
+    assert_eq!(
+        send(&app, post("rotated-secret", "d-6")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.sources.reads(), 3, "served from the refreshed entry");
+
+    // Deleted: refused once the cached record expires.
+    h.sources.delete(&id, OffsetDateTime::now_utc()).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert_eq!(
+        send(&app, post("rotated-secret", "d-7")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.queue.sent().len(), 5);
+}

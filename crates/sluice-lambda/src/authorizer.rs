@@ -52,10 +52,7 @@ use sluice_core::ports::KeyStore;
 use sluice_host::env::{self, Lookup, vars};
 use sluice_host::telemetry::LogSettings;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// How long a key record is cached inside one function instance.
-const RECORD_CACHE: Duration = Duration::from_secs(5);
 /// The longest credential read; a JWT with a few claims is well under this.
 const MAX_CREDENTIAL_LEN: usize = 8192;
 
@@ -149,7 +146,7 @@ impl Authorizer {
     /// An authorizer over any key store and clock.
     pub fn new(keys: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            keys: Authenticator::new(keys, clock, RECORD_CACHE),
+            keys: Authenticator::new(keys, clock, crate::RECORD_CACHE),
             jwt: None,
         }
     }

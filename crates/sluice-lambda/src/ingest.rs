@@ -66,7 +66,8 @@ pub struct IngestServices {
 }
 
 /// Builds the SQS, DynamoDB and SSM clients' adapters, loads the signing keys and returns the
-/// services.
+/// services. Source records are cached for [`crate::RECORD_CACHE`], so a busy source costs one
+/// GetItem per instance per that long, not one per delivery.
 pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<IngestServices, InitError> {
     let secrets = SecretParameters::new(clients.ssm());
     let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
@@ -83,7 +84,8 @@ pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<IngestServ
         sealer,
         Arc::clone(&clock),
     ));
-    let deliveries = Arc::new(DeliveryService::new(sources, Arc::clone(&ingest), clock));
+    let deliveries =
+        Arc::new(DeliveryService::new(sources, Arc::clone(&ingest), clock).with_cache_ttl(crate::RECORD_CACHE));
     Ok(IngestServices { ingest, deliveries })
 }
 

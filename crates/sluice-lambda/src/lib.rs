@@ -70,6 +70,10 @@ mod setup;
 
 pub use sluice_host::{Clients, Lookup, RecordingEnv, process_env};
 
+/// How long a credential's record (an API key's, a webhook source's) is cached inside one
+/// function instance: a revocation, rotation or deletion takes effect within it.
+pub const RECORD_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a function could not start. Its `Display` never includes a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

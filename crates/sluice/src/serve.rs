@@ -239,7 +239,11 @@ pub async fn run(
         clock.clone(),
         Duration::from_secs(config.auth.cache_secs),
     ));
-    let deliveries = Arc::new(DeliveryService::new(sources, ingest.clone(), clock.clone()));
+    // Sources are cached as long as keys: a rotation or deletion counts within auth.cache_secs.
+    let deliveries = Arc::new(
+        DeliveryService::new(sources, ingest.clone(), clock.clone())
+            .with_cache_ttl(Duration::from_secs(config.auth.cache_secs)),
+    );
     let app = sluice_http::app(
         ingest,
         query,

@@ -116,10 +116,25 @@ async fn s1_a_github_delivery_is_stored_once_and_every_forgery_gets_the_same_401
     .await;
     refused(deliver(&app, "not-a-source", &github(secret, "d-6", body), body).await).await;
 
-    // Deleted: refused like an unknown source.
+    // Deleted: refused like an unknown source once the server's cached record expires (within
+    // auth.cache_secs, 5 s by default, as a revoked key).
     let out = sources(&app, &["delete", &id], "");
     assert!(out.status.success());
-    refused(deliver(&app, &id, &github(secret, "d-7", body), body).await).await;
+    let deleted_at = std::time::Instant::now();
+    loop {
+        // The first delivery again: while still accepted it is a replay, stored once.
+        let r = deliver(&app, &id, &github(secret, "d-1", body), body).await;
+        if r.status() == 401 {
+            refused(r).await;
+            break;
+        }
+        assert_eq!(r.status(), 202, "accepted or refused, nothing else");
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(6),
+            "still accepted after the cache TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     let stored = app.wait_for_count(&app.key, 1, Duration::from_secs(5)).await;
     assert_eq!(stored.len(), 1, "one delivery, stored once: {stored:?}");

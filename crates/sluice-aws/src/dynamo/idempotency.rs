@@ -1,15 +1,14 @@
 //! The [`IdempotencyStore`] port on the idempotency table.
 //!
 //! Item layout: `pk` = `tenant#key`, `tenant`, `key`, `fingerprint`, `ids` (a list of strings,
-//! in request order), `single`, `payload`, `completed`, `expires_at` (Unix nanoseconds, so the
-//! record round-trips exactly and the claim condition compares numbers) and `ttl` (Unix seconds,
-//! rounded up: DynamoDB TTL deletes the item some time after it expires, which is why expiry is
-//! also enforced by the condition rather than left to TTL).
+//! in request order), `single`, `completed`, `expires_at` (Unix nanoseconds, so the record
+//! round-trips exactly and the claim condition compares numbers) and `ttl` (Unix seconds, rounded
+//! up: DynamoDB TTL deletes the item some time after it expires, which is why expiry is also
+//! enforced by the condition rather than left to TTL).
 //!
-//! An item is limited to 400 KB; `payload` holds every envelope of the request, so ingest refuses
-//! (413) a request whose payload passes `MAX_PAYLOAD_BYTES` before it claims anything. Were one
-//! to reach DynamoDB all the same, it refuses the claim (`ValidationException`) and the port
-//! reports `Unavailable`.
+//! The item holds ids, not envelopes, so it stays small whatever the request (a 100-event batch's
+//! ids are about 3 KB: well inside one item, a few write units). Items written by earlier releases
+//! also carry a `payload` attribute, which is ignored.
 
 use super::{Corrupt, Item, PK, Reader, number_attr, string_attr};
 use crate::error::Failure;
@@ -57,7 +56,6 @@ fn encode(r: &IdempotencyRecord) -> Item {
             AttributeValue::L(r.ids.iter().map(|id| string_attr(id.to_string())).collect()),
         ),
         ("single".to_owned(), AttributeValue::Bool(r.single)),
-        ("payload".to_owned(), string_attr(&r.payload)),
         ("completed".to_owned(), AttributeValue::Bool(r.completed)),
         ("expires_at".to_owned(), number_attr(nanos(r.expires_at))),
         ("ttl".to_owned(), number_attr(ttl_secs)),
@@ -79,7 +77,6 @@ fn decode(item: &Item) -> Result<IdempotencyRecord, Corrupt> {
         fingerprint: r.str("fingerprint")?.to_owned(),
         ids,
         single: r.bool("single")?,
-        payload: r.str("payload")?.to_owned(),
         completed: r.bool("completed")?,
         expires_at,
     })
@@ -191,7 +188,6 @@ mod tests {
             fingerprint: "ab".into(),
             ids: vec![EventId::new_at(at), EventId::new_at(at)],
             single: false,
-            payload: String::new(),
             completed: false,
             expires_at: at,
         };

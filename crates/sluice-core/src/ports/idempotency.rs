@@ -2,17 +2,16 @@
 //!
 //! The protocol is claim, send, complete. A retry that finds a completed record gets the same ids
 //! back and nothing is sent. A retry that finds a pending record (the first attempt crashed or is
-//! still running) sends the *same* envelopes again: the store's conditional put on the event id
-//! makes that harmless, so no accepted event is ever lost to a half-finished first attempt.
+//! still running) sends its own events again under the record's ids: the fingerprint proves they
+//! are the same events, and the store's conditional put on the event id keeps each once, so no
+//! accepted event is ever lost to a half-finished first attempt. The record holds ids, not the
+//! envelopes: it stays a few hundred bytes whatever the request's size (one DynamoDB write unit,
+//! a small row in SQLite).
 
 use crate::ids::{EventId, IdempotencyKey};
 use crate::tenant::Tenant;
 use async_trait::async_trait;
 use time::OffsetDateTime;
-
-/// The largest [`IdempotencyRecord::payload`] every store holds: DynamoDB limits an item to
-/// 400 KB, and the record's other attributes need far less than the 50 KB left.
-pub const MAX_PAYLOAD_BYTES: usize = 350_000;
 
 /// What the first request with a key produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +20,13 @@ pub struct IdempotencyRecord {
     pub tenant: Tenant,
     /// The client's key.
     pub key: IdempotencyKey,
-    /// SHA-256 of the request body, hex: the same key with another body is refused.
+    /// What the request means (SHA-256 of its body, hex, or of its events for CloudEvents): the
+    /// same key with another meaning is refused.
     pub fingerprint: String,
     /// The ids assigned, in request order.
     pub ids: Vec<EventId>,
     /// Whether the response was a single `{"id"}` rather than `{"ids"}`.
     pub single: bool,
-    /// The envelopes sent, so a retry of a pending claim can resend exactly them.
-    pub payload: String,
     /// Whether the events were durably enqueued.
     pub completed: bool,
     /// After this instant the record is ignored and may be replaced.
@@ -58,6 +56,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Stores `record` unless a record for its tenant and key exists that has not expired at `now`.
     async fn claim(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<Claim, IdempotencyError>;
 
-    /// Marks the record for `(tenant, key)` completed.
+    /// Marks the record for `(tenant, key)` completed. It may return before the mark is durable:
+    /// a lost mark costs only a resend of the same events under the same ids by a later retry,
+    /// which the store keeps once. A claim made after it returns must see it.
     async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError>;
 }

@@ -63,7 +63,7 @@ impl SourceRecord {
 }
 
 /// Why a source store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceStoreError {
     /// The backing store is unavailable.
     #[error("source store unavailable: {0}")]

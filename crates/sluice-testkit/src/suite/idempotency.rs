@@ -13,7 +13,6 @@ fn record(tenant: &Tenant, key: &str, fingerprint: &str, expires_at: OffsetDateT
         fingerprint: fingerprint.repeat(32),
         ids: vec![id, id.successor().unwrap()],
         single: false,
-        payload: r#"[["{\"v\":1}",{"request_id":"req-1"}]]"#.to_owned(),
         completed: false,
         expires_at,
     }
