@@ -457,3 +457,110 @@ async fn t1_on_aws_a_body_exactly_at_the_limit_is_queued_stored_and_read_back_an
         "no request at or past the limit writes an ERROR line"
     );
 }
+
+/// `sluice sources …` with the secret on standard input, against the AWS backend.
+fn sources_cli(moto: &Moto, r: &AwsResources, data_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("sources")
+        .args(args)
+        .args(["--backend", "aws", "--data-dir"])
+        .arg(data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    aws_env(&mut cmd, moto, r);
+    let mut child = cmd.spawn().expect("run sluice");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn s6_sources_are_managed_and_verified_on_the_aws_backend() {
+    use sluice_core::ports::SourceStore as _;
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    let secret = "shpss_aws_backend_secret";
+    let out = sources_cli(
+        moto,
+        &r,
+        &data_dir,
+        &["create", "--tenant", "acme", "--kind", "shopify", "--secret", "-"],
+        secret,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let id = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    // In the deployment's sources table, where the ingest function reads it.
+    let table = sluice_aws::DynamoSources::new(moto.dynamodb(), &r.sources_table);
+    let stored = table
+        .get(&sluice_core::SourceId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .expect("the source is in the sources table");
+    assert_eq!(stored.tenant.as_str(), "acme");
+    for format in ["table", "json"] {
+        let out = sources_cli(moto, &r, &data_dir, &["list", "--output", format], "");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&id) && text.contains("shopify"), "{text}");
+        assert!(!text.contains(secret), "a listing never shows a secret: {text}");
+    }
+
+    let app = Server::spawn(moto, &r, &data_dir);
+    let body = r#"{"id":820982911946154508,"email":"jon@example.com","total_price":"10.00"}"#;
+    let deliver = |secret: &str, webhook_id: &str| {
+        let mut req = app
+            .client
+            .post(format!("{}/v1/sources/{id}", app.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in sluice_testkit::webhooks::shopify(secret, "orders/create", webhook_id, body) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let r1 = deliver(secret, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043").await.unwrap();
+    assert_eq!(r1.status(), 202);
+    let event_id = r1.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let event = app.wait_for_event(&acme, &event_id).await;
+    assert_eq!(event["type"], "shopify.orders.create");
+    assert_eq!(event["webhook"]["source_id"], id.as_str());
+    assert_eq!(event["webhook"]["delivery_id"], "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
+    assert_eq!(deliver("not-the-secret", "x-1").await.unwrap().status(), 401);
+
+    // Rotated with no overlap: the new secret verifies at once.
+    let out = sources_cli(
+        moto,
+        &r,
+        &data_dir,
+        &["rotate", &id, "--secret", "-", "--overlap", "0s"],
+        "shpss_new",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(deliver("shpss_new", "x-2").await.unwrap().status(), 202);
+    let out = sources_cli(moto, &r, &data_dir, &["delete", &id], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deleted = table
+        .get(&sluice_core::SourceId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        deleted.deleted_at.is_some(),
+        "kept, marked deleted: the stream is the audit trail"
+    );
+    let logs = app.logs.lock().unwrap().join("\n");
+    assert!(
+        !logs.contains(secret) && !logs.contains("shpss_new"),
+        "no secret in a log line"
+    );
+}
