@@ -7,8 +7,8 @@ use crate::envelope::{Envelope, Sealer, VERSION};
 use crate::event::NewEvent;
 use crate::ids::{EventId, IdempotencyKey, RequestId};
 use crate::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError,
-    message_size,
+    Claim, ClaimingQueue, IdempotencyRecord, IdempotencyStore, MAX_BATCH, MAX_MESSAGE_BYTES, OutgoingMessage, Queue,
+    QueueError, message_size,
 };
 use crate::tenant::Tenant;
 use crate::validate::{ValidationError, Validator};
@@ -154,6 +154,7 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     idempotency_ttl: Duration,
     backpressure: Option<Arc<Backpressure>>,
+    claiming: Option<Arc<dyn ClaimingQueue>>,
 }
 
 impl std::fmt::Debug for IngestService {
@@ -179,7 +180,15 @@ impl IngestService {
             clock,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             backpressure: None,
+            claiming: None,
         }
+    }
+
+    /// Claims and sends idempotent requests in one step through `queue`, which must be the
+    /// service's queue and keep the records of its idempotency store (see [`ClaimingQueue`]).
+    pub fn with_claiming_queue(mut self, queue: Arc<dyn ClaimingQueue>) -> Self {
+        self.claiming = Some(queue);
+        self
     }
 
     /// Refuse work beyond a queue-depth bound.
@@ -297,11 +306,24 @@ impl IngestService {
             completed: false,
             expires_at: now + self.idempotency_ttl,
         };
-        let claim = self
-            .idempotency
-            .claim(&record, now)
-            .await
-            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        let claim = match &self.claiming {
+            Some(queue) => {
+                let claim = queue.claim_and_send(&record, now, &messages).await?;
+                if claim == Claim::Claimed {
+                    // Sent, and the record completed, with the claim.
+                    if let Some(bp) = &self.backpressure {
+                        bp.add(messages.len() as u64);
+                    }
+                    return Ok(accepted);
+                }
+                claim
+            }
+            None => self
+                .idempotency
+                .claim(&record, now)
+                .await
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?,
+        };
         let (accepted, messages) = match claim {
             Claim::Claimed => (accepted, messages),
             Claim::Existing(prior) if prior.fingerprint != record.fingerprint => {

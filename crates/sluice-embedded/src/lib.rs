@@ -8,12 +8,13 @@
 //! - [`QueueDb`] (`queue_db.rs`): many named queues in one file, as one SQS service holds many
 //!   queues; the schema, the per-queue settings ([`QueueConfig`], [`Redrive`]) and the retention
 //!   purge. [`QueueDb::queue`] makes an [`EmbeddedQueue`], the [`Queue`](sluice_core::ports::Queue)
-//!   port (`queue.rs`); its operator tools outside the port, `peek` and `move_all_to`, are in
-//!   `queue_tools.rs`.
+//!   port (`queue.rs`) and the [`ClaimingQueue`](sluice_core::ports::ClaimingQueue) port
+//!   (`claiming.rs`); [`QueueDb::idempotency`] an [`EmbeddedIdempotency`]
+//!   ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore), `idempotency.rs`), whose records
+//!   live beside the messages; the queue's operator tools outside the port, `peek` and
+//!   `move_all_to`, are in `queue_tools.rs`.
 //! - [`StoreDb`] (`store.rs`): the DynamoDB tables in one file. [`StoreDb::events`] makes an
 //!   [`EmbeddedEvents`] ([`EventStore`](sluice_core::ports::EventStore), `events.rs`),
-//!   [`StoreDb::idempotency`] an [`EmbeddedIdempotency`]
-//!   ([`IdempotencyStore`](sluice_core::ports::IdempotencyStore), `idempotency.rs`) and
 //!   [`StoreDb::keys`] an [`EmbeddedKeys`] ([`KeyStore`](sluice_core::ports::KeyStore),
 //!   `keys.rs`) and [`StoreDb::sources`] an [`EmbeddedSources`]
 //!   ([`SourceStore`](sluice_core::ports::SourceStore), `sources.rs`). Open the file once and take each adapter from the one `Arc<StoreDb>`.
@@ -22,13 +23,17 @@
 //!   `writer.rs`: the group-commit writer thread.
 //!
 //! The queue and the store are deliberately separate files, and no transaction spans both, so
-//! code that works here has no hidden atomicity it would lose on SQS and DynamoDB.
+//! code that works here has no hidden atomicity it would lose on SQS and DynamoDB. The one
+//! atomic step across two ports, an idempotency claim with its send, is explicit: the
+//! [`ClaimingQueue`](sluice_core::ports::ClaimingQueue) port, which the AWS backend does not
+//! offer, so ingest claims then sends there.
 //!
 //! Both files run in WAL mode with `synchronous=FULL`: a write that returned `Ok` survives a power
 //! cut. To keep that affordable, each file has one writer thread that commits concurrent writes
 //! together (group commit, see `writer`). Nothing here blocks the async runtime: writes wait on a
 //! channel, reads run on the blocking pool.
 
+mod claiming;
 mod events;
 mod idempotency;
 mod keys;

@@ -287,36 +287,57 @@ impl EmbeddedQueue {
     }
 }
 
-#[async_trait]
-impl Queue for EmbeddedQueue {
-    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
-        check_send_batch(&messages)?;
-        let mut rows = Vec::with_capacity(messages.len());
+/// Messages ready to insert into a queue inside a writer command: by a send, or by a claim with
+/// its send (`claiming.rs`).
+pub(crate) struct Rows {
+    queue: Arc<str>,
+    rows: Vec<(String, String, String)>,
+}
+
+impl Rows {
+    /// `messages` for `queue`, each with a fresh message id.
+    pub(crate) fn new(
+        queue: Arc<str>,
+        messages: impl IntoIterator<Item = OutgoingMessage>,
+    ) -> Result<Self, QueueError> {
+        let mut rows = Vec::new();
         for m in messages {
             let attributes = serde_json::to_string(&m.attributes)
                 .map_err(|_| QueueError::Invalid("attributes cannot be encoded".into()))?;
             rows.push((ulid::Ulid::new().to_string(), m.body, attributes));
         }
-        let ids: Vec<String> = rows.iter().map(|(id, _, _)| id.clone()).collect();
-        let name = self.name.clone();
-        self.db
-            .writer
-            .run(move |c| {
-                let sent = now_ns();
-                // The same instant as `sent`, so a change of visibility to zero can put a message
-                // back at exactly its place in send order.
-                let visible = sent / 1_000_000;
-                let mut insert = c.prepare_cached(
-                    "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (id, body, attributes) in &rows {
-                    insert.execute(params![&*name, id, body, attributes, sent, visible])?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(unavailable)?;
+        Ok(Self { queue, rows })
+    }
+
+    /// The message ids, in order.
+    pub(crate) fn message_ids(&self) -> Vec<String> {
+        self.rows.iter().map(|(id, _, _)| id.clone()).collect()
+    }
+
+    /// Inserts every message, visible now.
+    pub(crate) fn insert(&self, c: &Connection) -> rusqlite::Result<()> {
+        let sent = now_ns();
+        // The same instant as `sent`, so a change of visibility to zero can put a message back
+        // at exactly its place in send order.
+        let visible = sent / 1_000_000;
+        let mut insert = c.prepare_cached(
+            "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (id, body, attributes) in &self.rows {
+            insert.execute(params![&*self.queue, id, body, attributes, sent, visible])?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        check_send_batch(&messages)?;
+        let rows = Rows::new(self.name.clone(), messages)?;
+        let ids = rows.message_ids();
+        self.db.writer.run(move |c| rows.insert(c)).await.map_err(unavailable)?;
         self.notify.notify_waiters();
         Ok(ids)
     }

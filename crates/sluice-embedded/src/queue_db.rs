@@ -1,5 +1,5 @@
 //! [`QueueDb`]: the embedded queue database, one SQLite file holding many named queues, as one
-//! SQS service holds many queues. This file owns what is not the [`Queue`](sluice_core::ports::Queue)
+//! SQS service holds many queues, and the idempotency claims their sends commit with. This file owns what is not the [`Queue`](sluice_core::ports::Queue)
 //! port itself: the schema, opening the file and starting its group-commit
 //! [writer](crate::writer), the per-queue settings ([`QueueConfig`], [`Redrive`]), the wake-ups
 //! the queues of one file share, and the retention purge the writer runs as housekeeping.
@@ -8,6 +8,7 @@
 //! `visible_at_ms` (milliseconds, SQS's visibility granularity is coarser still).
 
 use crate::EmbeddedError;
+use crate::idempotency::EmbeddedIdempotency;
 use crate::queue::{EmbeddedQueue, unavailable};
 use crate::sqlite::{ReadPool, limit_pages, open_writer};
 use crate::writer::{Maintenance, Writer, WriterStats};
@@ -17,6 +18,7 @@ use sluice_core::ports::QueueError;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -58,6 +60,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE messages;
     ALTER TABLE messages_v2 RENAME TO messages;
     CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);
+",
+    "
+    -- Idempotency claims beside the messages they send, so a claim and its send commit together
+    -- (the ClaimingQueue port). They hold ids, not envelopes.
+    CREATE TABLE idempotency (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        ids TEXT NOT NULL,
+        single INTEGER NOT NULL,
+        completed INTEGER NOT NULL,
+        expires_at_ns INTEGER NOT NULL,
+        PRIMARY KEY (tenant, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at_ns);
 ",
 ];
 
@@ -112,6 +129,8 @@ pub struct QueueDb {
     pub(crate) writer: Writer,
     pub(crate) reader: Arc<ReadPool>,
     registry: Arc<Mutex<Registry>>,
+    /// The caller's `now` at the last purge of expired idempotency records.
+    pub(crate) last_idempotency_purge_ns: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for QueueDb {
@@ -133,7 +152,15 @@ impl QueueDb {
             writer,
             reader,
             registry,
+            last_idempotency_purge_ns: Arc::new(AtomicI64::new(i64::MIN)),
         }))
+    }
+
+    /// The [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) on this database: its
+    /// records are the ones every [`EmbeddedQueue`] of the file claims with its sends (see
+    /// [`ClaimingQueue`](sluice_core::ports::ClaimingQueue)).
+    pub fn idempotency(self: &Arc<Self>) -> EmbeddedIdempotency {
+        EmbeddedIdempotency::new(self.clone())
     }
 
     /// A handle on the queue `name`, created on first use. `config` applies to this handle's

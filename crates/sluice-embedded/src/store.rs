@@ -1,16 +1,15 @@
 //! [`StoreDb`]: the embedded store database, one SQLite file standing in for DynamoDB's tables
-//! (events, idempotency records, API keys, webhook sources), with its writer and readers.
+//! (events, API keys, webhook sources), with its writer and readers. (Idempotency records live
+//! in the queue's database, beside the messages their claims send: see `queue_db.rs`.)
 //!
 //! This file owns the database (schema, opening, the group-commit [writer](crate::writer) and the
 //! read connections); each port has its own adapter type and file over the shared handle:
-//! [`EmbeddedEvents`] (`events.rs`), [`EmbeddedIdempotency`] (`idempotency.rs`) and
-//! [`EmbeddedKeys`] (`keys.rs`) and [`EmbeddedSources`] (`sources.rs`), made by
-//! [`StoreDb::events`], [`StoreDb::idempotency`], [`StoreDb::keys`] and [`StoreDb::sources`].
+//! [`EmbeddedEvents`] (`events.rs`), [`EmbeddedKeys`] (`keys.rs`) and [`EmbeddedSources`]
+//! (`sources.rs`), made by [`StoreDb::events`], [`StoreDb::keys`] and [`StoreDb::sources`].
 //! Writes from all of them share the one writer, so they share fsyncs.
 
 use crate::EmbeddedError;
 use crate::events::EmbeddedEvents;
-use crate::idempotency::EmbeddedIdempotency;
 use crate::keys::EmbeddedKeys;
 use crate::sources::EmbeddedSources;
 use crate::sqlite::{DbFailure, ReadPool, limit_pages, open_writer};
@@ -18,7 +17,6 @@ use crate::writer::{Writer, WriterStats};
 use sluice_core::ports::StoreError;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -72,8 +70,10 @@ const MIGRATIONS: &[&str] = &[
     // Optional, JSON: the webhook delivery an event came through and its CloudEvents extension
     // attributes; rows from before read as neither.
     "ALTER TABLE events ADD COLUMN webhook TEXT; ALTER TABLE events ADD COLUMN extensions TEXT;",
-    // Records keep ids, not envelopes: a retry of an unfinished claim re-seals its own events.
-    "ALTER TABLE idempotency DROP COLUMN payload;",
+    // Idempotency records moved to the queue's database, where a claim commits with its send.
+    // Records of requests accepted before the move are not consulted again: a retry of one of
+    // those (within its 24 h) is accepted as a new request.
+    "DROP TABLE idempotency;",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -81,8 +81,6 @@ const MIGRATIONS: &[&str] = &[
 pub struct StoreDb {
     pub(crate) writer: Writer,
     pub(crate) reader: Arc<ReadPool>,
-    /// The caller's `now` at the last purge of expired idempotency records.
-    pub(crate) last_idempotency_purge_ns: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for StoreDb {
@@ -97,21 +95,12 @@ impl StoreDb {
         let conn = open_writer(path, MIGRATIONS)?;
         let writer = Writer::spawn("sluice-store-writer", conn, None).map_err(EmbeddedError::Spawn)?;
         let reader = ReadPool::new(path)?;
-        Ok(Arc::new(StoreDb {
-            writer,
-            reader,
-            last_idempotency_purge_ns: Arc::new(AtomicI64::new(i64::MIN)),
-        }))
+        Ok(Arc::new(StoreDb { writer, reader }))
     }
 
     /// The [`EventStore`](sluice_core::ports::EventStore) on this database.
     pub fn events(self: &Arc<Self>) -> EmbeddedEvents {
         EmbeddedEvents::new(self.clone())
-    }
-
-    /// The [`IdempotencyStore`](sluice_core::ports::IdempotencyStore) on this database.
-    pub fn idempotency(self: &Arc<Self>) -> EmbeddedIdempotency {
-        EmbeddedIdempotency::new(self.clone())
     }
 
     /// The [`KeyStore`](sluice_core::ports::KeyStore) on this database.

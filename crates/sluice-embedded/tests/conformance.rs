@@ -63,7 +63,7 @@ impl sluice_testkit::Factory for EmbeddedFactory {
     }
 
     async fn idempotency_store(&self) -> Arc<dyn IdempotencyStore> {
-        Arc::new(self.store.idempotency())
+        Arc::new(self.queues.idempotency())
     }
 
     async fn key_store(&self) -> Arc<dyn KeyStore> {

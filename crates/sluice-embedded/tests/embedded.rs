@@ -132,7 +132,7 @@ async fn everything_survives_reopening_the_files() {
     };
     let in_flight_id;
     {
-        let (_db, q) = open_queue(dir.path());
+        let (db, q) = open_queue(dir.path());
         q.send_batch(vec![msg_with("a", &[("k", "v")]), msg("b"), msg("c")])
             .await
             .unwrap();
@@ -140,10 +140,15 @@ async fn everything_survives_reopening_the_files() {
         let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
         store.events().put_if_absent(&e).await.unwrap();
         store.keys().insert(&key).await.unwrap();
-        assert_eq!(store.idempotency().claim(&record, now).await.unwrap(), Claim::Claimed);
-        store.idempotency().complete(&tenant, &record.key).await.unwrap();
+        assert_eq!(db.idempotency().claim(&record, now).await.unwrap(), Claim::Claimed);
+        db.idempotency().complete(&tenant, &record.key).await.unwrap();
+        // The completion is not awaited; a claim queued after it sees it.
+        let Claim::Existing(seen) = db.idempotency().claim(&record, now).await.unwrap() else {
+            panic!("record lost")
+        };
+        assert!(seen.completed);
     }
-    let (_db, q) = open_queue(dir.path());
+    let (db, q) = open_queue(dir.path());
     assert_eq!(
         q.depth().await.unwrap(),
         QueueDepth {
@@ -158,10 +163,68 @@ async fn everything_survives_reopening_the_files() {
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
     assert_eq!(EventStore::get(&store.events(), &tenant, &e.id).await.unwrap(), Some(e));
     assert_eq!(KeyStore::get(&store.keys(), &key.id).await.unwrap(), Some(key));
-    let Claim::Existing(found) = store.idempotency().claim(&record, now).await.unwrap() else {
+    let Claim::Existing(found) = db.idempotency().claim(&record, now).await.unwrap() else {
         panic!("record lost")
     };
     assert!(found.completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_and_its_send_are_one_step_and_a_live_claim_sends_nothing() {
+    use sluice_core::ports::ClaimingQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, q) = open_queue(dir.path());
+    let tenant = Tenant::parse("acme").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let at = |n: i64| OffsetDateTime::from_unix_timestamp(1_800_000_000 + n).unwrap();
+    let record = IdempotencyRecord {
+        tenant: tenant.clone(),
+        key: IdempotencyKey::parse("delivery:abc").unwrap(),
+        fingerprint: "ab".repeat(32),
+        ids: vec![EventId::new_at(at(0)), EventId::new_at(at(1))],
+        single: false,
+        completed: false,
+        expires_at: now + time::Duration::hours(1),
+    };
+    let commits = db.stats().commits;
+    let claim = q
+        .claim_and_send(&record, now, &[msg("first"), msg("second")])
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Claimed);
+    assert_eq!(db.stats().commits, commits + 1, "one commit for the claim and its send");
+    let got = q.receive(10, SECOND, LONG).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    // The record is the idempotency store's, completed with the send.
+    let Claim::Existing(stored) = db.idempotency().claim(&record, now).await.unwrap() else {
+        panic!("the claim was not kept")
+    };
+    assert!(stored.completed);
+    assert_eq!(stored.ids, record.ids);
+    // A live claim: nothing is sent, and the prior record comes back.
+    let mut retry = record.clone();
+    retry.ids = vec![EventId::new_at(at(5))];
+    let again = q.claim_and_send(&retry, now, &[msg("again")]).await.unwrap();
+    assert_eq!(again, Claim::Existing(stored.clone()));
+    assert!(q.receive(10, Duration::ZERO, LONG).await.unwrap().is_empty());
+    // A message the queue would refuse refuses the whole step: no claim, nothing sent.
+    let mut other = record.clone();
+    other.key = IdempotencyKey::parse("delivery:too-big").unwrap();
+    let huge = msg(&"x".repeat(sluice_embedded::MAX_MESSAGE_BYTES + 1));
+    assert!(q.claim_and_send(&other, now, &[huge]).await.is_err());
+    assert_eq!(db.idempotency().claim(&other, now).await.unwrap(), Claim::Claimed);
+    // An expired record is replaced, with its send.
+    let later = now + time::Duration::hours(2);
+    let mut renewed = record.clone();
+    renewed.expires_at = later + time::Duration::hours(1);
+    assert_eq!(
+        q.claim_and_send(&renewed, later, &[msg("renewed")]).await.unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(q.receive(10, SECOND, LONG).await.unwrap()[0].body, "renewed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ use sluice_core::envelope::{Sealer, SigningKey};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::Authenticator;
 use sluice_core::oidc::JwtVerifier;
-use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
+use sluice_core::ports::{ClaimingQueue, EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
 use sluice_core::process::Processor;
 use sluice_core::query::QueryService;
 use sluice_core::validate::Validator;
@@ -50,8 +50,11 @@ pub struct Embedded {
     pub queue: EmbeddedQueue,
     /// The dead-letter queue.
     pub dlq: EmbeddedQueue,
-    /// The store database (events, idempotency records and API keys); its port adapters come
-    /// from [`StoreDb::events`], [`StoreDb::idempotency`] and [`StoreDb::keys`].
+    /// The queue database, which also keeps the idempotency records the queue's sends claim
+    /// ([`QueueDb::idempotency`]).
+    pub queues: Arc<QueueDb>,
+    /// The store database (events, API keys, sources); its port adapters come from
+    /// [`StoreDb::events`], [`StoreDb::keys`] and [`StoreDb::sources`].
     pub store: Arc<StoreDb>,
 }
 
@@ -77,7 +80,12 @@ pub fn open_embedded(config: &Config) -> anyhow::Result<Embedded> {
         },
     );
     let store = StoreDb::open(&config.data_dir.join("store.db")).context("opening the store")?;
-    Ok(Embedded { queue, dlq, store })
+    Ok(Embedded {
+        queue,
+        dlq,
+        queues: qdb,
+        store,
+    })
 }
 
 /// The ports a server runs over, whichever adapters implement them.
@@ -90,6 +98,8 @@ pub struct Ports {
     pub events: Arc<dyn EventStore>,
     /// `Idempotency-Key` records.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The main queue again, when it claims idempotent requests with their sends (embedded).
+    pub claiming: Option<Arc<dyn ClaimingQueue>>,
     /// API key records.
     pub keys: Arc<dyn KeyStore>,
     /// Webhook sources and their secrets.
@@ -103,12 +113,19 @@ pub struct Ports {
 pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
     match config.backend {
         Backend::Embedded => {
-            let Embedded { queue, dlq, store } = open_embedded(config)?;
+            let Embedded {
+                queue,
+                dlq,
+                queues,
+                store,
+            } = open_embedded(config)?;
+            let queue = Arc::new(queue);
             Ok(Ports {
-                queue: Arc::new(queue),
+                queue: queue.clone(),
+                claiming: Some(queue),
                 dlq: Arc::new(dlq),
                 events: Arc::new(store.events()),
-                idempotency: Arc::new(store.idempotency()),
+                idempotency: Arc::new(queues.idempotency()),
                 keys: Arc::new(store.keys()),
                 sources: Arc::new(store.sources()),
                 depth_poll: Duration::from_millis(250),
@@ -149,6 +166,8 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
         dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
         events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
         idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
+        // DynamoDB and SQS have no write spanning both: ingest claims, then sends.
+        claiming: None,
         keys: Arc::new(DynamoKeys::new(dynamodb.clone(), &resources.keys_table)),
         sources: Arc::new(DynamoSources::new(dynamodb, &resources.sources_table)),
         depth_poll: Duration::from_secs(5),
@@ -210,6 +229,7 @@ pub async fn run(
         dlq,
         events,
         idempotency,
+        claiming,
         keys,
         sources,
         depth_poll,
@@ -223,16 +243,18 @@ pub async fn run(
     let validator = Arc::new(Validator::new(config.limits.clone(), schemas));
 
     let backpressure = Arc::new(Backpressure::new(config.queue.max_depth));
-    let ingest = Arc::new(
-        IngestService::new(
-            validator.clone(),
-            queue.clone(),
-            idempotency,
-            sealer.clone(),
-            clock.clone(),
-        )
-        .with_backpressure(backpressure.clone()),
-    );
+    let mut ingest = IngestService::new(
+        validator.clone(),
+        queue.clone(),
+        idempotency,
+        sealer.clone(),
+        clock.clone(),
+    )
+    .with_backpressure(backpressure.clone());
+    if let Some(claiming) = claiming {
+        ingest = ingest.with_claiming_queue(claiming);
+    }
+    let ingest = Arc::new(ingest);
     let query = Arc::new(QueryService::new(events.clone(), cursors));
     let authenticator = Arc::new(Authenticator::new(
         keys,

@@ -9,6 +9,7 @@
 //! a small row in SQLite).
 
 use crate::ids::{EventId, IdempotencyKey};
+use crate::ports::{OutgoingMessage, QueueError};
 use crate::tenant::Tenant;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -60,4 +61,24 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// a lost mark costs only a resend of the same events under the same ids by a later retry,
     /// which the store keeps once. A claim made after it returns must see it.
     async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError>;
+}
+
+/// A queue that keeps idempotency claims beside its messages, so a claim and its send are one
+/// durable step: one commit where claim-then-send takes two in a row, which is most of what an
+/// idempotent request costs over a plain one. The embedded backend is one (its claims live in
+/// the queue's database); on AWS the claim is a DynamoDB write and the send an SQS call, and the
+/// ingest path claims, then sends.
+#[async_trait]
+pub trait ClaimingQueue: Send + Sync + 'static {
+    /// Claims `record` as [`IdempotencyStore::claim`] does and, only when it is claimed, sends
+    /// `messages` as [`crate::ports::Queue::send_batch`] does (any number, each checked as a
+    /// send checks it), with the record marked completed, all in one durable step: either both
+    /// are kept or neither. A live record is returned as [`Claim::Existing`] and nothing is sent.
+    /// The records are the ones the backend's [`IdempotencyStore`] claims and completes.
+    async fn claim_and_send(
+        &self,
+        record: &IdempotencyRecord,
+        now: OffsetDateTime,
+        messages: &[OutgoingMessage],
+    ) -> Result<Claim, QueueError>;
 }

@@ -11,7 +11,7 @@ pub mod queue;
 pub mod sources;
 pub mod store;
 
-pub use idempotency::{Claim, IdempotencyError, IdempotencyRecord, IdempotencyStore};
+pub use idempotency::{Claim, ClaimingQueue, IdempotencyError, IdempotencyRecord, IdempotencyStore};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
 pub use queue::{
     ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, MessageAttributes,
