@@ -5,8 +5,9 @@
 //! these functions encode the same settings so local setups match it:
 //! - the queue has a `RedrivePolicy` to its dead-letter queue (`maxReceiveCount`, D-2) and both
 //!   queues use SQS-managed server-side encryption (`SqsManagedSseEnabled`, T-2);
-//! - the tables are on-demand (`PAY_PER_REQUEST`, D-4) and encrypted at rest (DynamoDB's default,
-//!   I-3); the idempotency table has TTL on `ttl`.
+//! - the tables are on-demand (`PAY_PER_REQUEST`, D-4), encrypted at rest (DynamoDB's default,
+//!   I-3) and stream their old and new images (the template's audit trail of every change, T-3);
+//!   the idempotency table has TTL on `ttl`.
 //!
 //! Every function is idempotent: existing resources with the same settings are left as they are.
 
@@ -14,8 +15,8 @@ use crate::config::AwsResources;
 use crate::error::Failure;
 use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::Duration;
@@ -78,13 +79,17 @@ pub struct QueueSettings {
     pub max_receive_count: u32,
     /// The queue's default visibility timeout.
     pub visibility_timeout: Duration,
+    /// How long the main queue keeps a message (SQS `MessageRetentionPeriod`, 60 s to 14 days).
+    pub retention: Duration,
 }
 
 impl Default for QueueSettings {
+    /// 5 receives, 30 s visibility, 4 days of retention (the template's and SQS's default).
     fn default() -> Self {
         Self {
             max_receive_count: 5,
             visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(4 * 24 * 3600),
         }
     }
 }
@@ -159,6 +164,10 @@ pub async fn create_queues(
             QueueAttributeName::VisibilityTimeout,
             settings.visibility_timeout.as_secs().min(43_200).to_string(),
         )
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            settings.retention.as_secs().clamp(60, 1_209_600).to_string(),
+        )
         .send()
         .await
         .map_err(sqs_err("CreateQueue"))?
@@ -190,12 +199,18 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, with_sort_key:
         keys.push(key(crate::dynamo::SK, KeyType::Range)?);
     }
     let (defs, schema): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .map_err(|e| ProvisionError::Invalid(e.to_string()))?;
     let created = ddb
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_attribute_definitions(Some(defs))
         .set_key_schema(Some(schema))
+        .stream_specification(stream)
         .send()
         .await;
     match created {

@@ -196,6 +196,7 @@ async fn message_attributes_survive_redrive_to_the_dlq() {
     let (m, r) = fresh(QueueSettings {
         max_receive_count: 1,
         visibility_timeout: Duration::from_secs(30),
+        ..QueueSettings::default()
     })
     .await;
     let q = SqsQueue::new(m.sqs(), &r.queue_url);

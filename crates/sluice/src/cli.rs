@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `dlq`, `status`, `cost` and `completions`.
+//! The command line: `serve`, `keys`, `dlq`, `sources`, `status`, `aws`, `cost` and `completions`.
 //!
 //! Every listing prints through [`crate::output`] (`--output table|json`), and every failure is
 //! a [`CliError`] whose kind is the exit status ([`crate::exit`]).
@@ -73,6 +73,9 @@ enum Command {
     Sources(crate::sources::SourcesCommand),
     /// Print the queue and dead-letter queue depths.
     Status,
+    /// The AWS data path without SAM: `sluice aws provision` creates its queues and tables.
+    #[command(subcommand)]
+    Aws(crate::aws::AwsCommand),
     /// Monthly AWS cost per million events of the deployed shape, and the worst case an attacker
     /// can force per hour under the throttles and reserved concurrency (D-2).
     Cost(crate::cost::Args),
@@ -166,6 +169,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Completions { shell } => return completions(shell),
         Command::Cost(args) => return crate::cost::run(args).refused(),
+        // It creates what the AWS backend's configuration names, so it cannot need it.
+        Command::Aws(cmd) => return runtime()?.block_on(crate::aws::run(cmd)),
         other => other,
     };
     let cli = Cli { command, ..cli };
@@ -196,7 +201,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
         Command::Sources(cmd) => runtime()?.block_on(crate::sources::run(&config, cmd, output)),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
-        Command::Cost(_) | Command::Completions { .. } => Ok(()),
+        Command::Cost(_) | Command::Aws(_) | Command::Completions { .. } => Ok(()),
     }
 }
 

@@ -145,7 +145,7 @@ fn aws_settings(config: &Config) -> anyhow::Result<&crate::config::AwsSettings> 
 
 /// The SDK clients over the standard AWS configuration (region, credentials,
 /// `AWS_ENDPOINT_URL`), built once, as the Lambda functions build theirs.
-async fn aws_clients() -> anyhow::Result<Clients> {
+pub(crate) async fn aws_clients() -> anyhow::Result<Clients> {
     let clients = Clients::from_env().await;
     if clients.sdk().region().is_none() {
         anyhow::bail!("the aws backend needs a region: set AWS_REGION");

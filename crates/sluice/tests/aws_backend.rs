@@ -157,6 +157,7 @@ async fn fresh() -> (&'static Moto, AwsResources, tempfile::TempDir) {
     let settings = QueueSettings {
         max_receive_count: 3,
         visibility_timeout: Duration::from_secs(30),
+        ..QueueSettings::default()
     };
     let r = moto.provision_fresh(settings).await.unwrap();
     (moto, r, tempfile::tempdir().unwrap())

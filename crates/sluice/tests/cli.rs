@@ -261,3 +261,37 @@ fn cost_and_completions_run_without_reading_the_configuration() {
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_QUEUE_URL"));
 }
+
+#[test]
+fn aws_provision_refuses_bad_settings_and_a_missing_region_before_any_call() {
+    // No endpoint would answer: every refusal here happens before a request is made.
+    let bad: [&[&str]; 4] = [
+        &["aws", "provision", "--prefix", "a b"],
+        &["aws", "provision", "--retention", "10s"],
+        &["aws", "provision", "--visibility-timeout", "13h"],
+        &["aws", "provision", "--max-receive-count", "0"],
+    ];
+    for args in bad {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("SLUICE_BACKEND", "aws")
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        // clap's own range check is a usage error (2); Sluice's checks are refusals (4).
+        assert!(matches!(code, Some(2 | 4)), "{args:?}: {code:?} {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: nothing exported");
+    }
+    let out = Command::new(BIN)
+        .args(["aws", "provision"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", "/nonexistent/sluice-test/config")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("AWS_REGION"), "{}", stderr(&out));
+}

@@ -15,6 +15,9 @@
 //! - The server listens on its default address, 127.0.0.1:8080, for real, because the `curl`s
 //!   address `localhost:8080` and stay verbatim; the test fails at once, saying so, when something
 //!   else holds that port. Only this test uses port 8080.
+//! - The AWS data path block runs whole, as one script: moto on 127.0.0.1:5000 (only this test
+//!   uses that port), the provisioning and the server (its listener moved off 8080 by
+//!   `SLUICE_LISTEN`); an event then goes through it to DynamoDB and back.
 //! - The configuration block (the ```toml block under "Operating it") is saved as `sluice.toml`
 //!   and passed with `--config`; there `SLUICE_LISTEN=127.0.0.1:0` (the environment layer over the
 //!   file, as the README describes) moves the listener off 8080 so both tests can run at once.
@@ -375,4 +378,183 @@ fn the_extraction_reads_commands_and_answers_as_a_shell_would() {
     assert_eq!(substitute("cargo run --release -- serve"), format!("'{BIN}' serve"));
     assert!(std::panic::catch_unwind(|| substitute("cargo run -- serve")).is_err());
     assert!(std::panic::catch_unwind(|| substitute("cargo run --release --bin sluice -- serve")).is_err());
+}
+
+/// Where the README's moto listens: only this test uses the port.
+const MOTO_ADDR: &str = "127.0.0.1:5000";
+
+/// A process group (the README's block: moto in the background, the server in front); the whole
+/// group is killed when dropped, whatever happened.
+struct Group {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Group {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // `--` first: procps' kill reads a bare `-PID` after the signal as something else.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.child.id()))
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn readme_aws_data_path_on_moto_works_as_written() {
+    use std::os::unix::process::CommandExt as _;
+    let readme = readme();
+    let section_blocks = blocks(section(&readme, "The AWS data path from one machine"), "sh");
+    let block = steps(
+        section_blocks
+            .first()
+            .expect("no ```sh block in the AWS data path section"),
+    );
+    assert_eq!(
+        block.len(),
+        5,
+        "moto, its environment, the wait, provision, serve: {block:?}"
+    );
+    assert!(block[0].command.contains("moto.server"), "{block:?}");
+    assert!(block[3].command.contains("aws provision"), "{block:?}");
+    assert!(block[4].command.contains("serve --backend aws"), "{block:?}");
+    if let Err(e) = TcpListener::bind(MOTO_ADDR) {
+        panic!("the README's moto listens on {MOTO_ADDR}, which something else holds ({e}): stop it");
+    }
+
+    // The block as one script, as a reader pastes it: the exports and the eval reach the server.
+    // Only its listener moves off 8080 (the environment layer over the defaults), so this test
+    // and the first one can run at once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let script: Vec<String> = block.iter().map(|s| substitute(&s.command)).collect();
+    let child = bash(
+        dir.path(),
+        &format!("set -e\n{}", script.join("\n")),
+        &[("SLUICE_LISTEN".to_owned(), "127.0.0.1:0".to_owned())],
+    )
+    .stdout(log_file.try_clone().unwrap())
+    .stderr(log_file)
+    .process_group(0)
+    .spawn()
+    .expect("spawn bash");
+    let mut group = Group { child, log };
+    let start = Instant::now();
+    let addr = loop {
+        let listening = group
+            .log()
+            .lines()
+            .filter(|l| l.contains("sluice listening"))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
+        if let Some(v) = listening {
+            assert_eq!(v["backend"], "aws", "{v}");
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+        if let Some(status) = group.child.try_wait().unwrap() {
+            panic!("the README's block exited ({status}):\n{}", group.log());
+        }
+        assert!(start.elapsed() < WAIT, "no server:\n{}", group.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // The same provisioning again is idempotent and names the same resources; a key made with
+    // them lets an event through the server to DynamoDB and back.
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let vars: Vec<(String, String)> = aws_env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let provision = bash(dir.path(), &format!("'{BIN}' aws provision"), &vars)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&provision);
+    assert!(provision.status.success(), "{stderr}");
+    let mut env = vars.clone();
+    for line in stdout.lines() {
+        let (name, value) = line
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+            .unwrap_or_else(|| panic!("not an export line: {line:?}"));
+        env.push((name.to_owned(), value.trim_matches('\'').to_owned()));
+    }
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    for required in [
+        "SLUICE_QUEUE_URL",
+        "SLUICE_DLQ_URL",
+        "SLUICE_TABLE",
+        "SLUICE_IDEMPOTENCY_TABLE",
+        "SLUICE_KEYS_TABLE",
+        "SLUICE_SOURCES_TABLE",
+    ] {
+        assert!(names.contains(&required), "{required} not printed: {stdout}");
+    }
+    let key = bash(
+        dir.path(),
+        &format!("'{BIN}' keys create --backend aws --tenant acme"),
+        &env,
+    )
+    .output()
+    .unwrap();
+    let (key, stderr) = text(&key);
+    let key = key.trim();
+    assert!(key.starts_with("key_"), "{stderr}");
+    let post = bash(
+        dir.path(),
+        &format!(
+            "curl -s --max-time 10 -X POST http://{addr}/v1/events -H 'authorization: Bearer {key}' \
+             -H 'content-type: application/json' -d '{{\"type\":\"order.created\",\"data\":{{\"n\":1}}}}'"
+        ),
+        &[],
+    )
+    .output()
+    .unwrap();
+    let accepted: Value = serde_json::from_slice(&post.stdout).unwrap_or(Value::Null);
+    let id = accepted["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{accepted}"))
+        .to_owned();
+    let start = Instant::now();
+    loop {
+        let got = bash(
+            dir.path(),
+            &format!("curl -s --max-time 10 http://{addr}/v1/events/{id} -H 'authorization: Bearer {key}'"),
+            &[],
+        )
+        .output()
+        .unwrap();
+        let event: Value = serde_json::from_slice(&got.stdout).unwrap_or(Value::Null);
+        if event["id"] == id.as_str() {
+            assert_eq!(event["data"]["n"], 1);
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "not stored on DynamoDB: {event}\n{}",
+            group.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(group);
+    // Killed with its group; the port closes once the process is gone.
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&MOTO_ADDR.parse().unwrap(), Duration::from_millis(200)).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the README's moto was left running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -90,6 +90,7 @@ impl Deployment {
             .provision_fresh(sluice_aws::provision::QueueSettings {
                 max_receive_count: 3,
                 visibility_timeout: Duration::from_secs(30),
+                ..sluice_aws::provision::QueueSettings::default()
             })
             .await
             .unwrap();
