@@ -573,25 +573,26 @@ async fn the_process_step_runs_on_its_own_threads_below_the_gateways_priority() 
     for (setting, lower_by) in [(None, 10), (Some("7"), 7), (Some("0"), 0)] {
         let env: Vec<(&str, &str)> = setting.map(|v| ("SLUICE_WORKER__NICE", v)).into_iter().collect();
         let app = TestApp::spawn_with(&env);
-        let threads = thread_priorities(app.pid());
-        let base = threads.iter().find(|(n, _)| n == "sluice").unwrap().1;
-        let gateway: Vec<i64> = threads
-            .iter()
-            .filter(|(n, _)| n == "tokio-rt-worker")
-            .map(|t| t.1)
-            .collect();
-        let process: Vec<i64> = threads
-            .iter()
-            .filter(|(n, _)| n == "sluice-process")
-            .map(|t| t.1)
-            .collect();
-        assert!(!gateway.is_empty() && !process.is_empty(), "{setting:?}: {threads:?}");
-        assert!(gateway.iter().all(|&n| n == base), "{setting:?}: {threads:?}");
-        let want = (base + lower_by).min(19);
-        assert!(
-            process.iter().all(|&n| n == want),
-            "{setting:?}: want {want}: {threads:?}"
-        );
+        // The server listens before every worker thread has started and lowered its own
+        // priority (each does so first thing): look until they all have, briefly.
+        let started = std::time::Instant::now();
+        loop {
+            let threads = thread_priorities(app.pid());
+            let base = threads.iter().find(|(n, _)| n == "sluice").unwrap().1;
+            let of = |name: &str| -> Vec<i64> { threads.iter().filter(|(n, _)| n == name).map(|t| t.1).collect() };
+            let (gateway, process) = (of("tokio-rt-worker"), of("sluice-process"));
+            let want = (base + lower_by).min(19);
+            assert!(!gateway.is_empty(), "{setting:?}: {threads:?}");
+            assert!(gateway.iter().all(|&n| n == base), "{setting:?}: {threads:?}");
+            if !process.is_empty() && process.iter().all(|&n| n == want) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{setting:?}: want the process threads at {want}: {threads:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // And the process step on those threads still stores what ingest accepted.
         let r = app.post(&app.key, r#"{"type":"order.created","data":{"n":1}}"#).await;
         assert_eq!(r.status(), 202);
