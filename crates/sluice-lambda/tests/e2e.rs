@@ -15,29 +15,6 @@ use sluice_lambda::authorizer::{Authorizer, AuthorizerConfig};
 use sluice_lambda::ingest::{self, IngestConfig};
 use sluice_lambda::process::{ProcessConfig, ProcessFunction};
 use sluice_lambda::query::{self, QueryConfig};
-use std::collections::BTreeMap;
-
-fn attributes(m: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
-    m.message_attributes()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
-        .collect()
-}
-
-async fn queue_arn(d: &Deployment, url: &str) -> String {
-    d.moto
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone()
-}
 
 #[tokio::test]
 async fn e2e_post_process_and_read_back_through_the_handlers_with_exactly_the_manifest_permissions() {

@@ -55,14 +55,6 @@ fn delivery(fixture_name: &str, id: &str, headers: &[(&str, String)], body: &str
     event.to_string()
 }
 
-fn attributes(m: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
-    m.message_attributes()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
-        .collect()
-}
-
 fn refused(res: &Value) {
     assert_eq!(res["statusCode"], 401, "{res}");
     let p = body_json(res);
@@ -209,18 +201,7 @@ async fn s6_stripe_and_github_deliveries_reach_the_store_once_through_the_functi
     let process = ProcessFunction::init(&config, &d.clients(&CallRecorder::new()))
         .await
         .unwrap();
-    let arn = d
-        .moto
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(&d.resources.queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let arn = queue_arn(&d, &d.resources.queue_url).await;
     let response = process.handle(sqs_event(&arn, &received)).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 

@@ -466,19 +466,13 @@ async fn t1_on_aws_a_body_exactly_at_the_limit_is_queued_stored_and_read_back_an
 
 /// `sluice sources …` with the secret on standard input, against the AWS backend.
 fn sources_cli(moto: &Moto, r: &AwsResources, data_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write as _;
     let mut cmd = Command::new(BIN);
     cmd.arg("sources")
         .args(args)
         .args(["--backend", "aws", "--data-dir"])
-        .arg(data_dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .arg(data_dir);
     aws_env(&mut cmd, moto, r);
-    let mut child = cmd.spawn().expect("run sluice");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(cmd, stdin)
 }
 
 #[tokio::test]
@@ -495,16 +489,7 @@ async fn s6_sources_are_managed_and_verified_on_the_aws_backend() {
         &["create", "--tenant", "acme", "--kind", "shopify", "--secret", "-"],
         secret,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let id = stdout
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_owned();
+    let id = common::created_source_id(&out);
     // In the deployment's sources table, where the ingest function reads it.
     let table = sluice_aws::DynamoSources::new(moto.dynamodb(), &r.sources_table);
     let stored = table

@@ -9,46 +9,24 @@ mod common;
 use common::{BIN, TestApp};
 use serde_json::Value;
 use sluice_testkit::webhooks;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Runs `sluice sources …` on the app's data directory, the secret on standard input.
 fn sources(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .arg("sources")
-        .args(args)
-        .arg("--data-dir")
-        .arg(&app.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(BIN);
+    cmd.arg("sources").args(args).arg("--data-dir").arg(&app.data_dir);
+    common::output_with_stdin(cmd, stdin)
 }
 
-/// A new source's id: the last word of the last line `sources create` prints.
+/// A new source's id.
 fn create(app: &TestApp, tenant: &str, kind: &str, secret: &str) -> String {
-    let out = sources(
+    common::created_source_id(&sources(
         app,
         &["create", "--tenant", tenant, "--kind", kind, "--secret", "-"],
         secret,
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let id = stdout
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_owned();
-    assert!(id.starts_with("src_"), "{stdout}");
-    id
+    ))
 }
 
 async fn deliver(app: &TestApp, id: &str, headers: &[(&str, String)], body: &str) -> reqwest::Response {

@@ -262,3 +262,27 @@ pub fn manifest_list(function: &str, key: &str) -> std::collections::BTreeSet<St
         .map(|v| v.as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A received message's string attributes.
+pub fn attributes(m: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
+    m.message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// The ARN of the queue at `url`, as an SQS event names its source.
+pub async fn queue_arn(d: &Deployment, url: &str) -> String {
+    d.moto
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone()
+}

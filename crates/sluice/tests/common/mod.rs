@@ -12,6 +12,34 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
+/// Runs `cmd` with `stdin` on its standard input (a secret, kept out of the arguments); its
+/// output, whatever its status.
+pub fn output_with_stdin(mut cmd: Command, stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The id `sluice sources create` printed: the last word of its last line.
+pub fn created_source_id(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(id.starts_with("src_"), "{stdout}");
+    id
+}
+
 /// Runs `sluice keys create` and returns the printed key.
 pub fn create_key(data_dir: &Path, tenant: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
