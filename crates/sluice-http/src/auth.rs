@@ -298,7 +298,10 @@ impl Guard {
             }
             Err(Denied::Unavailable(problem)) => return problem.into_response(),
         };
-        let mut res = match self.throttle.check(&principal.key_id) {
+        let mut res = match self
+            .throttle
+            .check_principal(principal.tenant.as_str(), &principal.key_id)
+        {
             Ok(()) => {
                 req.extensions_mut().insert(principal.clone());
                 let Ok(res) = inner.call(req).await;

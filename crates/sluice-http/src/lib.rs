@@ -41,6 +41,7 @@ pub use auth::Auth;
 pub use client_ip::ClientIp;
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
+pub use throttle::TenantPlan;
 
 use access_log::AccessLogLayer;
 use admission::ByteBudget;
@@ -112,13 +113,20 @@ pub struct HttpConfig {
     /// one is closed as soon as it is accepted. Behind a reverse proxy every connection comes
     /// from the proxy: raise it to `max_connections` or set 0 there. 0: no limit.
     pub max_connections_per_address: usize,
+    /// Requests per UTC day per tenant without a plan, as a usage plan's daily quota (0: none).
+    /// Over it: 429 with `Retry-After` until midnight UTC. Counted in memory.
+    pub quota_per_day: u64,
+    /// Per-tenant plans, `[throttle.tenants.<tenant>]`: a rate shared by the tenant's keys (in
+    /// place of the per-key one) and a daily quota (in place of `quota_per_day`), as one API
+    /// Gateway usage plan per tenant does.
+    pub tenants: std::collections::BTreeMap<String, TenantPlan>,
 }
 
 impl Default for HttpConfig {
     /// Per key 1000/s with a burst of 2000; globally 10000/s with a burst of 5000 (API Gateway's
     /// defaults); 600 failed authentications per minute per address, burst 50; 256 requests and
     /// 256 KiB of body in work at once; 30 s for a body and 60 s for a header block to arrive;
-    /// 1024 connections, 256 from one address.
+    /// 1024 connections, 256 from one address; no daily quota and no tenant plans.
     fn default() -> Self {
         Self {
             rate_per_sec: 1000,
@@ -133,6 +141,8 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(60),
             max_connections: 1024,
             max_connections_per_address: 256,
+            quota_per_day: 0,
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -155,7 +165,8 @@ fn guard(auth: Auth, config: &HttpConfig) -> Arc<Guard> {
             config.burst,
             config.global_rate_per_sec,
             config.global_burst,
-        ),
+        )
+        .with_tenants(&config.tenants, config.quota_per_day),
         config.auth_failures_per_minute,
         config.auth_failure_burst,
     ))

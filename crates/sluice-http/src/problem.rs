@@ -213,6 +213,12 @@ impl Problem {
         self
     }
 
+    /// The `Retry-After` seconds, if any.
+    #[cfg(test)]
+    pub(crate) fn retry_after_value(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// The code.
     pub fn code(&self) -> Code {
         self.code

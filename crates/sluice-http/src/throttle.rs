@@ -1,19 +1,50 @@
 //! Throttling (D-1): a token bucket per principal key and one global bucket, as API Gateway's
-//! usage plans and account limits do.
+//! usage plans and account limits do; and per tenant, as a usage plan per tenant does on AWS: a
+//! tenant with a plan (`[throttle.tenants.<tenant>]`) has one bucket for all its keys, and every
+//! tenant has a daily request quota (its plan's, else `[throttle] quota_per_day`), counted per UTC
+//! day like a usage plan's `DAY` period. Quota counts live in memory: a restart starts them again.
 
 use crate::problem::{Code, Problem};
 use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const DAY_SECS: u64 = 24 * 3600;
 
 /// Above this many tracked keys, buckets that have refilled are dropped.
 const MAX_TRACKED_KEYS: usize = 10_000;
+
+/// One tenant's plan: its own request rate for all its keys, and its daily quota (each 0: no
+/// limit). `[throttle.tenants.<tenant>]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantPlan {
+    /// Sustained requests per second over all the tenant's keys (0: no per-tenant rate limit;
+    /// the per-key limit does not apply to a tenant with a plan).
+    pub rate_per_sec: u32,
+    /// Bucket size (0: equal to the rate).
+    pub burst: u32,
+    /// Requests per UTC day (0: no quota).
+    pub quota_per_day: u64,
+}
+
+/// A plan's bucket and quota, built once.
+struct Plan {
+    bucket: Option<DefaultDirectRateLimiter>,
+    quota_per_day: u64,
+}
 
 /// The buckets of one router instance.
 pub(crate) struct Throttle {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     global: Option<DefaultDirectRateLimiter>,
+    plans: HashMap<String, Plan>,
+    default_quota_per_day: u64,
+    /// Requests counted per tenant: (UTC day number, count).
+    usage: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -44,20 +75,87 @@ fn throttled(wait: Duration) -> Problem {
         .retry_after(retry_after_secs(wait))
 }
 
+fn over_quota(limit: u64, until_reset: Duration) -> Problem {
+    Problem::new(Code::Throttled)
+        .detail(format!(
+            "the tenant's quota of {limit} requests per day is used up; it resets at midnight UTC"
+        ))
+        .retry_after(retry_after_secs(until_reset))
+}
+
 impl Throttle {
     /// Buckets for the given per-key and global limits.
     pub(crate) fn new(rate: u32, burst: u32, global_rate: u32, global_burst: u32) -> Self {
         Self {
             per_key: quota(rate, burst).map(RateLimiter::keyed),
             global: quota(global_rate, global_burst).map(RateLimiter::direct),
+            plans: HashMap::new(),
+            default_quota_per_day: 0,
+            usage: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one token from `key`'s bucket and one from the global bucket, or says how long to wait.
-    ///
-    /// The key's bucket is checked first, so a client over its own limit does not drain the
-    /// global bucket that everyone else shares.
-    pub(crate) fn check(&self, key: &str) -> Result<(), Problem> {
+    /// With tenant plans and the daily quota of tenants without one (0: none).
+    pub(crate) fn with_tenants(mut self, plans: &BTreeMap<String, TenantPlan>, default_quota_per_day: u64) -> Self {
+        self.plans = plans
+            .iter()
+            .map(|(tenant, p)| {
+                let plan = Plan {
+                    bucket: quota(p.rate_per_sec, p.burst).map(RateLimiter::direct),
+                    quota_per_day: p.quota_per_day,
+                };
+                (tenant.clone(), plan)
+            })
+            .collect();
+        self.default_quota_per_day = default_quota_per_day;
+        self
+    }
+
+    /// For an authenticated request of `tenant` with key `key`: the tenant's plan bucket (or the
+    /// key's), the global bucket, then the tenant's daily quota.
+    pub(crate) fn check_principal(&self, tenant: &str, key: &str) -> Result<(), Problem> {
+        let plan = self.plans.get(tenant);
+        match plan {
+            Some(Plan {
+                bucket: Some(bucket), ..
+            }) => bucket
+                .check()
+                .map_err(|not_until| throttled(not_until.wait_time_from(bucket.clock().now())))?,
+            Some(_) => {}
+            None => self.check_per_key(key)?,
+        }
+        self.check_global()?;
+        let limit = plan.map_or(self.default_quota_per_day, |p| p.quota_per_day);
+        if limit > 0 {
+            self.count(tenant, limit)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one request of `tenant` against `limit` for the current UTC day.
+    fn count(&self, tenant: &str, limit: u64) -> Result<(), Problem> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let day = now.as_secs() / DAY_SECS;
+        let until_reset = Duration::from_secs((day + 1) * DAY_SECS).saturating_sub(now);
+        let Ok(mut usage) = self.usage.lock() else {
+            // A poisoned count is no reason to refuse everyone: the rate limits still hold.
+            return Ok(());
+        };
+        if usage.len() > MAX_TRACKED_KEYS {
+            usage.retain(|_, (d, _)| *d == day);
+        }
+        let entry = usage.entry(tenant.to_owned()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        if entry.1 >= limit {
+            return Err(over_quota(limit, until_reset));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn check_per_key(&self, key: &str) -> Result<(), Problem> {
         if let Some(limiter) = &self.per_key {
             if limiter.len() > MAX_TRACKED_KEYS {
                 limiter.retain_recent();
@@ -66,12 +164,25 @@ impl Throttle {
                 .check_key(&key.to_owned())
                 .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now())))?;
         }
+        Ok(())
+    }
+
+    fn check_global(&self) -> Result<(), Problem> {
         if let Some(limiter) = &self.global {
             limiter
                 .check()
                 .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now())))?;
         }
         Ok(())
+    }
+
+    /// Takes one token from `key`'s bucket and one from the global bucket, or says how long to wait.
+    ///
+    /// The key's bucket is checked first, so a client over its own limit does not drain the
+    /// global bucket that everyone else shares.
+    pub(crate) fn check(&self, key: &str) -> Result<(), Problem> {
+        self.check_per_key(key)?;
+        self.check_global()
     }
 }
 
@@ -85,6 +196,35 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn d1_a_tenant_plan_shares_one_bucket_across_its_keys_and_quotas_count_per_tenant() {
+        let plans = BTreeMap::from([(
+            "acme".to_owned(),
+            TenantPlan {
+                rate_per_sec: 1,
+                burst: 2,
+                quota_per_day: 0,
+            },
+        )]);
+        let t = Throttle::new(100, 100, 0, 0).with_tenants(&plans, 3);
+        // acme: one bucket of 2 for both keys, and no quota (its plan says none).
+        assert!(t.check_principal("acme", "k1").is_ok());
+        assert!(t.check_principal("acme", "k2").is_ok());
+        assert!(t.check_principal("acme", "k3").is_err());
+        // beta: per-key buckets, and the default quota of 3 a day across its keys.
+        for key in ["b1", "b2", "b1"] {
+            assert!(t.check_principal("beta", key).is_ok());
+        }
+        let p = t.check_principal("beta", "b3").unwrap_err();
+        assert_eq!(p.code(), Code::Throttled);
+        let wait = p.retry_after_value().unwrap_or_default();
+        assert!((1..=DAY_SECS).contains(&wait), "{wait}");
+        assert!(
+            t.check_principal("gamma", "g1").is_ok(),
+            "another tenant's quota is its own"
+        );
     }
 
     #[test]

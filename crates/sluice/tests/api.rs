@@ -566,3 +566,45 @@ async fn d2_a_body_trickled_past_the_time_limit_gets_408_and_the_connection_clos
     assert!(reply.contains("\"code\":\"request_timeout\""), "{reply}");
     assert!(reply.to_ascii_lowercase().contains("connection: close"), "{reply}");
 }
+
+#[tokio::test]
+async fn d1_a_tenants_daily_quota_is_its_own_and_a_plan_overrides_the_default() {
+    let app = TestApp::spawn_with(&[
+        ("SLUICE_THROTTLE__QUOTA_PER_DAY", "3"),
+        ("SLUICE_THROTTLE__TENANTS__ACME__QUOTA_PER_DAY", "2"),
+    ]);
+    // acme's plan allows 2 requests a day, reads included (as a usage plan counts them).
+    assert_eq!(app.post(&app.key, r#"{"type":"a","data":1}"#).await.status(), 202);
+    let read = app
+        .client
+        .get(app.url("/v1/events"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let over = app.post(&app.key, r#"{"type":"a","data":2}"#).await;
+    assert_eq!(over.status(), 429);
+    let retry: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "until midnight UTC: {retry}");
+    let p: Value = over.json().await.unwrap();
+    assert_eq!(p["code"], "throttled");
+    assert!(p["detail"].as_str().unwrap().contains("per day"), "{p}");
+    // The other tenant has the default quota, 3 a day, untouched by acme's.
+    let statuses: Vec<u16> = futures_statuses(&app, &app.other_key, 4).await;
+    assert_eq!(statuses, [202, 202, 202, 429]);
+}
+
+/// `n` posts, one after another, as `key`: their statuses.
+async fn futures_statuses(app: &TestApp, key: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(
+            app.post(key, &format!(r#"{{"type":"a","data":{i}}}"#))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    out
+}
