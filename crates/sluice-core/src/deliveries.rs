@@ -135,25 +135,18 @@ impl DeliveryService {
     ) -> Result<Delivered, DeliveryError> {
         let id = SourceId::parse(&ctx.source_id).map_err(|_| DeliveryError::Unauthenticated("not a source id"))?;
         let now = self.clock.now();
-        let max_depth = self.ingest.validator().limits().max_depth;
+        let validator = self.ingest.validator();
+        let limits = validator.limits();
         let was_cached = self.cache.contains(&id);
-        let mut source = self.source(&id).await?;
-        let mut verified = check(source.as_deref(), headers, body, now, max_depth);
-        if was_cached && matches!(verified, Err(DeliveryError::Unauthenticated(_))) {
+        let mut checked = check(self.source(&id).await?, headers, body, now, limits.max_depth);
+        if was_cached && matches!(checked, Err(DeliveryError::Unauthenticated(_))) {
             // The cached record may predate a rotation: a provider signing with the new secret
             // must not wait out the cache. One fresh read, and only after a failure, which the
             // transport has already limited per source and per address.
             self.cache.forget(&id);
-            source = self.source(&id).await?;
-            verified = check(source.as_deref(), headers, body, now, max_depth);
+            checked = check(self.source(&id).await?, headers, body, now, limits.max_depth);
         }
-        let (source, verified) = match (source, verified) {
-            (Some(source), Ok(verified)) => (source, verified),
-            (_, Err(e)) => return Err(e),
-            (None, Ok(_)) => return Err(DeliveryError::Unauthenticated("no such source")),
-        };
-        let validator = self.ingest.validator();
-        let limits = validator.limits();
+        let (source, verified) = checked?;
         if let Some(challenge) = verified.challenge {
             return Ok(Delivered::Challenge(challenge));
         }
@@ -205,15 +198,16 @@ impl DeliveryService {
     }
 }
 
-/// Verifies a delivery against its source: an unknown, deleted or secretless source and every
-/// failed check are the same [`DeliveryError::Unauthenticated`].
+/// Verifies a delivery against its source, handing the source back with what the delivery says:
+/// an unknown, deleted or secretless source and every failed check are the same
+/// [`DeliveryError::Unauthenticated`].
 fn check(
-    source: Option<&SourceRecord>,
+    source: Option<Arc<SourceRecord>>,
     headers: &BTreeMap<String, String>,
     body: &[u8],
     now: time::OffsetDateTime,
     max_depth: usize,
-) -> Result<webhook::Verified, DeliveryError> {
+) -> Result<(Arc<SourceRecord>, webhook::Verified), DeliveryError> {
     let source = source.ok_or(DeliveryError::Unauthenticated("no such source"))?;
     let secrets = source.live_secrets(now);
     if secrets.is_empty() {
@@ -221,11 +215,12 @@ fn check(
             "the source is deleted or has no live secret",
         ));
     }
-    webhook::verify(&source.kind, &secrets, headers, body, now, max_depth).map_err(|e| match e {
+    let verified = webhook::verify(&source.kind, &secrets, headers, body, now, max_depth).map_err(|e| match e {
         WebhookError::Unauthenticated(why) => DeliveryError::Unauthenticated(why),
         WebhookError::Malformed(m) => DeliveryError::Malformed(m),
         WebhookError::InvalidType(t) => {
             DeliveryError::Invalid(format!("the delivery's event type {t:?} is not a valid event type"))
         }
-    })
+    })?;
+    Ok((source, verified))
 }

@@ -311,9 +311,7 @@ impl IngestService {
                 let claim = queue.claim_and_send(&record, now, &messages).await?;
                 if claim == Claim::Claimed {
                     // Sent, and the record completed, with the claim.
-                    if let Some(bp) = &self.backpressure {
-                        bp.add(messages.len() as u64);
-                    }
+                    self.queued(messages.len());
                     return Ok(accepted);
                 }
                 claim
@@ -379,7 +377,7 @@ impl IngestService {
     }
 
     async fn send_all(&self, messages: Vec<OutgoingMessage>) -> Result<(), IngestError> {
-        let n = messages.len() as u64;
+        let n = messages.len();
         let mut chunks = Vec::new();
         let mut it = messages.into_iter().peekable();
         while it.peek().is_some() {
@@ -390,9 +388,14 @@ impl IngestService {
         for r in results {
             r?;
         }
-        if let Some(bp) = &self.backpressure {
-            bp.add(n);
-        }
+        self.queued(n);
         Ok(())
+    }
+
+    /// Counts `n` messages just queued towards the backpressure bound.
+    fn queued(&self, n: usize) {
+        if let Some(bp) = &self.backpressure {
+            bp.add(n as u64);
+        }
     }
 }

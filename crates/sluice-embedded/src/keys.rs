@@ -6,7 +6,7 @@
 use crate::sqlite::{DbFailure, from_nanos, to_nanos};
 use crate::store::StoreDb;
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use sluice_core::ports::{KeyRecord, KeyStore, KeyStoreError};
 use sluice_core::{KeyId, Tenant};
 use std::sync::Arc;
@@ -93,33 +93,18 @@ impl KeyStore for EmbeddedKeys {
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, KeyStoreError> {
-        let id = id.as_str().to_owned();
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1");
         let row = self
             .db
-            .reader
-            .read(move |c| {
-                c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
-                    .query_row(params![id], read_key)
-                    .optional()
-            })
+            .select_one(sql, id.as_str().to_owned(), read_key)
             .await
             .map_err(keys_unavailable)?;
         row.map(decode_key).transpose()
     }
 
     async fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
-        let rows = self
-            .db
-            .reader
-            .read(|c| {
-                c.prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at_ns, id"
-                ))?
-                .query_map([], read_key)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await
-            .map_err(keys_unavailable)?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at_ns, id");
+        let rows = self.db.select_all(sql, read_key).await.map_err(keys_unavailable)?;
         rows.into_iter().map(decode_key).collect()
     }
 

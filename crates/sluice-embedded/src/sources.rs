@@ -8,8 +8,8 @@
 use crate::sqlite::{DbFailure, from_nanos, to_nanos};
 use crate::store::StoreDb;
 use async_trait::async_trait;
+use rusqlite::params;
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params};
 use sluice_core::ports::{SourceRecord, SourceSecret, SourceStore, SourceStoreError};
 use sluice_core::webhook::SourceKind;
 use sluice_core::{SourceId, Tenant};
@@ -110,31 +110,18 @@ impl SourceStore for EmbeddedSources {
     }
 
     async fn get(&self, id: &SourceId) -> Result<Option<SourceRecord>, SourceStoreError> {
-        let id = id.as_str().to_owned();
+        let sql = format!("SELECT {COLUMNS} FROM sources WHERE id = ?1");
         let row = self
             .db
-            .reader
-            .read(move |c| {
-                c.prepare_cached(&format!("SELECT {COLUMNS} FROM sources WHERE id = ?1"))?
-                    .query_row(params![id], read)
-                    .optional()
-            })
+            .select_one(sql, id.as_str().to_owned(), read)
             .await
             .map_err(unavailable)?;
         row.map(decode).transpose()
     }
 
     async fn list(&self) -> Result<Vec<SourceRecord>, SourceStoreError> {
-        let rows = self
-            .db
-            .reader
-            .read(|c| {
-                c.prepare_cached(&format!("SELECT {COLUMNS} FROM sources ORDER BY created_at_ns, id"))?
-                    .query_map([], read)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await
-            .map_err(unavailable)?;
+        let sql = format!("SELECT {COLUMNS} FROM sources ORDER BY created_at_ns, id");
+        let rows = self.db.select_all(sql, read).await.map_err(unavailable)?;
         rows.into_iter().map(decode).collect()
     }
 

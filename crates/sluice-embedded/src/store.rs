@@ -14,6 +14,7 @@ use crate::keys::EmbeddedKeys;
 use crate::sources::EmbeddedSources;
 use crate::sqlite::{DbFailure, ReadPool, limit_pages, open_writer};
 use crate::writer::{Writer, WriterStats};
+use rusqlite::OptionalExtension as _;
 use sluice_core::ports::StoreError;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,6 +97,29 @@ impl StoreDb {
         let writer = Writer::spawn("sluice-store-writer", conn, None).map_err(EmbeddedError::Spawn)?;
         let reader = ReadPool::new(path)?;
         Ok(Arc::new(StoreDb { writer, reader }))
+    }
+
+    /// The row `sql` selects by its one parameter `?1 = key`, read by `row`; `None` when absent.
+    pub(crate) async fn select_one<T: Send + 'static>(
+        &self,
+        sql: String,
+        key: String,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, DbFailure> {
+        self.reader
+            .read(move |c| c.prepare_cached(&sql)?.query_row([key], row).optional())
+            .await
+    }
+
+    /// Every row `sql` selects (no parameters), read by `row`.
+    pub(crate) async fn select_all<T: Send + 'static>(
+        &self,
+        sql: String,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, DbFailure> {
+        self.reader
+            .read(move |c| c.prepare_cached(&sql)?.query_map([], row)?.collect())
+            .await
     }
 
     /// The [`EventStore`](sluice_core::ports::EventStore) on this database.
