@@ -157,9 +157,17 @@ fn entry(index: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEnt
             .map_err(|_| QueueError::Invalid(format!("message attribute {k} could not be encoded")))?;
         attributes.insert(k.clone(), value);
     }
+    if m.group.as_deref().is_some_and(|g| !sluice_core::ports::valid_group(g)) {
+        return Err(QueueError::Invalid(
+            "a message group is 1 to 128 printable ASCII characters".into(),
+        ));
+    }
     SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
         .message_body(&m.body)
+        // A standard queue with message groups is a fair queue: SQS hands out other groups'
+        // messages first while one group has a backlog (D-3 per tenant).
+        .set_message_group_id(m.group.clone())
         .set_message_attributes((!attributes.is_empty()).then_some(attributes))
         .build()
         .map_err(|_| QueueError::Invalid("a batch entry could not be encoded".into()))
@@ -241,6 +249,7 @@ impl Queue for SqsQueue {
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
             .map_err(|e| QueueError::Unavailable(Failure::classify("SQS", "ReceiveMessage", &e).to_string()))?;
@@ -274,6 +283,7 @@ impl Queue for SqsQueue {
                 attributes,
                 receive_count,
                 sent_at,
+                group: sys(&MessageSystemAttributeName::MessageGroupId).cloned(),
             });
         }
         Ok(received)
@@ -364,6 +374,7 @@ mod tests {
 
     fn msg(body_len: usize) -> OutgoingMessage {
         OutgoingMessage {
+            group: None,
             body: "x".repeat(body_len),
             attributes: MessageAttributes::from([("k".to_owned(), "v".to_owned())]),
         }

@@ -202,6 +202,7 @@ async fn message_attributes_survive_redrive_to_the_dlq() {
     let q = SqsQueue::new(m.sqs(), &r.queue_url);
     let dlq = SqsQueue::new(m.sqs(), &r.dlq_url);
     let sent = OutgoingMessage {
+        group: None,
         body: "poison".into(),
         attributes: attrs(&[("request_id", "r-1"), ("tenant", "acme"), ("source_ip", "127.0.0.1")]),
     };
@@ -223,6 +224,7 @@ async fn large_batches_are_split_and_every_message_arrives() {
     let q = SqsQueue::new(m.sqs(), &r.queue_url);
     let batch: Vec<_> = (0..4)
         .map(|i| OutgoingMessage {
+            group: None,
             body: format!("{i}{}", "x".repeat(100 * 1024)),
             attributes: attrs(&[("i", &i.to_string())]),
         })
@@ -339,6 +341,7 @@ async fn d4_outages_and_unreachable_endpoints_map_to_unavailable() {
     let q = SqsQueue::new(aws_sdk_sqs::Client::new(&config), format!("{endpoint}/123456789012/q"));
     let err = q
         .send(OutgoingMessage {
+            group: None,
             body: "b".into(),
             attributes: MessageAttributes::new(),
         })

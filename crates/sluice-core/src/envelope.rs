@@ -179,7 +179,12 @@ impl Sealer {
         }
         attributes.insert(attr::SIGNATURE.into(), sig);
         attributes.insert(attr::SIGNATURE_KID.into(), key.kid.clone());
-        Ok(OutgoingMessage { body, attributes })
+        // The tenant is the fairness group: one tenant's backlog does not hold back another's (D-3).
+        Ok(OutgoingMessage {
+            body,
+            attributes,
+            group: Some(env.tenant.to_string()),
+        })
     }
 
     /// Verifies and decodes a received message.
@@ -249,6 +254,7 @@ mod tests {
             attributes: m.attributes,
             receive_count: 1,
             sent_at: OffsetDateTime::UNIX_EPOCH,
+            group: m.group,
         }
     }
 

@@ -187,6 +187,7 @@ pub fn dead_letter(msg: &ReceivedMessage, reason: &str, at: OffsetDateTime) -> O
     OutgoingMessage {
         body: msg.body.clone(),
         attributes,
+        group: msg.group.clone(),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct EmbeddedQueue {
     pub(crate) name: Arc<str>,
     pub(crate) config: Arc<QueueConfig>,
     pub(crate) notify: Arc<Notify>,
+    /// The group the last receive reached in its first round: the next starts after it.
+    pub(crate) rotation: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -86,11 +88,12 @@ pub(crate) struct Row {
     attributes: String,
     sent_at_ns: i64,
     pub(crate) receive_count: i64,
+    grp: String,
 }
 
 impl Row {
     pub(crate) const COLUMNS: &'static str =
-        "seq, visible_at_ms, message_id, body, attributes, sent_at_ns, receive_count";
+        "seq, visible_at_ms, message_id, body, attributes, sent_at_ns, receive_count, grp";
 
     pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -101,6 +104,7 @@ impl Row {
             attributes: r.get(4)?,
             sent_at_ns: r.get(5)?,
             receive_count: r.get(6)?,
+            grp: r.get(7)?,
         })
     }
 
@@ -119,6 +123,7 @@ impl Row {
             attributes,
             receive_count: u32::try_from(receive_count).unwrap_or(u32::MAX),
             sent_at,
+            group: (!self.grp.is_empty()).then_some(self.grp),
         })
     }
 }
@@ -130,82 +135,122 @@ struct Received {
     dead_lettered: u64,
     /// When the earliest hidden message becomes visible again (Unix ms), if nothing was returned.
     next_visible_ms: Option<i64>,
+    /// The group the next receive starts after.
+    rotation: Option<String>,
 }
 
-/// The next visible messages after a cursor, in the order they became visible (a send makes a
-/// message visible at once), oldest first, so a message whose visibility timeout ran out is not
-/// starved by a stream of new sends. The row value walks the (queue, visible_at_ms) index, whose
-/// entries end in seq, so no sort is needed.
+/// The next visible messages of one group after a cursor, in the order they became visible (a
+/// send makes a message visible at once), oldest first, so a message whose visibility timeout
+/// ran out is not starved by a stream of new sends. The row value walks the (queue, grp,
+/// visible_at_ms) index, whose entries end in seq, so no sort is needed.
 pub(crate) fn receive_sql() -> String {
     format!(
-        "SELECT {} FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 AND sent_at_ns >= ?3 \
-         AND (visible_at_ms, seq) > (?4, ?5) ORDER BY visible_at_ms, seq LIMIT ?6",
+        "SELECT {} FROM messages WHERE queue = ?1 AND grp = ?2 AND visible_at_ms <= ?3 AND sent_at_ns >= ?4 \
+         AND (visible_at_ms, seq) > (?5, ?6) ORDER BY visible_at_ms, seq LIMIT ?7",
         Row::COLUMNS
     )
 }
 
+/// The first group of a queue (`after` false), or the first after `?2` (`after` true): one seek
+/// each in the index, so walking the groups costs one step per group, not per message.
+pub(crate) fn next_group_sql(after: bool) -> String {
+    let cond = if after { " AND grp > ?2" } else { "" };
+    format!("SELECT grp FROM messages WHERE queue = ?1{cond} ORDER BY grp LIMIT 1")
+}
+
+/// The group after `after` in `queue`, wrapping around to the first; `None` if the queue is empty.
+fn next_group(c: &Connection, queue: &str, after: Option<&str>) -> rusqlite::Result<Option<String>> {
+    if let Some(a) = after {
+        let next = c
+            .prepare_cached(&next_group_sql(true))?
+            .query_row(params![queue, a], |r| r.get(0))
+            .optional()?;
+        if next.is_some() {
+            return Ok(next);
+        }
+    }
+    c.prepare_cached(&next_group_sql(false))?
+        .query_row(params![queue], |r| r.get(0))
+        .optional()
+}
+
+/// One group's place in a receive: where its index walk stands, and whether it may have more.
+struct GroupCursor {
+    grp: String,
+    last: (i64, i64),
+    live: bool,
+}
+
+/// A receive inside the writer's transaction: fair across groups, oldest first within each.
+///
+/// The first round takes one message from each group that has a visible one, starting after
+/// the group the previous receive reached last (`rotation`), so every group's turn comes within
+/// a few receives however many messages another holds. Later rounds share what is left of
+/// `max` evenly among the groups that still have messages. With one group this is two queries;
+/// with a backlog in one group and a single message in another, the single message is in the
+/// very next receive (SQS fair queues' promise, D-3).
 fn receive_tx(
     c: &Connection,
     queue: &str,
     config: &QueueConfig,
     max: usize,
     visibility: Duration,
+    rotation: Option<String>,
 ) -> rusqlite::Result<Result<Received, QueueError>> {
     let now = now_ms();
-    let cutoff = retention_cutoff_ns(config.retention);
-    let hidden_until = now.saturating_add(duration_ms(visibility));
-    let mut select = c.prepare_cached(&receive_sql())?;
     let mut out = Received {
         messages: Vec::new(),
         dead_lettered: 0,
         next_visible_ms: None,
+        rotation: rotation.clone(),
     };
-    // A cursor over the index rather than relying on rows turning invisible: a zero visibility
-    // timeout leaves them visible (at a later place in the index, so one may be met again: the
-    // `taken` check), and a redriven row must not be looked at twice.
-    let mut last = (i64::MIN, i64::MIN);
-    let mut taken: Vec<i64> = Vec::new();
-    while out.messages.len() < max {
-        let want = i64::try_from(max - out.messages.len()).unwrap_or(1);
-        let rows = select
-            .query_map(params![queue, now, cutoff, last.0, last.1, want], Row::read)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        if rows.is_empty() {
+    let mut take = Take {
+        c,
+        queue,
+        config,
+        now,
+        cutoff: retention_cutoff_ns(config.retention),
+        hidden_until: now.saturating_add(duration_ms(visibility)),
+        taken: Vec::new(),
+    };
+    // Round one: walk the groups once, from after the rotation point, one message each.
+    let mut groups: Vec<GroupCursor> = Vec::new();
+    let first = next_group(c, queue, rotation.as_deref())?;
+    let mut at = first.clone();
+    while let Some(grp) = at {
+        if out.messages.len() >= max {
             break;
         }
-        for row in rows {
-            last = (row.visible_at_ms, row.seq);
-            if taken.contains(&row.seq) {
-                continue;
+        let mut g = GroupCursor {
+            grp,
+            last: (i64::MIN, i64::MIN),
+            live: true,
+        };
+        match take.group(&mut g, 1, &mut out)? {
+            Ok(got) if got > 0 => out.rotation = Some(g.grp.clone()),
+            Ok(_) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        let next = next_group(c, queue, Some(&g.grp))?;
+        if g.live {
+            groups.push(g);
+        }
+        at = next.filter(|n| Some(n) != first.as_ref());
+    }
+    // Later rounds: what is left, shared evenly by the groups that still have messages.
+    loop {
+        let live = groups.iter().filter(|g| g.live).count();
+        if live == 0 || out.messages.len() >= max {
+            break;
+        }
+        let share = (max - out.messages.len()).div_ceil(live);
+        for g in groups.iter_mut().filter(|g| g.live) {
+            let want = share.min(max - out.messages.len());
+            if want == 0 {
+                break;
             }
-            if let Some(redrive) = &config.redrive
-                && row.receive_count >= i64::from(redrive.max_receive_count)
-            {
-                // Body, attributes, id and sent time travel unchanged; the count restarts
-                // because it counts receives from the dead-letter queue now.
-                c.prepare_cached(
-                    "UPDATE messages SET queue = ?2, receive_count = 0, visible_at_ms = 0, receipt = NULL \
-                     WHERE seq = ?1",
-                )?
-                .execute(params![row.seq, redrive.dead_letter_queue])?;
-                tracing::info!(
-                    queue = %queue, dead_letter_queue = %redrive.dead_letter_queue, message_id = %row.message_id,
-                    receive_count = row.receive_count, "message moved to the dead-letter queue"
-                );
-                out.dead_lettered += 1;
-                continue;
-            }
-            let token = new_token();
-            let count = row.receive_count.saturating_add(1);
-            c.prepare_cached(
-                "UPDATE messages SET receive_count = ?2, visible_at_ms = ?3, receipt = ?4 WHERE seq = ?1",
-            )?
-            .execute(params![row.seq, count, hidden_until, token])?;
-            taken.push(row.seq);
-            let receipt = receipt_handle(row.seq, &row.message_id, &token);
-            match row.into_message(receipt, count) {
-                Ok(m) => out.messages.push(m),
-                Err(e) => return Ok(Err(e)),
+            if let Err(e) = take.group(g, want, &mut out)? {
+                return Ok(Err(e));
             }
         }
     }
@@ -215,6 +260,91 @@ fn receive_tx(
             .query_row(params![queue, now], |r| r.get(0))?;
     }
     Ok(Ok(out))
+}
+
+/// What the rounds of one receive share.
+struct Take<'a> {
+    c: &'a Connection,
+    queue: &'a str,
+    config: &'a QueueConfig,
+    now: i64,
+    cutoff: i64,
+    hidden_until: i64,
+    /// Rows handed out by this receive: a zero visibility timeout leaves them visible (at a
+    /// later place in the index), so one may be met again.
+    taken: Vec<i64>,
+}
+
+impl Take<'_> {
+    /// Hands out up to `want` of `g`'s next visible messages (dead-lettering those received too
+    /// often instead); marks `g` spent when it has no more. Returns how many were handed out.
+    fn group(
+        &mut self,
+        g: &mut GroupCursor,
+        want: usize,
+        out: &mut Received,
+    ) -> rusqlite::Result<Result<usize, QueueError>> {
+        let mut select = self.c.prepare_cached(&receive_sql())?;
+        let mut got = 0;
+        while got < want {
+            let limit = i64::try_from(want - got).unwrap_or(1);
+            let rows = select
+                .query_map(
+                    params![self.queue, g.grp, self.now, self.cutoff, g.last.0, g.last.1, limit],
+                    Row::read,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let exhausted = rows.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+            if rows.is_empty() {
+                g.live = false;
+                break;
+            }
+            for row in rows {
+                g.last = (row.visible_at_ms, row.seq);
+                if self.taken.contains(&row.seq) {
+                    continue;
+                }
+                if let Some(redrive) = &self.config.redrive
+                    && row.receive_count >= i64::from(redrive.max_receive_count)
+                {
+                    // Body, attributes, id, group and sent time travel unchanged; the count
+                    // restarts because it counts receives from the dead-letter queue now.
+                    self.c
+                        .prepare_cached(
+                            "UPDATE messages SET queue = ?2, receive_count = 0, visible_at_ms = 0, receipt = NULL \
+                             WHERE seq = ?1",
+                        )?
+                        .execute(params![row.seq, redrive.dead_letter_queue])?;
+                    tracing::info!(
+                        queue = %self.queue, dead_letter_queue = %redrive.dead_letter_queue,
+                        message_id = %row.message_id, receive_count = row.receive_count,
+                        "message moved to the dead-letter queue"
+                    );
+                    out.dead_lettered += 1;
+                    continue;
+                }
+                let token = new_token();
+                let count = row.receive_count.saturating_add(1);
+                self.c
+                    .prepare_cached(
+                        "UPDATE messages SET receive_count = ?2, visible_at_ms = ?3, receipt = ?4 WHERE seq = ?1",
+                    )?
+                    .execute(params![row.seq, count, self.hidden_until, token])?;
+                self.taken.push(row.seq);
+                let receipt = receipt_handle(row.seq, &row.message_id, &token);
+                match row.into_message(receipt, count) {
+                    Ok(m) => out.messages.push(m),
+                    Err(e) => return Ok(Err(e)),
+                }
+                got += 1;
+            }
+            if exhausted {
+                g.live = false;
+                break;
+            }
+        }
+        Ok(Ok(got))
+    }
 }
 
 /// Deletes the message a receipt names, inside the writer's transaction.
@@ -272,12 +402,16 @@ impl EmbeddedQueue {
     async fn receive_once(&self, max: usize, visibility: Duration) -> Result<Received, QueueError> {
         let name = self.name.clone();
         let config = self.config.clone();
+        let rotation = self.rotation.lock().clone();
         let out = self
             .db
             .writer
-            .run(move |c| receive_tx(c, &name, &config, max, visibility))
+            .run(move |c| receive_tx(c, &name, &config, max, visibility, rotation))
             .await
             .map_err(unavailable)??;
+        if !out.messages.is_empty() {
+            self.rotation.lock().clone_from(&out.rotation);
+        }
         if out.dead_lettered > 0
             && let Some(r) = &self.config.redrive
         {
@@ -291,7 +425,7 @@ impl EmbeddedQueue {
 /// its send (`claiming.rs`).
 pub(crate) struct Rows {
     queue: Arc<str>,
-    rows: Vec<(String, String, String)>,
+    rows: Vec<(String, String, String, String)>,
 }
 
 impl Rows {
@@ -304,14 +438,19 @@ impl Rows {
         for m in messages {
             let attributes = serde_json::to_string(&m.attributes)
                 .map_err(|_| QueueError::Invalid("attributes cannot be encoded".into()))?;
-            rows.push((ulid::Ulid::new().to_string(), m.body, attributes));
+            rows.push((
+                ulid::Ulid::new().to_string(),
+                m.body,
+                attributes,
+                m.group.unwrap_or_default(),
+            ));
         }
         Ok(Self { queue, rows })
     }
 
     /// The message ids, in order.
     pub(crate) fn message_ids(&self) -> Vec<String> {
-        self.rows.iter().map(|(id, _, _)| id.clone()).collect()
+        self.rows.iter().map(|(id, ..)| id.clone()).collect()
     }
 
     /// Inserts every message, visible now.
@@ -321,11 +460,11 @@ impl Rows {
         // at exactly its place in send order.
         let visible = sent / 1_000_000;
         let mut insert = c.prepare_cached(
-            "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO messages (queue, message_id, body, attributes, sent_at_ns, visible_at_ms, grp) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for (id, body, attributes) in &self.rows {
-            insert.execute(params![&*self.queue, id, body, attributes, sent, visible])?;
+        for (id, body, attributes, grp) in &self.rows {
+            insert.execute(params![&*self.queue, id, body, attributes, sent, visible, grp])?;
         }
         Ok(())
     }

@@ -76,6 +76,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_by_expiry ON idempotency (expires_at_ns);
 ",
+    "
+    -- Fair queues (SQS MessageGroupId on a standard queue): each message's group, and the one
+    -- index now ordered by group first, so a receive can take the oldest visible messages of
+    -- each group in turn (one tenant's backlog does not hold back another's events) and still
+    -- writes two B-trees per send. Messages sent without a group share the group ''.
+    ALTER TABLE messages ADD COLUMN grp TEXT NOT NULL DEFAULT '';
+    DROP INDEX messages_by_visibility;
+    CREATE INDEX messages_by_group ON messages (queue, grp, visible_at_ms);
+",
 ];
 
 /// Dead-letter policy of a queue (SQS `RedrivePolicy`).
@@ -176,6 +185,7 @@ impl QueueDb {
             name: Arc::from(name),
             config: Arc::new(config),
             notify,
+            rotation: Arc::default(),
         }
     }
 
@@ -249,7 +259,7 @@ pub(crate) fn retention_cutoff_ns(retention: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::receive_sql;
+    use crate::queue::{next_group_sql, receive_sql};
     use sluice_core::ports::Queue;
 
     fn plan(c: &Connection, sql: &str) -> String {
@@ -275,9 +285,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(btrees, 2, "each B-tree is written by every send, receive and delete");
-        let receive = plan(&c, &receive_sql());
-        assert!(receive.contains("USING INDEX messages_by_visibility"), "{receive}");
-        assert!(!receive.contains("TEMP B-TREE"), "{receive}");
+        for sql in [receive_sql(), next_group_sql(true), next_group_sql(false)] {
+            let receive = plan(&c, &sql);
+            assert!(
+                receive.contains("USING COVERING INDEX messages_by_group")
+                    || receive.contains("USING INDEX messages_by_group"),
+                "{receive}"
+            );
+            assert!(!receive.contains("TEMP B-TREE"), "{receive}");
+        }
         let by_receipt = plan(&c, "SELECT queue, message_id, receipt FROM messages WHERE seq = 1");
         assert!(by_receipt.contains("INTEGER PRIMARY KEY"), "{by_receipt}");
     }
@@ -301,6 +317,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].message_id.as_str(), got[0].body.as_str()), ("01OLD", "kept"));
         assert_eq!(got[0].attributes.get("k").map(String::as_str), Some("v"));
+        assert_eq!(got[0].group, None, "sent before groups existed");
         q.delete(&got[0].receipt).await.unwrap();
         assert_eq!(q.depth().await.unwrap().total(), 0);
     }

@@ -23,6 +23,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn msg(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        group: None,
         body: body.to_owned(),
         attributes: Default::default(),
     }
@@ -30,9 +31,30 @@ fn msg(body: &str) -> OutgoingMessage {
 
 fn msg_with(body: &str, attrs: &[(&str, &str)]) -> OutgoingMessage {
     OutgoingMessage {
+        group: None,
         body: body.to_owned(),
         attributes: attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
     }
+}
+
+fn in_group(body: &str, group: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        group: Some(group.to_owned()),
+        body: body.to_owned(),
+        attributes: Default::default(),
+    }
+}
+
+/// Sends `n` messages in `group`, ten to a batch.
+async fn backlog(q: &sluice_embedded::EmbeddedQueue, group: &str, n: usize) {
+    let all: Vec<_> = (0..n).map(|i| in_group(&format!("{group}-{i}"), group)).collect();
+    for batch in all.chunks(10) {
+        q.send_batch(batch.to_vec()).await.unwrap();
+    }
+}
+
+fn groups_of(got: &[sluice_core::ports::ReceivedMessage]) -> Vec<String> {
+    got.iter().map(|m| m.group.clone().unwrap_or_default()).collect()
 }
 
 fn event(tenant: &str, n: i64) -> StoredEvent {
@@ -603,4 +625,61 @@ async fn a_delete_batch_over_the_sqs_limit_is_refused_entry_by_entry_and_deletes
         "{results:?}"
     );
     assert_eq!(q.depth().await.unwrap().in_flight, 1);
+}
+
+/// D-3 per tenant (SQS fair queues): a tenant with a backlog of thousands does not hold back
+/// another tenant's single message; it is in the very next receive.
+#[tokio::test]
+async fn d3_a_backlog_in_one_group_does_not_hold_back_another_groups_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    backlog(&q, "big", 2000).await;
+    q.send(in_group("small-0", "small")).await.unwrap();
+    let got = q.receive(10, SECOND, LONG).await.unwrap();
+    assert_eq!(got.len(), 10);
+    let bodies: Vec<_> = got.iter().map(|m| m.body.as_str()).collect();
+    assert!(bodies.contains(&"small-0"), "{bodies:?}");
+    // Within a group, oldest first.
+    let big: Vec<_> = bodies.iter().filter(|b| b.starts_with("big-")).copied().collect();
+    assert_eq!(big, (0..9).map(|i| format!("big-{i}")).collect::<Vec<_>>());
+}
+
+/// Backlogged groups share each receive evenly, and a receive of one message takes each
+/// group's turn in rotation rather than always serving the first.
+#[tokio::test]
+async fn receives_share_between_groups_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    for g in ["a", "b", "c"] {
+        backlog(&q, g, 30).await;
+    }
+    let mut one_each = Vec::new();
+    for _ in 0..3 {
+        one_each.extend(groups_of(&q.receive(1, SECOND, LONG).await.unwrap()));
+    }
+    one_each.sort();
+    assert_eq!(one_each, ["a", "b", "c"]);
+    let got = groups_of(&q.receive(9, SECOND, LONG).await.unwrap());
+    for g in ["a", "b", "c"] {
+        assert_eq!(got.iter().filter(|x| *x == g).count(), 3, "{got:?}");
+    }
+    // Messages without a group form one group of their own.
+    q.send(msg("no group")).await.unwrap();
+    let got = q.receive(10, SECOND, LONG).await.unwrap();
+    assert!(got.iter().any(|m| m.body == "no group" && m.group.is_none()));
+}
+
+/// A group whose messages are all in flight is passed over without ending the receive: the
+/// other groups still fill it.
+#[tokio::test]
+async fn a_group_with_only_hidden_messages_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open_queue(dir.path());
+    backlog(&q, "a", 3).await;
+    let hidden = q.receive(3, SECOND, LONG).await.unwrap();
+    assert_eq!(groups_of(&hidden), ["a", "a", "a"]);
+    backlog(&q, "b", 5).await;
+    let got = q.receive(10, SECOND, LONG).await.unwrap();
+    assert_eq!(groups_of(&got), ["b"; 5]);
+    assert!(q.receive(10, Duration::ZERO, LONG).await.unwrap().is_empty());
 }

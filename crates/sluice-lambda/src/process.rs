@@ -171,5 +171,6 @@ pub fn received_message(m: &SqsMessage) -> Option<ReceivedMessage> {
         attributes,
         receive_count,
         sent_at,
+        group: m.attributes.get("MessageGroupId").cloned(),
     })
 }

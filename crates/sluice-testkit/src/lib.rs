@@ -89,6 +89,7 @@ pub fn message(body: &str) -> OutgoingMessage {
     OutgoingMessage {
         body: body.to_owned(),
         attributes: MessageAttributes::new(),
+        group: None,
     }
 }
 
@@ -100,6 +101,7 @@ pub fn message_with(body: &str, attributes: &[(&str, &str)]) -> OutgoingMessage 
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        group: None,
     }
 }
 
@@ -151,6 +153,7 @@ macro_rules! conformance_tests {
                 queue_redrives_after_max_receive_count,
                 queue_queues_are_isolated,
                 queue_concurrent_sends_are_each_delivered,
+                queue_keeps_each_message_group,
                 store_put_if_absent_is_conditional,
                 store_round_trips_the_optional_subject_webhook_and_extensions,
                 store_put_batch_if_absent_answers_per_event,

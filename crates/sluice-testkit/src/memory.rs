@@ -52,6 +52,8 @@ struct Held {
     receive_count: u32,
     /// The token of the latest receive; `None` until received (and again after a redrive).
     token: Option<u64>,
+    /// Kept and returned; this double hands out in send order, without fairness across groups.
+    group: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +134,7 @@ impl MemoryQueue {
             .map(|m| OutgoingMessage {
                 body: m.body.clone(),
                 attributes: m.attributes.clone(),
+                group: m.group.clone(),
             })
             .collect()
     }
@@ -188,6 +191,7 @@ impl MemoryQueue {
                     attributes: m.attributes.clone(),
                     receive_count: m.receive_count,
                     sent_at: m.sent_at,
+                    group: m.group.clone(),
                 });
                 state.issued.insert(receipt.0);
             }
@@ -222,6 +226,7 @@ impl Queue for MemoryQueue {
                         visible_at: now,
                         receive_count: 0,
                         token: None,
+                        group: m.group,
                     });
                     message_id
                 })

@@ -259,6 +259,7 @@ async fn t2_tampered_message_on_the_aws_queue_goes_to_the_dlq_with_its_reason() 
     let forged = json!({"v": 1, "tenant": "acme", "type": "order.created", "data": {"amount": 1_000_000}});
     queue
         .send_batch(vec![OutgoingMessage {
+            group: None,
             body: forged.to_string(),
             attributes: [
                 ("signature".to_owned(), "AAAA".to_owned()),
@@ -383,6 +384,7 @@ async fn d3_aws_backend_refuses_new_events_while_sqs_holds_max_depth() {
     let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
     let backlog = (0..3)
         .map(|i| OutgoingMessage {
+            group: None,
             body: format!("backlog {i}"),
             attributes: Default::default(),
         })

@@ -509,6 +509,7 @@ async fn t4_a_sealed_envelope_modified_in_the_queue_lands_in_the_dlq() {
     tampered.push((
         "req-amount",
         OutgoingMessage {
+            group: None,
             body: m.body.replace("\"amount\":100", "\"amount\":100000"),
             attributes: m.attributes,
         },
@@ -519,6 +520,7 @@ async fn t4_a_sealed_envelope_modified_in_the_queue_lands_in_the_dlq() {
     tampered.push((
         "req-tenant",
         OutgoingMessage {
+            group: None,
             body: m.body.replace("\"tenant\":\"acme\"", "\"tenant\":\"other\""),
             attributes: m.attributes,
         },
@@ -619,6 +621,7 @@ async fn r3_control_characters_and_newlines_never_split_or_forge_a_log_record() 
     enqueue(
         &app,
         OutgoingMessage {
+            group: None,
             body: format!("{{\"v\":1,\"x\":\"{}\"}}", INJECT.escape_default()),
             attributes,
         },

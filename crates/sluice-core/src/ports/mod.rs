@@ -14,9 +14,9 @@ pub mod store;
 pub use idempotency::{Claim, ClaimingQueue, IdempotencyError, IdempotencyRecord, IdempotencyStore};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
 pub use queue::{
-    ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, MessageAttributes,
-    OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive, check_send_batch,
-    check_visibility, message_size,
+    ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_GROUP_LEN, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT,
+    MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive,
+    check_send_batch, check_visibility, message_size, valid_group,
 };
 pub use sources::{SourceRecord, SourceSecret, SourceStore, SourceStoreError};
 pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};

@@ -37,6 +37,11 @@ pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> 
         if m.body.is_empty() {
             return Err(QueueError::Invalid("a message body must not be empty".into()));
         }
+        if m.group.as_deref().is_some_and(|g| !valid_group(g)) {
+            return Err(QueueError::Invalid(format!(
+                "a message group is 1 to {MAX_GROUP_LEN} printable ASCII characters"
+            )));
+        }
         if m.attributes.len() > MAX_ATTRIBUTES {
             return Err(QueueError::Invalid(format!(
                 "a message has at most {MAX_ATTRIBUTES} attributes"
@@ -89,6 +94,20 @@ pub struct OutgoingMessage {
     pub body: String,
     /// Metadata that travels beside the body and survives a move to the DLQ (R-2).
     pub attributes: MessageAttributes,
+    /// The fairness group (SQS fair queues' `MessageGroupId` on a standard queue): when one
+    /// group has a backlog, messages of the other groups are handed out first, so one tenant's
+    /// burst does not delay another's events (D-3). Sluice uses the tenant. At most
+    /// [`MAX_GROUP_LEN`] characters of `[A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~]`.
+    pub group: Option<String>,
+}
+
+/// SQS's longest `MessageGroupId`.
+pub const MAX_GROUP_LEN: usize = 128;
+
+/// Whether `group` is a `MessageGroupId` SQS accepts: 1 to [`MAX_GROUP_LEN`] printable ASCII
+/// characters other than space.
+pub fn valid_group(group: &str) -> bool {
+    !group.is_empty() && group.len() <= MAX_GROUP_LEN && group.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// An opaque handle that names one receipt of a message.
@@ -113,6 +132,8 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// `SentTimestamp`.
     pub sent_at: OffsetDateTime,
+    /// The fairness group it was sent with (`MessageGroupId`).
+    pub group: Option<String>,
 }
 
 /// Approximate counts, as SQS reports them.

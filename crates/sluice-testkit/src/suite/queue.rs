@@ -353,3 +353,34 @@ pub async fn queue_concurrent_sends_are_each_delivered<F: Factory>(f: &F) {
     }
     assert_eq!(received, ids);
 }
+
+/// A message's fairness group (`MessageGroupId`) comes back with it, also from the dead-letter
+/// queue; a message sent without one has none; a group SQS would refuse is refused.
+pub async fn queue_keeps_each_message_group<F: Factory>(f: &F) {
+    let (q, dlq) = f.queue_with_dlq(1).await;
+    let grouped = |body: &str, group: &str| {
+        let mut m = message(body);
+        m.group = Some(group.to_owned());
+        m
+    };
+    q.send_batch(vec![grouped("a", "tenant-a"), message("none")])
+        .await
+        .unwrap();
+    let mut got = q.receive(10, SECOND, LONG).await.unwrap();
+    got.sort_by(|x, y| x.body.cmp(&y.body));
+    let groups: Vec<_> = got.iter().map(|m| (m.body.as_str(), m.group.as_deref())).collect();
+    assert_eq!(groups, [("a", Some("tenant-a")), ("none", None)]);
+    for m in &got {
+        q.change_visibility(&m.receipt, Duration::ZERO).await.unwrap();
+    }
+    // The second receive moves both to the dead-letter queue, groups and all.
+    assert!(q.receive(10, SECOND, LONG).await.unwrap().is_empty());
+    let mut dead = dlq.receive(10, Duration::from_secs(2), LONG).await.unwrap();
+    dead.sort_by(|x, y| x.body.cmp(&y.body));
+    let groups: Vec<_> = dead.iter().map(|m| (m.body.as_str(), m.group.as_deref())).collect();
+    assert_eq!(groups, [("a", Some("tenant-a")), ("none", None)]);
+    for bad in ["", "has space", &"g".repeat(129)] {
+        let r = q.send(grouped("x", bad)).await;
+        assert!(matches!(r, Err(QueueError::Invalid(_))), "{bad:?}: {r:?}");
+    }
+}
