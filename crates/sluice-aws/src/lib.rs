@@ -28,12 +28,18 @@
 //! With the `testing` feature, [`testing::Moto`] runs a moto server for integration tests and
 //! [`testing::CallRecorder`] records the AWS operations a client makes (to check IAM policies).
 //!
+//! # Tenant plans
+//! With the `plans` feature, [`plans::ApiGatewayPlans`] keeps tenants' limits as API Gateway
+//! usage plans (the operator's CLI; the functions never link it).
+//!
 //! # Secrets
 //! With the `ssm` feature, [`secrets::SecretParameters`] reads key rings from SSM Parameter Store.
 
 mod config;
 pub mod dynamo;
 mod error;
+#[cfg(feature = "plans")]
+pub mod plans;
 pub mod provision;
 #[cfg(feature = "ssm")]
 pub mod secrets;

@@ -350,3 +350,71 @@ impl Moto {
         aws_sdk_ssm::Client::new(&self.sdk_config())
     }
 }
+
+#[cfg(feature = "plans")]
+impl Moto {
+    /// A fresh API Gateway client (see [`Moto::sqs`] on sharing).
+    pub fn apigateway(&self) -> aws_sdk_apigateway::Client {
+        aws_sdk_apigateway::Client::new(&self.sdk_config())
+    }
+
+    /// What the template deploys for tenant plans, on moto: a REST API with a deployed stage
+    /// `stage` and a default usage plan on it (rate 10, burst 20, 20,000 requests a day, the
+    /// template's defaults). Returns the API id and the default plan's id, or what moto refused.
+    pub async fn rest_api_with_default_plan(&self, stage: &str) -> Result<(String, String), String> {
+        use aws_sdk_apigateway::types::{ApiStage, QuotaPeriodType, QuotaSettings, ThrottleSettings};
+        let gw = self.apigateway();
+        let api = gw
+            .create_rest_api()
+            .name(unique_name("api"))
+            .send()
+            .await
+            .map_err(|e| format!("moto CreateRestApi: {e:?}"))?;
+        let api_id = api.id().unwrap_or_default().to_owned();
+        let root = gw
+            .get_resources()
+            .rest_api_id(&api_id)
+            .send()
+            .await
+            .map_err(|e| format!("moto GetResources: {e:?}"))?;
+        let root_id = root.items().first().and_then(|r| r.id()).unwrap_or_default().to_owned();
+        gw.put_method()
+            .rest_api_id(&api_id)
+            .resource_id(&root_id)
+            .http_method("GET")
+            .authorization_type("NONE")
+            .api_key_required(true)
+            .send()
+            .await
+            .map_err(|e| format!("moto PutMethod: {e:?}"))?;
+        gw.put_integration()
+            .rest_api_id(&api_id)
+            .resource_id(&root_id)
+            .http_method("GET")
+            .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
+            .send()
+            .await
+            .map_err(|e| format!("moto PutIntegration: {e:?}"))?;
+        gw.create_deployment()
+            .rest_api_id(&api_id)
+            .stage_name(stage)
+            .send()
+            .await
+            .map_err(|e| format!("moto CreateDeployment: {e:?}"))?;
+        let plan = gw
+            .create_usage_plan()
+            .name(unique_name("default-plan"))
+            .api_stages(ApiStage::builder().api_id(&api_id).stage(stage).build())
+            .throttle(ThrottleSettings::builder().rate_limit(10.0).burst_limit(20).build())
+            .quota(
+                QuotaSettings::builder()
+                    .limit(20_000)
+                    .period(QuotaPeriodType::Day)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("moto CreateUsagePlan: {e:?}"))?;
+        Ok((api_id, plan.id().unwrap_or_default().to_owned()))
+    }
+}

@@ -117,3 +117,20 @@ impl sluice_testkit::SourceFactory for AwsFactory {
 
 sluice_testkit::conformance_tests!(aws, AwsFactory);
 sluice_testkit::source_conformance_tests!(aws_sources, AwsFactory);
+
+/// Usage plans on a fresh REST API with its default plan, as the template deploys them.
+#[async_trait]
+impl sluice_testkit::PlansFactory for AwsFactory {
+    async fn plans(&self) -> Arc<dyn sluice_core::ports::TenantPlans> {
+        let moto = Moto::shared().await.unwrap();
+        let (api_id, default_plan) = moto.rest_api_with_default_plan("v1").await.unwrap();
+        Arc::new(sluice_aws::plans::ApiGatewayPlans::new(
+            moto.apigateway(),
+            &api_id,
+            "v1",
+            &default_plan,
+        ))
+    }
+}
+
+sluice_testkit::plan_conformance_tests!(aws_plans, AwsFactory);

@@ -11,6 +11,7 @@
 use crate::EmbeddedError;
 use crate::events::EmbeddedEvents;
 use crate::keys::EmbeddedKeys;
+use crate::plans::EmbeddedPlans;
 use crate::sources::EmbeddedSources;
 use crate::sqlite::{DbFailure, ReadPool, limit_pages, open_writer};
 use crate::writer::{Writer, WriterStats};
@@ -75,6 +76,15 @@ const MIGRATIONS: &[&str] = &[
     // Records of requests accepted before the move are not consulted again: a retry of one of
     // those (within its 24 h) is accepted as a new request.
     "DROP TABLE idempotency;",
+    // Tenants' own plans (`sluice tenants limits set`), which `sluice serve` enforces.
+    "
+    CREATE TABLE tenant_plans (
+        tenant TEXT PRIMARY KEY,
+        rate_per_sec INTEGER NOT NULL,
+        burst INTEGER NOT NULL,
+        quota_per_day INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -135,6 +145,11 @@ impl StoreDb {
     /// The [`SourceStore`](sluice_core::ports::SourceStore) on this database.
     pub fn sources(self: &Arc<Self>) -> EmbeddedSources {
         EmbeddedSources::new(self.clone())
+    }
+
+    /// The [`TenantPlans`](sluice_core::ports::TenantPlans) on this database.
+    pub fn plans(self: &Arc<Self>) -> EmbeddedPlans {
+        EmbeddedPlans::new(self.clone())
     }
 
     /// Commit counters of the writer, for tests of group commit.

@@ -78,5 +78,13 @@ impl sluice_testkit::SourceFactory for EmbeddedFactory {
     }
 }
 
+#[async_trait]
+impl sluice_testkit::PlansFactory for EmbeddedFactory {
+    async fn plans(&self) -> Arc<dyn sluice_core::ports::TenantPlans> {
+        Arc::new(self.store.plans())
+    }
+}
+
 sluice_testkit::conformance_tests!(embedded, EmbeddedFactory);
+sluice_testkit::plan_conformance_tests!(embedded_plans, EmbeddedFactory);
 sluice_testkit::source_conformance_tests!(embedded_sources, EmbeddedFactory);

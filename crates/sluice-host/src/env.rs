@@ -30,6 +30,12 @@ pub mod vars {
     pub const KEYS_TABLE: &str = "SLUICE_KEYS_TABLE";
     /// The webhook sources table.
     pub const SOURCES_TABLE: &str = "SLUICE_SOURCES_TABLE";
+    /// The REST API whose usage plans hold tenants' limits (the template's `RestApiId` output).
+    pub const REST_API_ID: &str = "SLUICE_REST_API_ID";
+    /// Its stage (`ApiStageName`).
+    pub const API_STAGE: &str = "SLUICE_API_STAGE";
+    /// The usage plan of tenants without their own (`DefaultUsagePlanId`).
+    pub const DEFAULT_USAGE_PLAN_ID: &str = "SLUICE_DEFAULT_USAGE_PLAN_ID";
     /// The SSM parameter holding the envelope signing key ring.
     pub const SIGNING_KEY_PARAM: &str = "SLUICE_SIGNING_KEY_PARAM";
     /// The SSM parameter holding the cursor key.

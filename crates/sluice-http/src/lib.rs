@@ -41,7 +41,7 @@ pub use auth::Auth;
 pub use client_ip::ClientIp;
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
-pub use throttle::TenantPlan;
+pub use throttle::{PlanBook, TenantPlan};
 
 use access_log::AccessLogLayer;
 use admission::ByteBudget;
@@ -120,6 +120,10 @@ pub struct HttpConfig {
     /// place of the per-key one) and a daily quota (in place of `quota_per_day`), as one API
     /// Gateway usage plan per tenant does.
     pub tenants: std::collections::BTreeMap<String, TenantPlan>,
+    /// Plans the host keeps current from its store (`sluice tenants limits set`), over
+    /// `tenants`. Not a setting: empty unless the host fills it.
+    #[serde(skip)]
+    pub plan_book: PlanBook,
 }
 
 impl Default for HttpConfig {
@@ -143,6 +147,7 @@ impl Default for HttpConfig {
             max_connections_per_address: 256,
             quota_per_day: 0,
             tenants: std::collections::BTreeMap::new(),
+            plan_book: PlanBook::default(),
         }
     }
 }
@@ -166,7 +171,8 @@ fn guard(auth: Auth, config: &HttpConfig) -> Arc<Guard> {
             config.global_rate_per_sec,
             config.global_burst,
         )
-        .with_tenants(&config.tenants, config.quota_per_day),
+        .with_tenants(&config.tenants, config.quota_per_day)
+        .with_book(config.plan_book.clone()),
         config.auth_failures_per_minute,
         config.auth_failure_burst,
     ))

@@ -9,7 +9,7 @@ use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY_SECS: u64 = 24 * 3600;
@@ -18,30 +18,68 @@ const DAY_SECS: u64 = 24 * 3600;
 const MAX_TRACKED_KEYS: usize = 10_000;
 
 /// One tenant's plan: its own request rate for all its keys, and its daily quota (each 0: no
-/// limit). `[throttle.tenants.<tenant>]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TenantPlan {
-    /// Sustained requests per second over all the tenant's keys (0: no per-tenant rate limit;
-    /// the per-key limit does not apply to a tenant with a plan).
-    pub rate_per_sec: u32,
-    /// Bucket size (0: equal to the rate).
-    pub burst: u32,
-    /// Requests per UTC day (0: no quota).
-    pub quota_per_day: u64,
+/// limit). `[throttle.tenants.<tenant>]`; the same limits `sluice tenants limits set` stores.
+pub type TenantPlan = sluice_core::ports::TenantLimits;
+
+/// Tenant plans that change while the server runs: the host fills it from its store (`sluice
+/// tenants limits set`) and refreshes it; they take precedence over `[throttle.tenants]`. A
+/// tenant whose plan changes gets a fresh bucket; its day's count is kept.
+#[derive(Clone, Default)]
+pub struct PlanBook(Arc<RwLock<Arc<BTreeMap<String, TenantPlan>>>>);
+
+impl PlanBook {
+    /// Replaces every plan in the book.
+    pub fn replace(&self, plans: BTreeMap<String, TenantPlan>) {
+        if let Ok(mut current) = self.0.write() {
+            *current = Arc::new(plans);
+        }
+    }
+
+    fn current(&self) -> Arc<BTreeMap<String, TenantPlan>> {
+        self.0.read().map(|c| c.clone()).unwrap_or_default()
+    }
 }
 
-/// A plan's bucket and quota, built once.
+impl std::fmt::Debug for PlanBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PlanBook").field(&self.current().len()).finish()
+    }
+}
+
+/// Two handles are equal when they are the same book.
+impl PartialEq for PlanBook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PlanBook {}
+
+/// A plan's bucket and quota, built once per plan.
 struct Plan {
+    limits: TenantPlan,
     bucket: Option<DefaultDirectRateLimiter>,
     quota_per_day: u64,
+}
+
+impl Plan {
+    fn new(p: &TenantPlan) -> Self {
+        Self {
+            limits: *p,
+            bucket: quota(p.rate_per_sec, p.burst).map(RateLimiter::direct),
+            quota_per_day: p.quota_per_day,
+        }
+    }
 }
 
 /// The buckets of one router instance.
 pub(crate) struct Throttle {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     global: Option<DefaultDirectRateLimiter>,
-    plans: HashMap<String, Plan>,
+    plans: HashMap<String, Arc<Plan>>,
+    /// Plans from the host's store, over `plans`, with the buckets built for them so far.
+    book: PlanBook,
+    built: Mutex<HashMap<String, Arc<Plan>>>,
     default_quota_per_day: u64,
     /// Requests counted per tenant: (UTC day number, count).
     usage: Mutex<HashMap<String, (u64, u64)>>,
@@ -90,6 +128,8 @@ impl Throttle {
             per_key: quota(rate, burst).map(RateLimiter::keyed),
             global: quota(global_rate, global_burst).map(RateLimiter::direct),
             plans: HashMap::new(),
+            book: PlanBook::default(),
+            built: Mutex::new(HashMap::new()),
             default_quota_per_day: 0,
             usage: Mutex::new(HashMap::new()),
         }
@@ -99,23 +139,47 @@ impl Throttle {
     pub(crate) fn with_tenants(mut self, plans: &BTreeMap<String, TenantPlan>, default_quota_per_day: u64) -> Self {
         self.plans = plans
             .iter()
-            .map(|(tenant, p)| {
-                let plan = Plan {
-                    bucket: quota(p.rate_per_sec, p.burst).map(RateLimiter::direct),
-                    quota_per_day: p.quota_per_day,
-                };
-                (tenant.clone(), plan)
-            })
+            .map(|(tenant, p)| (tenant.clone(), Arc::new(Plan::new(p))))
             .collect();
         self.default_quota_per_day = default_quota_per_day;
         self
     }
 
+    /// With plans from `book` taking precedence over the configured ones.
+    pub(crate) fn with_book(mut self, book: PlanBook) -> Self {
+        self.book = book;
+        self
+    }
+
+    /// The plan that applies to `tenant`: the book's (its bucket kept while the plan is
+    /// unchanged), else the configured one.
+    fn plan(&self, tenant: &str) -> Option<Arc<Plan>> {
+        let book = self.book.current();
+        let Some(limits) = book.get(tenant) else {
+            return self.plans.get(tenant).cloned();
+        };
+        let Ok(mut built) = self.built.lock() else {
+            return Some(Arc::new(Plan::new(limits)));
+        };
+        if built.len() > MAX_TRACKED_KEYS {
+            built.retain(|t, _| book.contains_key(t));
+        }
+        let plan = built
+            .entry(tenant.to_owned())
+            .and_modify(|p| {
+                if p.limits != *limits {
+                    *p = Arc::new(Plan::new(limits));
+                }
+            })
+            .or_insert_with(|| Arc::new(Plan::new(limits)));
+        Some(plan.clone())
+    }
+
     /// For an authenticated request of `tenant` with key `key`: the tenant's plan bucket (or the
     /// key's), the global bucket, then the tenant's daily quota.
     pub(crate) fn check_principal(&self, tenant: &str, key: &str) -> Result<(), Problem> {
-        let plan = self.plans.get(tenant);
-        match plan {
+        let plan = self.plan(tenant);
+        match plan.as_deref() {
             Some(Plan {
                 bucket: Some(bucket), ..
             }) => bucket

@@ -29,7 +29,7 @@ pub mod webhooks;
 
 use async_trait::async_trait;
 use sluice_core::ports::{
-    EventStore, IdempotencyStore, KeyStore, MessageAttributes, OutgoingMessage, Queue, SourceStore,
+    EventStore, IdempotencyStore, KeyStore, MessageAttributes, OutgoingMessage, Queue, SourceStore, TenantPlans,
 };
 use sluice_core::{EventId, EventType, RequestId, StoredEvent, Tenant};
 use std::sync::Arc;
@@ -67,6 +67,13 @@ pub trait Factory: Send + Sync + Sized + 'static {
 pub trait SourceFactory: Factory {
     /// The source store.
     async fn source_store(&self) -> Arc<dyn SourceStore>;
+}
+
+/// A backend with tenant plans too, held to [`plan_conformance_tests!`]'s cases.
+#[async_trait]
+pub trait PlansFactory: Factory {
+    /// The tenant plans.
+    async fn plans(&self) -> Arc<dyn TenantPlans>;
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -188,6 +195,23 @@ macro_rules! source_conformance_tests {
                 sources_insert_get_and_list_oldest_first,
                 sources_set_secrets_replaces_them,
                 sources_delete_keeps_the_first_time,
+            );
+        }
+    };
+}
+
+/// Expands to one `#[tokio::test]` per tenant plan case, in a module named `$module`, for a
+/// `$factory` implementing [`PlansFactory`].
+#[macro_export]
+macro_rules! plan_conformance_tests {
+    ($module:ident, $factory:ty) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_cases!($factory;
+                plans_set_get_list_and_clear,
+                plans_enroll_is_idempotent_and_keeps_an_own_plan,
+                plans_refuse_limits_that_do_not_bound,
             );
         }
     };

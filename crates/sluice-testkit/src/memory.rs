@@ -7,7 +7,7 @@
 //!   receive counts, redrive to a dead-letter queue after too many receives). Like the embedded
 //!   queue, it refuses a superseded receipt handle, which the port allows but does not require.
 //! - [`MemoryEvents`], [`MemoryIdempotency`], [`MemoryKeys`], [`MemorySources`]: the
-//!   DynamoDB-shaped stores.
+//!   DynamoDB-shaped stores; [`MemoryPlans`]: tenant plans.
 //!
 //! Nothing persists, and each value is its own backend: a clone of an `Arc` shares it. Besides
 //! the ports, each type has a few synchronous helpers to seed or inspect it from test code that
@@ -17,8 +17,9 @@
 use async_trait::async_trait;
 use sluice_core::ports::{
     Claim, EventStore, IdempotencyError, IdempotencyRecord, IdempotencyStore, KeyRecord, KeyStore, KeyStoreError,
-    ListQuery, MAX_BATCH, MessageAttributes, OutgoingMessage, Page, PutOutcome, Queue, QueueDepth, QueueError,
-    ReceiptHandle, ReceivedMessage, SourceRecord, SourceSecret, SourceStore, SourceStoreError, StoreError,
+    ListQuery, MAX_BATCH, MessageAttributes, OutgoingMessage, Page, PlanError, PutOutcome, Queue, QueueDepth,
+    QueueError, ReceiptHandle, ReceivedMessage, SourceRecord, SourceSecret, SourceStore, SourceStoreError, StoreError,
+    TenantLimits, TenantPlans, check_limits,
 };
 use sluice_core::{EventId, IdempotencyKey, KeyId, SourceId, StoredEvent, Tenant};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -529,5 +530,43 @@ impl SourceStore for MemorySources {
         self.update(id, |r| {
             r.deleted_at.get_or_insert(at);
         })
+    }
+}
+
+/// The [`TenantPlans`] port in memory.
+#[derive(Debug, Default)]
+pub struct MemoryPlans {
+    plans: Mutex<BTreeMap<Tenant, TenantLimits>>,
+}
+
+impl MemoryPlans {
+    /// No plans.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl TenantPlans for MemoryPlans {
+    async fn enroll(&self, _tenant: &Tenant) -> Result<(), PlanError> {
+        Ok(())
+    }
+
+    async fn set(&self, tenant: &Tenant, limits: TenantLimits) -> Result<(), PlanError> {
+        check_limits(&limits)?;
+        lock(&self.plans).insert(tenant.clone(), limits);
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &Tenant) -> Result<Option<TenantLimits>, PlanError> {
+        Ok(lock(&self.plans).get(tenant).copied())
+    }
+
+    async fn list(&self) -> Result<Vec<(Tenant, TenantLimits)>, PlanError> {
+        Ok(lock(&self.plans).iter().map(|(t, l)| (t.clone(), *l)).collect())
+    }
+
+    async fn clear(&self, tenant: &Tenant) -> Result<bool, PlanError> {
+        Ok(lock(&self.plans).remove(tenant).is_some())
     }
 }

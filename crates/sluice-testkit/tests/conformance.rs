@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sluice_core::ports::{EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
-use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryQueue, MemorySources};
+use sluice_testkit::memory::{MemoryEvents, MemoryIdempotency, MemoryKeys, MemoryPlans, MemoryQueue, MemorySources};
 use std::sync::Arc;
 
 /// Fresh, empty stores per test; every queue is new.
@@ -55,5 +55,13 @@ impl sluice_testkit::SourceFactory for MemoryFactory {
     }
 }
 
+#[async_trait]
+impl sluice_testkit::PlansFactory for MemoryFactory {
+    async fn plans(&self) -> Arc<dyn sluice_core::ports::TenantPlans> {
+        Arc::new(MemoryPlans::new())
+    }
+}
+
 sluice_testkit::conformance_tests!(memory, MemoryFactory);
+sluice_testkit::plan_conformance_tests!(memory_plans, MemoryFactory);
 sluice_testkit::source_conformance_tests!(memory_sources, MemoryFactory);

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `keys`, `dlq`, `sources`, `status`, `aws`, `cost` and `completions`.
+//! The command line: `serve`, `keys`, `dlq`, `sources`, `tenants`, `status`, `aws`, `cost` and
+//! `completions`.
 //!
 //! Every listing prints through [`crate::output`] (`--output table|json`), and every failure is
 //! a [`CliError`] whose kind is the exit status ([`crate::exit`]).
@@ -71,6 +72,9 @@ enum Command {
     /// Manage webhook sources: the URLs providers post signed deliveries to.
     #[command(subcommand)]
     Sources(crate::sources::SourcesCommand),
+    /// Per-tenant plans: rate, burst and daily quota (usage plans on AWS).
+    #[command(subcommand)]
+    Tenants(crate::tenants::TenantsCommand),
     /// Print the queue and dead-letter queue depths.
     Status,
     /// The AWS data path without SAM: `sluice aws provision` creates its queues and tables.
@@ -200,6 +204,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => runtime()?.block_on(keys_command(&config, cmd, output)),
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
         Command::Sources(cmd) => runtime()?.block_on(crate::sources::run(&config, cmd, output)),
+        Command::Tenants(cmd) => runtime()?.block_on(crate::tenants::run(&config, cmd, output)),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
         Command::Cost(_) | Command::Aws(_) | Command::Completions { .. } => Ok(()),
     }
@@ -247,7 +252,21 @@ fn expiry(now: OffsetDateTime, d: Option<Duration>) -> Option<OffsetDateTime> {
 async fn keys_command(config: &Config, cmd: KeysCommand, output: Format) -> Result<(), CliError> {
     // On the AWS backend this is the deployment's keys table (`SLUICE_KEYS_TABLE`), which the
     // Lambda authorizer reads too.
-    let store = serve::open_ports(config).await.unavailable()?.keys;
+    let ports = serve::open_ports(config).await.unavailable()?;
+    let (store, plans) = (ports.keys, ports.plans);
+    // On AWS a tenant's requests need its usage-plan key (D-1): enrolled before its first key works.
+    let enroll = async |tenant: &Tenant| -> Result<(), CliError> {
+        match &plans {
+            Some(plans) => plans.enroll(tenant).await.map_err(|e| CliError::Unavailable(e.into())),
+            None => {
+                eprintln!(
+                    "note: SLUICE_REST_API_ID is not set, so tenant {tenant} was not enrolled in a usage plan; \
+                     behind the REST API its requests get 403 until it is (run this again with it set)"
+                );
+                Ok(())
+            }
+        }
+    };
     let now = OffsetDateTime::now_utc();
     match cmd {
         KeysCommand::Create {
@@ -256,6 +275,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand, output: Format) -> Resu
             expires_in,
         } => {
             let tenant = Tenant::parse(&tenant).context("--tenant").refused()?;
+            enroll(&tenant).await?;
             let (key, record) = keys::generate(tenant, &label, now, expiry(now, expires_in));
             store.insert(&record).await.unavailable()?;
             eprintln!(

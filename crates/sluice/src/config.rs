@@ -62,6 +62,19 @@ pub struct AwsSettings {
     pub signing_key_param: Option<String>,
     /// `SLUICE_CURSOR_KEY_PARAM`: the SSM parameter of the cursor key, or a local key.
     pub cursor_key_param: Option<String>,
+    /// The REST API's usage plans, when `SLUICE_REST_API_ID` is set.
+    pub gateway: Option<GatewaySettings>,
+}
+
+/// Where tenants' usage plans live on AWS (the REST variant's outputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// `SLUICE_REST_API_ID`.
+    pub rest_api_id: String,
+    /// `SLUICE_API_STAGE`.
+    pub stage: String,
+    /// `SLUICE_DEFAULT_USAGE_PLAN_ID`.
+    pub default_usage_plan_id: String,
 }
 
 /// Command-line flags: the last layer, over every other.
@@ -312,6 +325,16 @@ impl Config {
                 resources: env::aws_resources(&lookup).context("the aws backend needs its resource names")?,
                 signing_key_param: env::optional(&lookup, vars::SIGNING_KEY_PARAM),
                 cursor_key_param: env::optional(&lookup, vars::CURSOR_KEY_PARAM),
+                gateway: match env::optional(&lookup, vars::REST_API_ID) {
+                    Some(rest_api_id) => Some(GatewaySettings {
+                        rest_api_id,
+                        stage: env::required(&lookup, vars::API_STAGE)
+                            .context("SLUICE_REST_API_ID is set: the stage is needed too")?,
+                        default_usage_plan_id: env::required(&lookup, vars::DEFAULT_USAGE_PLAN_ID)
+                            .context("SLUICE_REST_API_ID is set: the default usage plan is needed too")?,
+                    }),
+                    None => None,
+                },
             });
         }
         config.check()?;

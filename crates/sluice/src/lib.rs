@@ -16,6 +16,7 @@
 //!   adapters, or SQS and DynamoDB (`--backend aws`).
 //! - [`secrets`]: local signing and cursor keys.
 //! - [`sources`]: `sluice sources`, webhook sources and their secrets.
+//! - [`tenants`]: `sluice tenants limits`, per-tenant plans (usage plans on AWS).
 //!
 //! The worker loop, the settle policy, the environment's names, the file reads, the SDK clients
 //! and the redacting log subscriber are `sluice-host`'s, shared with the Lambda functions.
@@ -32,3 +33,4 @@ pub mod output;
 pub mod secrets;
 pub mod serve;
 pub mod sources;
+pub mod tenants;

@@ -15,6 +15,7 @@
 use crate::config::{Backend, Config};
 use crate::secrets;
 use anyhow::Context;
+use sluice_aws::plans::ApiGatewayPlans;
 use sluice_aws::secrets::SecretParameters;
 use sluice_aws::{DynamoEvents, DynamoIdempotency, DynamoKeys, DynamoSources, SqsQueue};
 use sluice_core::clock::{Clock, SystemClock};
@@ -24,7 +25,7 @@ use sluice_core::envelope::{Sealer, SigningKey};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::Authenticator;
 use sluice_core::oidc::JwtVerifier;
-use sluice_core::ports::{ClaimingQueue, EventStore, IdempotencyStore, KeyStore, Queue, SourceStore};
+use sluice_core::ports::{ClaimingQueue, EventStore, IdempotencyStore, KeyStore, Queue, SourceStore, TenantPlans};
 use sluice_core::process::Processor;
 use sluice_core::query::QueryService;
 use sluice_core::validate::Validator;
@@ -104,6 +105,10 @@ pub struct Ports {
     pub keys: Arc<dyn KeyStore>,
     /// Webhook sources and their secrets.
     pub sources: Arc<dyn SourceStore>,
+    /// Tenants' own plans: the store's on the embedded backend (enforced by `sluice serve`), the
+    /// REST API's usage plans on AWS when `SLUICE_REST_API_ID` names it (enforced by API
+    /// Gateway); `None` on AWS without it.
+    pub plans: Option<Arc<dyn TenantPlans>>,
     /// How often the backpressure gauge reads the queue depth. SQS's depth is approximate and
     /// lags, and each read is a billed request, so the AWS backend reads it less often.
     pub depth_poll: Duration,
@@ -128,6 +133,7 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
                 idempotency: Arc::new(queues.idempotency()),
                 keys: Arc::new(store.keys()),
                 sources: Arc::new(store.sources()),
+                plans: Some(Arc::new(store.plans())),
                 depth_poll: Duration::from_millis(250),
             })
         }
@@ -156,8 +162,17 @@ pub(crate) async fn aws_clients() -> anyhow::Result<Clients> {
 /// The AWS adapters over the deployment's resources (`SLUICE_QUEUE_URL`, `SLUICE_DLQ_URL`,
 /// `SLUICE_TABLE`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_KEYS_TABLE`), one client per service, shared.
 pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
-    let resources = &aws_settings(config)?.resources;
+    let settings = aws_settings(config)?;
+    let resources = &settings.resources;
     let clients = aws_clients().await?;
+    let plans = settings.gateway.as_ref().map(|g| -> Arc<dyn TenantPlans> {
+        Arc::new(ApiGatewayPlans::from_sdk(
+            clients.sdk(),
+            &g.rest_api_id,
+            &g.stage,
+            &g.default_usage_plan_id,
+        ))
+    });
     let sqs = clients.sqs();
     let dynamodb = clients.dynamodb();
     tracing::info!(queue_url = %resources.queue_url, table = %resources.table, "aws backend");
@@ -170,6 +185,7 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
         claiming: None,
         keys: Arc::new(DynamoKeys::new(dynamodb.clone(), &resources.keys_table)),
         sources: Arc::new(DynamoSources::new(dynamodb, &resources.sources_table)),
+        plans,
         depth_poll: Duration::from_secs(5),
     })
 }
@@ -232,6 +248,7 @@ pub async fn run(
         claiming,
         keys,
         sources,
+        plans,
         depth_poll,
     } = open_ports(&config).await?;
     let jwt = jwt_verifier(&config)?;
@@ -266,6 +283,20 @@ pub async fn run(
         DeliveryService::new(sources, ingest.clone(), clock.clone())
             .with_cache_ttl(Duration::from_secs(config.auth.cache_secs)),
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // On AWS API Gateway enforces the usage plans; here the server does, from its store.
+    let plan_refresher = match (&plans, config.backend) {
+        (Some(plans), Backend::Embedded) => Some(
+            spawn_plan_refresher(
+                plans.clone(),
+                config.throttle.plan_book.clone(),
+                Duration::from_secs(config.auth.cache_secs.max(1)),
+                stop_rx.clone(),
+            )
+            .await,
+        ),
+        _ => None,
+    };
     let app = sluice_http::app(
         ingest,
         query,
@@ -277,7 +308,6 @@ pub async fn run(
         &config.throttle,
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let poller = tokio::spawn(poll_depth(queue.clone(), backpressure, depth_poll, stop_rx.clone()));
     let worker = Worker {
         queue: queue.clone(),
@@ -307,8 +337,37 @@ pub async fn run(
     let _ = stop_tx.send(true);
     pool.join().await;
     let _ = poller.await;
+    if let Some(refresher) = plan_refresher {
+        let _ = refresher.await;
+    }
     tracing::info!("sluice stopped");
     served.context("serving HTTP")
+}
+
+/// Loads the store's tenant plans into `book` now, then again every `every` until `stop`: a plan
+/// set with `sluice tenants limits set` applies within `auth.cache_secs`, as a revoked key does.
+/// A failed read keeps the plans last read (and logs why).
+async fn spawn_plan_refresher(
+    plans: Arc<dyn TenantPlans>,
+    book: sluice_http::PlanBook,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    async fn load(plans: &dyn TenantPlans, book: &sluice_http::PlanBook) {
+        match plans.list().await {
+            Ok(list) => book.replace(list.into_iter().map(|(t, l)| (t.as_str().to_owned(), l)).collect()),
+            Err(e) => tracing::warn!(error = %e, "tenant plans could not be read; keeping the last ones"),
+        }
+    }
+    load(plans.as_ref(), &book).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(every) => load(plans.as_ref(), &book).await,
+            }
+        }
+    })
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

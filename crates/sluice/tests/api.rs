@@ -682,3 +682,82 @@ async fn d3_one_tenants_backlog_does_not_delay_another_tenants_event() {
         "most of the backlog must still be waiting when the other tenant's event is stored: {waiting}"
     );
 }
+
+/// D-1 per tenant, set while the server runs: `sluice tenants limits set` stores a plan that a
+/// running `sluice serve` applies within `auth.cache_secs`; the tenant is held to its quota and
+/// the other tenant is unaffected; `clear` returns it to the default, and limits that do not
+/// bound are refused.
+#[tokio::test]
+async fn d1_tenants_limits_set_applies_to_a_running_server_and_spares_other_tenants() {
+    let app = TestApp::spawn_with(&[("SLUICE_AUTH__CACHE_SECS", "1")]);
+    let set = [
+        "tenants",
+        "limits",
+        "set",
+        "--tenant",
+        "acme",
+        "--rate",
+        "100",
+        "--burst",
+        "100",
+        "--quota-per-day",
+        "2",
+    ];
+    sluice(&app.data_dir, &set);
+    let shown: Value = serde_json::from_str(&sluice(
+        &app.data_dir,
+        &["tenants", "limits", "show", "--tenant", "acme", "--output", "json"],
+    ))
+    .unwrap();
+    assert_eq!(shown["plan"], "own");
+    assert_eq!(shown["quota_per_day"], 2);
+    let listed = sluice(&app.data_dir, &["tenants", "limits", "list"]);
+    assert!(listed.contains("acme") && !listed.contains("other"), "{listed}");
+    // The server reads plans every second: wait until acme's quota bites.
+    let start = std::time::Instant::now();
+    loop {
+        let s = app.post(&app.key, r#"{"type":"a","data":1}"#).await.status().as_u16();
+        if s == 429 {
+            break;
+        }
+        assert_eq!(s, 202);
+        assert!(start.elapsed() < Duration::from_secs(10), "the plan never applied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let statuses = futures_statuses(&app, &app.other_key, 5).await;
+    assert_eq!(statuses, [202; 5], "the other tenant has no quota");
+    sluice(&app.data_dir, &["tenants", "limits", "clear", "--tenant", "acme"]);
+    let shown: Value = serde_json::from_str(&sluice(
+        &app.data_dir,
+        &["tenants", "limits", "show", "--tenant", "acme", "--output", "json"],
+    ))
+    .unwrap();
+    assert_eq!(shown["plan"], "default");
+    let start = std::time::Instant::now();
+    while app.post(&app.key, r#"{"type":"a","data":1}"#).await.status() != 202 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the cleared plan kept applying"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let bad = std::process::Command::new(common::BIN)
+        .args([
+            "tenants",
+            "limits",
+            "set",
+            "--tenant",
+            "acme",
+            "--rate",
+            "0",
+            "--burst",
+            "1",
+            "--quota-per-day",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(&app.data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(4), "{}", String::from_utf8_lossy(&bad.stderr));
+}

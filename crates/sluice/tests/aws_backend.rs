@@ -557,3 +557,140 @@ async fn s6_sources_are_managed_and_verified_on_the_aws_backend() {
         "no secret in a log line"
     );
 }
+
+/// D-1 per tenant on AWS: `sluice keys create --backend aws` enrolls the tenant (an API Gateway
+/// API key whose value is the authorizer's usageIdentifierKey, derived from the API and the
+/// tenant, never from the Sluice key's secret, on the default usage plan), and `sluice tenants
+/// limits set` moves it to a plan of its own with the given throttle and daily quota; `clear`
+/// moves it back. Checked in moto's API Gateway itself.
+#[tokio::test]
+async fn d1_keys_create_enrolls_the_tenant_and_tenants_limits_set_gives_it_its_own_usage_plan() {
+    let (moto, r, dir) = fresh().await;
+    let (api_id, default_plan) = moto.rest_api_with_default_plan("v1").await.unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data-dir").arg(dir.path());
+        aws_env(&mut cmd, moto, &r);
+        cmd.env(vars::REST_API_ID, &api_id)
+            .env(vars::API_STAGE, "v1")
+            .env(vars::DEFAULT_USAGE_PLAN_ID, &default_plan);
+        cmd.output().expect("run sluice")
+    };
+    let tenant = sluice_testkit::fresh_tenant();
+    let out = run(&["keys", "create", "--backend", "aws", "--tenant", tenant.as_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let gw = moto.apigateway();
+    let name = format!("sluice-{api_id}-tenant-{tenant}");
+    let keys = gw
+        .get_api_keys()
+        .name_query(&name)
+        .include_values(true)
+        .send()
+        .await
+        .unwrap();
+    let key = keys
+        .items()
+        .iter()
+        .find(|k| k.name() == Some(name.as_str()))
+        .expect("the tenant's API key");
+    let value = key.value().unwrap();
+    assert_eq!(value, sluice_core::ports::usage_key(&api_id, &tenant));
+    assert!(
+        !value.contains(&secret) && !secret.contains(value),
+        "nothing of the secret"
+    );
+    let key_id = key.id().unwrap().to_owned();
+    let plan_names = |plans: &[aws_sdk_apigateway::types::UsagePlan]| -> Vec<String> {
+        plans.iter().map(|p| p.id().unwrap().to_owned()).collect()
+    };
+    let in_plans = gw.get_usage_plans().key_id(&key_id).send().await.unwrap();
+    assert_eq!(
+        plan_names(in_plans.items()),
+        [default_plan.as_str()],
+        "on the default plan"
+    );
+    // A second key for the tenant changes nothing.
+    assert!(
+        run(&["keys", "create", "--backend", "aws", "--tenant", tenant.as_str()])
+            .status
+            .success()
+    );
+    let in_plans = gw.get_usage_plans().key_id(&key_id).send().await.unwrap();
+    assert_eq!(plan_names(in_plans.items()), [default_plan.as_str()]);
+
+    let out = run(&[
+        "tenants",
+        "limits",
+        "set",
+        "--backend",
+        "aws",
+        "--tenant",
+        tenant.as_str(),
+        "--rate",
+        "5",
+        "--burst",
+        "10",
+        "--quota-per-day",
+        "5000",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let in_plans = gw.get_usage_plans().key_id(&key_id).send().await.unwrap();
+    let [own] = in_plans.items() else {
+        panic!("exactly one plan: {:?}", in_plans.items());
+    };
+    assert_eq!(own.name(), Some(name.as_str()));
+    assert_ne!(own.id(), Some(default_plan.as_str()));
+    let throttle = own.throttle().unwrap();
+    assert_eq!((throttle.rate_limit(), throttle.burst_limit()), (5.0, 10));
+    let quota = own.quota().unwrap();
+    assert_eq!(
+        (quota.limit(), quota.period()),
+        (5000, Some(&aws_sdk_apigateway::types::QuotaPeriodType::Day))
+    );
+    let stage = &own.api_stages()[0];
+    assert_eq!((stage.api_id(), stage.stage()), (Some(api_id.as_str()), Some("v1")));
+    let shown = run(&[
+        "tenants",
+        "limits",
+        "show",
+        "--backend",
+        "aws",
+        "--tenant",
+        tenant.as_str(),
+        "--output",
+        "json",
+    ]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["plan"], "own");
+    assert_eq!(
+        (shown["rate_per_sec"].as_u64(), shown["quota_per_day"].as_u64()),
+        (Some(5), Some(5000))
+    );
+
+    assert!(
+        run(&[
+            "tenants",
+            "limits",
+            "clear",
+            "--backend",
+            "aws",
+            "--tenant",
+            tenant.as_str()
+        ])
+        .status
+        .success()
+    );
+    let in_plans = gw.get_usage_plans().key_id(&key_id).send().await.unwrap();
+    assert_eq!(
+        plan_names(in_plans.items()),
+        [default_plan.as_str()],
+        "back on the default plan"
+    );
+
+    // Without the REST API named, plans on AWS are refused, saying what to set.
+    let out = sluice(moto, &r, dir.path(), &["tenants", "limits", "list", "--backend", "aws"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_REST_API_ID"));
+}

@@ -7,12 +7,14 @@
 
 pub mod idempotency;
 pub mod keys;
+pub mod plans;
 pub mod queue;
 pub mod sources;
 pub mod store;
 
 pub use idempotency::{Claim, ClaimingQueue, IdempotencyError, IdempotencyRecord, IdempotencyStore};
 pub use keys::{KeyRecord, KeyStore, KeyStoreError};
+pub use plans::{PlanError, TenantLimits, TenantPlans, check_limits, usage_key};
 pub use queue::{
     ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_GROUP_LEN, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT,
     MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_receive,

@@ -5,12 +5,14 @@
 
 mod idempotency;
 mod keys;
+mod plans;
 mod queue;
 mod sources;
 mod store;
 
 pub use idempotency::*;
 pub use keys::*;
+pub use plans::*;
 pub use queue::*;
 pub use sources::*;
 pub use store::*;
