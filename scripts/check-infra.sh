@@ -50,24 +50,36 @@ echo "cfn-lint $("$CFN_LINT" --version | awk '{print $2}'), $("$SAM" --version),
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# checkov and cfn-guard see every resource, but checkov drops those whose Condition is false under the
-# defaults: the variant with every option on (trail, WAF, domain, VPC, SigV4) is checked as well.
+# cfn-guard sees every resource, but checkov drops those whose Condition is false under the defaults, and
+# sam validate lints one rendering: the template (REST API, defaults) is checked together with renderings
+# whose defaults switch every option on (trail, WAF, domain, VPC, SigV4; infra/tests/all-options.py), once
+# per API variant: the REST API, the HTTP API with the Sluice key authorizer, the HTTP API with the JWT
+# authorizer. Each rendering's checkov report is named after it.
 TEMPLATE=infra/template.yaml
-ALL_OPTIONS="$work/template-all-options.yaml"
-python3 infra/tests/all-options.py "$TEMPLATE" "$ALL_OPTIONS"
+RENDERINGS=("$TEMPLATE")
+for variant in rest http http-jwt; do
+  case $variant in
+    rest) rendering="$work/template-all-options.yaml" ;;
+    *) rendering="$work/template-$variant-all-options.yaml" ;;
+  esac
+  python3 infra/tests/all-options.py "$TEMPLATE" "$rendering" "$variant"
+  RENDERINGS+=("$rendering")
+done
 
 step "cfn-lint"
-"$CFN_LINT" "$TEMPLATE" "$ALL_OPTIONS"
+"$CFN_LINT" "${RENDERINGS[@]}"
 
 step "sam validate --lint"
-"$SAM" validate --lint -t "$TEMPLATE"
-"$SAM" validate --lint -t "$ALL_OPTIONS"
+for t in "${RENDERINGS[@]}"; do
+  "$SAM" validate --lint -t "$t"
+done
 
 step "checkov (cloudformation framework)"
-# The reports are kept for `sluice-threats check --checkov`, which proves the register's checkov evidence ran.
+# The reports are kept for `sluice-threats check --checkov`, which proves the register's checkov evidence ran:
+# template.json, template-all-options.json, template-http-all-options.json, template-http-jwt-all-options.json.
 REPORTS="${CARGO_TARGET_DIR:-target}/checkov"
 mkdir -p "$REPORTS"
-for t in "$TEMPLATE" "$ALL_OPTIONS"; do
+for t in "${RENDERINGS[@]}"; do
   out="$REPORTS/$(basename "$t" .yaml).json"
   # Exit status is judged below from the report, where failed and skipped checks are itemised.
   "$CHECKOV" -f "$t" --framework cloudformation --skip-download -o json >"$out" 2>"$work/checkov.err" || true
@@ -119,7 +131,7 @@ mapfile -t rules < <(sed -nE 's/^rule ([A-Za-z0-9_]+).*/\1/p' infra/rules/*.guar
 for r in "${rules[@]}"; do
   [[ "$r" =~ ^[strdie][1-4]_ ]] || fail "rule $r is not named after a threat ID (s1_ .. e3_)"
 done
-for t in "$TEMPLATE" "$ALL_OPTIONS"; do
+for t in "${RENDERINGS[@]}"; do
   summary=$(guard_summary "$t")
   if ! cfn-guard validate -d "$t" -r infra/rules >/dev/null 2>&1; then
     cfn-guard validate -d "$t" -r infra/rules --show-summary fail || true
@@ -155,7 +167,7 @@ for r in "${!covered[@]}"; do
 done
 echo "${#rules[@]} rules, $fixtures fixtures, each fixture fails exactly its rule"
 
-step "template vs code (infra/tests/test_template_matches_code.py against crates/sluice-lambda/functions.toml)"
+step "template vs code, both API variants (infra/tests against crates/sluice-lambda/functions.toml)"
 "$SAM_PY" -m pytest -p no:cacheprovider -q infra/tests
 
 echo

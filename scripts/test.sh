@@ -33,4 +33,6 @@ bash scripts/check-supply-chain.sh
 step "threat model: every threat's evidence ran and passed in this run"
 cargo run -q --locked -p sluice-threats -- check \
   --junit "$TARGET/nextest/ci/junit.xml" \
-  --checkov "$TARGET/checkov/template.json" --checkov "$TARGET/checkov/template-all-options.json"
+  --checkov "$TARGET/checkov/template.json" --checkov "$TARGET/checkov/template-all-options.json" \
+  --checkov "$TARGET/checkov/template-http-all-options.json" \
+  --checkov "$TARGET/checkov/template-http-jwt-all-options.json"

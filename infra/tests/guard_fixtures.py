@@ -97,7 +97,8 @@ def _provisioned(t):
 
 def _format_without_tenant(t):
     s = props(t, "SluiceApi")["AccessLogSetting"]
-    s["Format"] = s["Format"].replace('"tenant":"$context.authorizer.tenant",', "")
+    assert '"tn":"$context.authorizer.tenant",' in s["Format"]
+    s["Format"] = s["Format"].replace('"tn":"$context.authorizer.tenant",', "")
 
 
 def _app_statements(t, role):
@@ -180,6 +181,90 @@ def _leaky_5xx(t):
     r["application/json"] = '{"title":"$context.error.message","request_id":"$context.requestId"}'
 
 
+def security_schemes(t):
+    return api_body(t)["components"]["securitySchemes"]
+
+
+def _usage_plan_key_as_alternative(t):
+    # Either credential instead of both: a request with the authorizer alone is never counted.
+    api_body(t)["paths"]["/v1/events/{id}"]["get"]["security"] = [{"SluiceKey": []}, {"UsagePlanKey": []}]
+
+
+def _second_custom_authorizer(t):
+    schemes = security_schemes(t)
+    schemes["PartnerKey"] = copy.deepcopy(schemes["SluiceKey"])
+    api_body(t)["paths"]["/v1/events"]["get"]["security"] = [{"PartnerKey": []}]
+
+
+def _unlimited_tenant_plan(t):
+    t["Resources"]["TenantPlan"] = {
+        "Type": "AWS::ApiGateway::UsagePlan",
+        "Condition": "RestVariant",
+        "Properties": {
+            "UsagePlanName": {"Fn::Sub": "sluice-${SluiceApi}-tenant-acme"},
+            "ApiStages": copy.deepcopy(props(t, "DefaultUsagePlan")["ApiStages"]),
+        },
+    }
+
+
+def route(t, name):
+    return props(t, name)
+
+
+def _http_route(key, target, auth, authorizer=None):
+    p = {
+        "ApiId": {"Ref": "HttpApi"},
+        "RouteKey": key,
+        "Target": {"Fn::Sub": f"integrations/${{{target}}}"},
+        "AuthorizationType": auth,
+    }
+    if authorizer:
+        p["AuthorizerId"] = {"Ref": authorizer}
+    return {"Type": "AWS::ApiGatewayV2::Route", "Condition": "HttpVariant", "Properties": p}
+
+
+def _open_copy_of_list_route(t):
+    t["Resources"]["HttpExportRoute"] = _http_route("GET /v1/export", "HttpQueryIntegration", "NONE")
+
+
+def _open_copy_of_http_webhook_route(t):
+    t["Resources"]["HttpHooksRoute"] = _http_route("POST /v1/hooks/{source_id}", "HttpIngestIntegration", "NONE")
+
+
+def _http_api_with_openapi_body(t):
+    props(t, "HttpApi")["Body"] = {"openapi": "3.0.1", "info": {"title": "x", "version": "1"}, "paths": {"/v1/dump": {"get": {}}}}
+
+
+def _export_route_to_outside(t):
+    t["Resources"]["HttpOutsideIntegration"] = {
+        "Type": "AWS::ApiGatewayV2::Integration",
+        "Condition": "HttpVariant",
+        "Properties": {
+            "ApiId": {"Ref": "HttpApi"},
+            "IntegrationType": "HTTP_PROXY",
+            "IntegrationMethod": "ANY",
+            "IntegrationUri": "https://collector.example.net/export",
+            "PayloadFormatVersion": "1.0",
+        },
+    }
+    t["Resources"]["HttpExportRoute"] = _http_route("GET /v1/export", "HttpOutsideIntegration", "CUSTOM", "HttpKeyAuthorizer")
+
+
+def _authorized_catch_all_route(t):
+    t["Resources"]["HttpDefaultRoute"] = _http_route("$default", "HttpQueryIntegration", "CUSTOM", "HttpKeyAuthorizer")
+
+
+def _log_format_branch(t, branch, drop):
+    fmt = props(t, "HttpApiStage")["AccessLogSettings"]["Format"]["Fn::If"]
+    for field in drop:
+        assert field in fmt[branch], field
+        fmt[branch] = fmt[branch].replace(field, "")
+
+
+def _http_webhook_stage_limits_only(t):
+    del props(t, "HttpApiStage")["RouteSettings"]["POST /v1/sources/{source_id}"]
+
+
 # (rule, fixture name, mutation)
 FIXTURES = [
     # iam.guard
@@ -244,11 +329,44 @@ FIXTURES = [
     ("i2_gateway_errors_generic", "5xx-leaks-message", _leaky_5xx),
     ("s1_custom_domain_closes_default_endpoint", "execute-api-left-open", lambda t: api_body(t).pop("x-amazon-apigateway-endpoint-configuration")),
     ("d1_waf_rate_rule", "waf-without-rate-rule", lambda t: props(t, "ApiWebAcl")["Rules"].pop(0)),
+    ("d1_rest_methods_require_usage_plan_key", "list-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/events"]["get"]["security"][0].pop("UsagePlanKey")),
+    ("d1_rest_methods_require_usage_plan_key", "ingest-key-branch-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/events"]["post"]["security"]["Fn::If"][2][0].pop("UsagePlanKey")),
+    ("d1_rest_methods_require_usage_plan_key", "usage-plan-key-as-alternative", _usage_plan_key_as_alternative),
+    ("d1_rest_methods_require_usage_plan_key", "client-sends-the-usage-key", lambda t: _set(api_body(t), "x-amazon-apigateway-api-key-source", "HEADER")),
+    ("d1_rest_methods_require_usage_plan_key", "usage-plan-key-is-sigv4", lambda t: _set(security_schemes(t)["UsagePlanKey"], "x-amazon-apigateway-authtype", "awsSigv4")),
+    ("d1_rest_methods_require_usage_plan_key", "second-custom-authorizer-without-key", _second_custom_authorizer),
+    ("d2_usage_plans_throttled_with_quota", "default-plan-without-quota", lambda t: props(t, "DefaultUsagePlan").pop("Quota")),
+    ("d2_usage_plans_throttled_with_quota", "default-plan-without-burst", lambda t: props(t, "DefaultUsagePlan")["Throttle"].pop("BurstLimit")),
+    ("d2_usage_plans_throttled_with_quota", "no-usage-plan", lambda t: t["Resources"].pop("DefaultUsagePlan")),
+    ("d2_usage_plans_throttled_with_quota", "unlimited-tenant-plan", _unlimited_tenant_plan),
+    # http_api.guard
+    ("s1_http_routes_authorized", "open-list-route", lambda t: [route(t, "HttpListEventsRoute").pop("AuthorizerId"), _set(route(t, "HttpListEventsRoute"), "AuthorizationType", "NONE")]),
+    ("s1_http_routes_authorized", "open-ingest-when-iam", lambda t: _set(route(t, "HttpPostEventsRoute")["AuthorizationType"]["Fn::If"], 1, "NONE")),
+    ("s1_http_routes_authorized", "open-ingest-with-key-authorizer", lambda t: _set(route(t, "HttpPostEventsRoute")["AuthorizationType"]["Fn::If"][2]["Fn::If"], 2, "NONE")),
+    ("s1_http_routes_authorized", "route-names-no-authorizer", lambda t: route(t, "HttpGetEventRoute").pop("AuthorizerId")),
+    ("s1_http_routes_authorized", "open-copy-of-list-route", _open_copy_of_list_route),
+    ("s1_http_routes_authorized", "open-copy-of-webhook-route", _open_copy_of_http_webhook_route),
+    ("s1_http_routes_authorized", "webhook-route-to-query", lambda t: _set(route(t, "HttpWebhookRoute"), "Target", {"Fn::Sub": "integrations/${HttpQueryIntegration}"})),
+    ("s1_http_routes_authorized", "routes-from-an-openapi-body", _http_api_with_openapi_body),
+    ("s1_http_authorizers_configured", "key-authorizer-uncached", lambda t: props(t, "HttpKeyAuthorizer").pop("AuthorizerResultTtlInSeconds")),
+    ("s1_http_authorizers_configured", "key-authorizer-iam-policy-responses", lambda t: _set(props(t, "HttpKeyAuthorizer"), "EnableSimpleResponses", False)),
+    ("s1_http_authorizers_configured", "jwt-authorizer-any-audience", lambda t: props(t, "HttpJwtAuthorizer")["JwtConfiguration"].pop("Audience")),
+    ("t1_http_routes_reach_validating_functions", "export-route-to-outside", _export_route_to_outside),
+    ("t1_http_routes_reach_validating_functions", "authorized-catch-all-route", _authorized_catch_all_route),
+    ("t1_http_routes_reach_validating_functions", "query-payload-format-1", lambda t: _set(props(t, "HttpQueryIntegration"), "PayloadFormatVersion", "1.0")),
+    ("d1_http_stages_throttled", "no-default-route-throttle", lambda t: props(t, "HttpApiStage")["DefaultRouteSettings"].pop("ThrottlingRateLimit")),
+    ("d1_http_stages_throttled", "query-route-without-burst", lambda t: props(t, "HttpApiStage")["RouteSettings"]["GET /v1/events"].pop("ThrottlingBurstLimit")),
+    ("d1_http_stages_throttled", "http-webhook-route-stage-limits-only", _http_webhook_stage_limits_only),
+    ("r1_http_stages_access_logged", "key-log-without-tenant", lambda t: _log_format_branch(t, 2, ['"tn":"$context.authorizer.tenant",', '"key":"$context.authorizer.key_id",'])),
+    ("r1_http_stages_access_logged", "jwt-log-without-subject", lambda t: _log_format_branch(t, 1, ['"sub":"$context.authorizer.claims.sub",'])),
+    ("r1_http_stages_access_logged", "no-http-access-log", lambda t: props(t, "HttpApiStage").pop("AccessLogSettings")),
+    ("s1_http_custom_domain_closes_default_endpoint", "http-execute-api-left-open", lambda t: props(t, "HttpApi").pop("DisableExecuteApiEndpoint")),
     # operations.guard
     ("d3_queue_alarms", "no-age-alarm", lambda t: t["Resources"].pop("QueueAgeAlarm")),
     ("d2_function_alarms", "no-throttle-alarm", lambda t: t["Resources"].pop("FunctionThrottlesAlarm")),
     ("d4_dynamodb_throttle_alarm", "no-dynamodb-alarm", lambda t: t["Resources"].pop("DynamoDbThrottlesAlarm")),
     ("d1_api_error_alarms", "no-4xx-alarm", lambda t: t["Resources"].pop("Api4xxAlarm")),
+    ("d1_api_error_alarms", "no-http-4xx-alarm", lambda t: t["Resources"].pop("HttpApi4xxAlarm")),
     ("d2_alarms_have_actions", "silent-dlq-alarm", lambda t: props(t, "DlqNotEmptyAlarm").pop("AlarmActions")),
     ("d2_budget_with_alerts", "no-budget", lambda t: t["Resources"].pop("CostBudget")),
     ("r1_log_groups_retained_and_encrypted", "ingest-logs-forever", lambda t: props(t, "IngestLogGroup").pop("RetentionInDays")),

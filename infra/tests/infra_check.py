@@ -18,6 +18,11 @@ at least six times the timeout of the function consuming it (D-2: no redelivery 
 still running). `table_access` proves from the template alone which role can read a table (S-6, I-5:
 the webhook sources table, whose secrets forge deliveries), and `api_operations` lists the deployed
 routes for the comparison with the HTTP contract.
+
+The template deploys one of two API variants (ApiType REST or HTTP) in front of the same functions.
+`render` evaluates the template's conditions and Fn::If for given parameter values, as CloudFormation
+would, so a test can look at exactly what one variant deploys; `dangling_references` lists what such a
+rendering refers to without deploying it, and `http_routes` lists the HTTP variant's routes.
 """
 from __future__ import annotations
 
@@ -344,3 +349,179 @@ def api_operations(template: dict) -> dict[tuple[str, str], dict]:
 def mutated(template: dict) -> dict:
     """A deep copy to mutate in tests."""
     return copy.deepcopy(template)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Variants: the template as CloudFormation would deploy it for some parameter values
+# ---------------------------------------------------------------------------------------------------------
+
+PSEUDO_PARAMETERS = {
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+}
+_NO_VALUE = object()
+_REQUIRED = object()  # a parameter without a default that the caller did not set
+
+
+def parameter_values(template: dict, overrides: dict | None = None) -> dict[str, object]:
+    """Every parameter's value: its default unless `overrides` sets it; CommaDelimitedList values are lists.
+    An override for a parameter the template does not have raises (a misspelt name must not pass); a
+    required parameter left unset may not be used by a condition."""
+    params = template.get("Parameters", {})
+    overrides = overrides or {}
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise KeyError(f"no such parameters: {sorted(unknown)}")
+    values = {}
+    for name, p in params.items():
+        v = overrides.get(name, p.get("Default", _REQUIRED))
+        if p.get("Type") == "CommaDelimitedList" and isinstance(v, str):
+            v = v.split(",")
+        values[name] = v
+    return values
+
+
+def _scalar(value, values: dict):
+    """The value of an intrinsic as used inside a condition (Ref of a parameter, Fn::Join), else itself."""
+    if isinstance(value, dict) and "Ref" in value:
+        v = values[value["Ref"]]
+        if v is _REQUIRED:
+            raise KeyError(f"a condition uses the required parameter {value['Ref']}: give it a value")
+        return v
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, items = value["Fn::Join"]
+        items = _scalar(items, values)
+        return sep.join(str(_scalar(i, values)) for i in items)
+    return value
+
+
+def conditions(template: dict, values: dict) -> dict[str, bool]:
+    """The value of every condition of the template for these parameter values."""
+    defs = template.get("Conditions", {})
+    memo: dict[str, bool] = {}
+
+    def cond(name: str) -> bool:
+        if name not in memo:
+            memo[name] = ev(defs[name])
+        return memo[name]
+
+    def ev(c) -> bool:
+        (fn, args), = c.items()
+        if fn == "Fn::Equals":
+            a, b = (_scalar(x, values) for x in args)
+            return str(a) == str(b)
+        if fn == "Fn::And":
+            return all(ev(x) for x in args)
+        if fn == "Fn::Or":
+            return any(ev(x) for x in args)
+        if fn == "Fn::Not":
+            return not ev(args[0])
+        if fn == "Condition":
+            return cond(args)
+        raise ValueError(f"unknown condition function {fn}")
+
+    return {name: cond(name) for name in defs}
+
+
+def _resolve(value, conds: dict[str, bool]):
+    """`value` with every Fn::If decided and every AWS::NoValue removed."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return _resolve(yes if conds[name] else no, conds)
+        if value == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        out = {}
+        for k, v in value.items():
+            r = _resolve(v, conds)
+            if r is not _NO_VALUE:
+                out[k] = r
+        return out
+    if isinstance(value, list):
+        return [r for r in (_resolve(v, conds) for v in value) if r is not _NO_VALUE]
+    return value
+
+
+def render(template: dict, overrides: dict | None = None, decide_ifs: bool = True) -> dict:
+    """The template as deployed with these parameter values: resources and outputs whose condition is false
+    are gone and every Fn::If is decided (with `decide_ifs=False` they stay as written, for checks that
+    read the Fn::If itself, such as `check`'s VPC statements); `ParameterValues` holds each parameter's
+    value and `Conditions` each condition's."""
+    values = parameter_values(template, overrides)
+    conds = conditions(template, values)
+    out = {"ParameterValues": values, "Conditions": conds}
+    for section in ("Resources", "Outputs"):
+        kept = {}
+        for name, item in template.get(section, {}).items():
+            if "Condition" in item and not conds[item["Condition"]]:
+                continue
+            item = {k: v for k, v in item.items() if k != "Condition"}
+            kept[name] = _resolve(item, conds) if decide_ifs else copy.deepcopy(item)
+        out[section] = kept
+    out["Parameters"] = template.get("Parameters", {})
+    return out
+
+
+def _sub_names(text: str) -> set[str]:
+    return {m.split(".", 1)[0] for m in re.findall(r"\$\{([A-Za-z0-9_:.]+)\}", text)}
+
+
+def referenced_names(value) -> set[str]:
+    """Every logical name `value` refers to: Ref (SAM's `Api.Stage` counts as `Api`), Fn::GetAtt, and
+    ${Name} / ${Name.Attr} in Fn::Sub strings (names bound by the Sub's own variable map excluded)."""
+    names: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str):
+                names.add(v.split(".", 1)[0])
+            elif k == "Fn::GetAtt":
+                names.add(v.split(".", 1)[0] if isinstance(v, str) else v[0])
+            elif k == "Fn::Sub":
+                if isinstance(v, str):
+                    names |= _sub_names(v)
+                else:
+                    names |= _sub_names(v[0]) - set(v[1])
+                    names |= referenced_names(v[1])
+            else:
+                names |= referenced_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            names |= referenced_names(v)
+    return names
+
+
+def dangling_references(rendered: dict) -> list[str]:
+    """Every reference of a rendering (resources, DependsOn, outputs) to a name that is neither a deployed
+    resource, a parameter nor a pseudo parameter: what CloudFormation would refuse for that variant."""
+    known = set(rendered["Resources"]) | set(rendered["Parameters"]) | PSEUDO_PARAMETERS
+    problems = []
+    for section in ("Resources", "Outputs"):
+        for name, item in rendered[section].items():
+            refs = referenced_names(item.get("Properties", item.get("Value")))
+            depends = item.get("DependsOn", [])
+            refs |= set(depends if isinstance(depends, list) else [depends])
+            for missing in sorted(refs - known):
+                problems.append(f"{section}.{name} refers to {missing}, which this variant does not deploy")
+    return problems
+
+
+def of_type(template: dict, *types: str) -> dict[str, dict]:
+    """The resources of these types, by logical name."""
+    return {n: r for n, r in template["Resources"].items() if r.get("Type") in types}
+
+
+def http_routes(template: dict) -> dict[str, tuple[str, dict]]:
+    """RouteKey -> (logical name, properties) of every AWS::ApiGatewayV2::Route."""
+    out = {}
+    for name, r in of_type(template, "AWS::ApiGatewayV2::Route").items():
+        key = r["Properties"]["RouteKey"]
+        if key in out:
+            raise ValueError(f"route {key} is defined twice ({out[key][0]}, {name})")
+        out[key] = (name, r["Properties"])
+    return out

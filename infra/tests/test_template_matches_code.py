@@ -196,8 +196,11 @@ def test_i2_gateway_responses_are_problem_json(template):
         if "statusCode" in r:
             assert int(r["statusCode"]) == body["status"], name
         assert r["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
-    # Every credential failure looks the same to the caller (S-1, I-2).
-    bodies = {n: responses[n]["responseTemplates"]["application/json"] for n in ("UNAUTHORIZED", "ACCESS_DENIED")}
+    # Every credential failure looks the same to the caller (S-1, I-2), an unusable usage-plan key included.
+    bodies = {
+        n: responses[n]["responseTemplates"]["application/json"]
+        for n in ("UNAUTHORIZED", "ACCESS_DENIED", "INVALID_API_KEY")
+    }
     assert len(set(bodies.values())) == 1
 
 
@@ -207,8 +210,9 @@ def test_r1_access_log_is_one_json_object_with_the_audit_fields(template):
     fmt = template["Resources"]["SluiceApi"]["Properties"]["AccessLogSetting"]["Format"]
     assert "\n" not in fmt
     record = json.loads(_substituted(fmt))
-    assert {"requestId", "ip", "tenant", "status", "caller"} <= set(record)
-    assert "$context.authorizer.tenant" in fmt and "$context.identity.sourceIp" in fmt
+    # Short keys (infra/README.md, "Access logs"): request id, source IP, tenant, key id, SigV4 caller, status.
+    assert {"id", "ip", "tn", "key", "s", "c"} <= set(record)
+    assert '"tn":"$context.authorizer.tenant"' in fmt and '"ip":"$context.identity.sourceIp"' in fmt
 
 
 def test_s2_each_queue_admits_only_its_writer(template):

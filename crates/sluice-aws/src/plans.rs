@@ -9,8 +9,9 @@
 //! A change of limits creates the tenant's new plan, moves the key to it and deletes the old one,
 //! rather than patching the plan in place: moto stores a patched quota limit as a string, which
 //! no SDK can read back, and a replacement is the same few calls on AWS. Between the move's two
-//! calls (a few milliseconds) the key is in no plan, and API Gateway answers the tenant's
-//! requests with 403; plan changes take a few seconds to apply on AWS in any case.
+//! calls (a few milliseconds) the key is in no plan, and API Gateway refuses the tenant's
+//! requests (`INVALID_API_KEY`, which the template answers as the 401 problem); plan changes take
+//! a few seconds to apply on AWS in any case.
 
 use crate::error::Failure;
 use async_trait::async_trait;

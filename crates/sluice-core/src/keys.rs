@@ -60,34 +60,19 @@ pub fn generate(
     (ApiKey(format!("{id}.{secret}")), record)
 }
 
-/// The header an API key may come in instead of `Authorization: Bearer`.
-pub const API_KEY_HEADER: &str = "x-api-key";
-
-/// The one credential a request presents: `Authorization: Bearer <c>` when that header is sent,
-/// else `x-api-key: <c>`. Each slice holds every value its header arrived with (`None`: not
-/// visible ASCII). `None` when the header is absent or repeated, the scheme is not Bearer, or the
-/// credential is empty or longer than `max_len`: ambiguity is refused, never resolved by a guess.
-pub fn presented_credential<'a>(
-    authorization: &[Option<&'a str>],
-    api_key: &[Option<&'a str>],
-    max_len: usize,
-) -> Option<&'a str> {
-    let (values, bearer) = if authorization.is_empty() {
-        (api_key, false)
-    } else {
-        (authorization, true)
-    };
-    let [value] = values else { return None };
-    let value = (*value)?.trim();
-    let credential = if bearer {
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        token.trim()
-    } else {
-        value
-    };
+/// The one credential a request presents: `Authorization: Bearer <c>`, the one contract on
+/// `sluice serve` and behind API Gateway alike (whose authorizer cache is keyed by that header;
+/// `x-api-key` is never read, on AWS it is API Gateway's own header). `authorization` holds every
+/// value the header arrived with (`None`: not visible ASCII). `None` when the header is absent or
+/// repeated, the scheme is not Bearer, or the credential is empty or longer than `max_len`:
+/// ambiguity is refused, never resolved by a guess.
+pub fn presented_credential<'a>(authorization: &[Option<&'a str>], max_len: usize) -> Option<&'a str> {
+    let [value] = authorization else { return None };
+    let (scheme, token) = (*value)?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let credential = token.trim();
     (!credential.is_empty() && credential.len() <= max_len).then_some(credential)
 }
 

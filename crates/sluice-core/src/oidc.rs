@@ -370,8 +370,9 @@ impl JwtVerifier {
 }
 
 /// `jwt:<sub>` when `sub` is short and plain (Cognito's are UUIDs); otherwise a hash of it, so the id
-/// stays safe to log and bounded in size.
-fn subject_key_id(sub: &str) -> String {
+/// stays safe to log and bounded in size. Also what a JWT verified by API Gateway's own JWT
+/// authorizer becomes, so a subject has one key id on every host.
+pub fn subject_key_id(sub: &str) -> String {
     let plain = sub.len() <= 128
         && sub
             .bytes()

@@ -156,6 +156,11 @@ pub fn aws_resources(env: Lookup<'_>) -> Result<AwsResources, EnvError> {
     })
 }
 
+/// The JWT claim naming the tenant: `SLUICE_OIDC_TENANT_CLAIM`, default `custom:tenant`.
+pub fn tenant_claim(env: Lookup<'_>) -> String {
+    optional(env, vars::OIDC_TENANT_CLAIM).unwrap_or_else(|| oidc::DEFAULT_TENANT_CLAIM.to_owned())
+}
+
 /// The OIDC issuer to accept JWTs from, with its JWKS (JSON), or `None` when
 /// `SLUICE_OIDC_ISSUER` is unset (JWT authentication off).
 ///
@@ -188,7 +193,7 @@ pub fn oidc(env: Lookup<'_>) -> Result<Option<(OidcConfig, String)>, EnvError> {
     let config = OidcConfig {
         issuer,
         audiences: list(env, vars::OIDC_AUDIENCE).unwrap_or_default(),
-        tenant_claim: optional(env, vars::OIDC_TENANT_CLAIM).unwrap_or_else(|| oidc::DEFAULT_TENANT_CLAIM.to_owned()),
+        tenant_claim: tenant_claim(env),
         algorithms,
         leeway_secs,
     };

@@ -1,7 +1,8 @@
 //! Authentication (S-1) and throttling (D-1) in front of every `/v1` handler.
 //!
-//! With [`Auth::Local`] the credential comes from `Authorization: Bearer <credential>` or, failing
-//! that, `x-api-key: <key>`. A bearer token shaped like a JWT goes to the OIDC [`JwtVerifier`] when
+//! With [`Auth::Local`] the credential comes from `Authorization: Bearer <credential>`, the one
+//! contract Sluice has on every host (`x-api-key` is not read: on AWS it is API Gateway's own
+//! header, and the authorizer's cache is keyed by `Authorization`). A bearer token shaped like a JWT goes to the OIDC [`JwtVerifier`] when
 //! one is configured; anything else is an API key. With [`Auth::Upstream`] the host (API Gateway's
 //! authorizer, via the Lambda adapter) has already authenticated and inserted a [`Principal`].
 //! Every kind of failure gets the same 401 body, so a client cannot tell a wrong key from an expired
@@ -33,8 +34,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
 
-/// The API key header.
-pub const X_API_KEY: HeaderName = HeaderName::from_static(sluice_core::keys::API_KEY_HEADER);
+/// API Gateway's API key header: not a credential Sluice reads, but a client that sends its key
+/// there must never see it logged, so it is marked sensitive like `Authorization` (I-1).
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Longest API key we bother to check; anything longer is refused unread.
 const MAX_KEY_LEN: usize = 512;
@@ -165,11 +167,7 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<Option<&'
 /// The one credential a request presents, if it presents exactly one usable one.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     // JWTs are longer than API keys; each path applies its own, smaller limit after this one.
-    presented_credential(
-        &header_values(headers, &header::AUTHORIZATION),
-        &header_values(headers, &X_API_KEY),
-        oidc::MAX_TOKEN_LEN,
-    )
+    presented_credential(&header_values(headers, &header::AUTHORIZATION), oidc::MAX_TOKEN_LEN)
 }
 
 impl Guard {
@@ -349,17 +347,20 @@ mod tests {
     }
 
     #[test]
-    fn s1_reads_bearer_then_api_key_and_refuses_ambiguity() {
+    fn s1_reads_one_bearer_credential_and_refuses_ambiguity() {
         assert_eq!(presented_key(&headers(&[("authorization", "Bearer k.s")])), Some("k.s"));
         assert_eq!(
             presented_key(&headers(&[("authorization", "bearer  k.s ")])),
             Some("k.s")
         );
-        assert_eq!(presented_key(&headers(&[("x-api-key", "k.s")])), Some("k.s"));
+        assert_eq!(presented_key(&headers(&[("x-api-key", "k.s")])), None, "one contract");
         assert_eq!(presented_key(&headers(&[("authorization", "Basic k.s")])), None);
         assert_eq!(presented_key(&headers(&[("authorization", "Bearer")])), None);
         assert_eq!(
-            presented_key(&headers(&[("x-api-key", "a.b"), ("x-api-key", "c.d")])),
+            presented_key(&headers(&[
+                ("authorization", "Bearer a.b"),
+                ("authorization", "Bearer c.d")
+            ])),
             None
         );
         assert_eq!(presented_key(&headers(&[])), None);

@@ -5,7 +5,9 @@
 //!   `Authorization` header): allowed requests get an IAM policy allowing `execute-api:Invoke` on
 //!   `arn:…:{api}/{stage}/*`, every method and route of the stage, so that API Gateway's cached
 //!   result (keyed by the identity sources) serves every route; the context carries `tenant` and
-//!   `key_id`, which the ingest and query functions read as the principal. Refused requests fail
+//!   `key_id`, which the ingest and query functions read as the principal; `usageIdentifierKey`
+//!   is the tenant's usage-plan key ([`usage_key`]), so API Gateway (key source `AUTHORIZER`)
+//!   applies the tenant's usage plan, its rate, burst and daily quota (D-1). Refused requests fail
 //!   with the error message `Unauthorized`, which API Gateway turns into a 401.
 //! - HTTP API (v2) `REQUEST` authorizer with simple responses (`version` `2.0`):
 //!   `{"isAuthorized": true, "context": {tenant, key_id}}`, or `false` (API Gateway answers 403;
@@ -16,7 +18,8 @@
 //! credential that cannot be checked is never allowed, and never cached as refused either.
 //!
 //! # Credentials
-//! `Authorization: Bearer <credential>`, or else `x-api-key: <credential>`; exactly one value.
+//! `Authorization: Bearer <credential>`, exactly one value: the one contract, as on `sluice serve`
+//! (`x-api-key` is API Gateway's own header and is never read).
 //! An API key (`key_<id>.<secret>`) is hashed and checked against the keys table through
 //! [`Authenticator`]; a JWT (three base64url segments) is verified against the configured OIDC
 //! issuer when one is configured. Every refusal looks the same to the caller.
@@ -46,9 +49,9 @@ use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 use sluice_aws::DynamoKeys;
 use sluice_core::clock::{Clock, SystemClock};
-use sluice_core::keys::{API_KEY_HEADER, AuthError, Authenticator, Principal, presented_credential};
+use sluice_core::keys::{AuthError, Authenticator, Principal, presented_credential};
 use sluice_core::oidc::{self, JwtVerifier, OidcConfig};
-use sluice_core::ports::KeyStore;
+use sluice_core::ports::{KeyStore, usage_key};
 use sluice_host::env::{self, Lookup, vars};
 use sluice_host::telemetry::LogSettings;
 use std::sync::Arc;
@@ -195,10 +198,14 @@ impl Authorizer {
                 ));
             }
         };
-        let resource = stage_wildcard(method_arn.as_deref().unwrap_or_default())?;
+        let method_arn = method_arn.as_deref().unwrap_or_default();
+        let resource = stage_wildcard(method_arn)?;
         let principal = self.verify(&credential.ok_or(AuthorizerError::Unauthorized)?).await?;
         Ok(json!({
             "principalId": principal.key_id,
+            // The tenant's usage-plan key (D-1): API Gateway applies the tenant's plan to the
+            // request; derived from the API and the tenant, nothing of the credential.
+            "usageIdentifierKey": usage_key(api_id(method_arn)?, &principal.tenant),
             "policyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [{
@@ -232,20 +239,23 @@ fn context(p: &Principal) -> Value {
 /// Whether a credential header was sent more than once (REST events list every value in
 /// `multiValueHeaders`; `headers` keeps only the last).
 fn ambiguous(multi: &HeaderMap) -> bool {
-    [header::AUTHORIZATION, HeaderName::from_static(API_KEY_HEADER)]
-        .iter()
-        .any(|h| multi.get_all(h).iter().count() > 1)
+    multi.get_all(header::AUTHORIZATION).iter().count() > 1
 }
 
 /// The one credential presented (see [`presented_credential`]).
 fn presented(headers: &HeaderMap) -> Option<&str> {
     let values =
         |name: &HeaderName| -> Vec<Option<&str>> { headers.get_all(name).iter().map(|v| v.to_str().ok()).collect() };
-    presented_credential(
-        &values(&header::AUTHORIZATION),
-        &values(&HeaderName::from_static(API_KEY_HEADER)),
-        MAX_CREDENTIAL_LEN,
-    )
+    presented_credential(&values(&header::AUTHORIZATION), MAX_CREDENTIAL_LEN)
+}
+
+/// The REST API id of a method ARN (checked by [`stage_wildcard`] first).
+fn api_id(method_arn: &str) -> Result<&str, AuthorizerError> {
+    method_arn
+        .splitn(6, ':')
+        .nth(5)
+        .and_then(|resource| resource.split('/').next())
+        .ok_or_else(|| AuthorizerError::Malformed("methodArn is not an execute-api method ARN".into()))
 }
 
 /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*` from a method ARN
@@ -303,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn s1_reads_one_bearer_or_api_key_credential() {
+    fn s1_reads_one_bearer_credential() {
         let h = |pairs: &[(&'static str, &'static str)]| {
             let mut m = HeaderMap::new();
             for (k, v) in pairs {
@@ -312,12 +322,15 @@ mod tests {
             m
         };
         assert_eq!(presented(&h(&[("authorization", "Bearer a.b")])), Some("a.b"));
-        assert_eq!(presented(&h(&[("x-api-key", " a.b ")])), Some("a.b"));
+        assert_eq!(presented(&h(&[("x-api-key", " a.b ")])), None, "one contract");
         assert_eq!(
             presented(&h(&[("authorization", "Basic a.b"), ("x-api-key", "a.b")])),
             None
         );
-        assert_eq!(presented(&h(&[("x-api-key", "a"), ("x-api-key", "b")])), None);
+        assert_eq!(
+            presented(&h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
+            None
+        );
         assert_eq!(presented(&h(&[])), None);
         assert!(ambiguous(&h(&[
             ("authorization", "Bearer a"),

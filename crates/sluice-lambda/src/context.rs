@@ -3,7 +3,10 @@
 //! `lambda_http` puts the event's request context into each request's extensions; this layer
 //! reads from it:
 //! - the [`Principal`], from the authorizer context (REST: `requestContext.authorizer.tenant` and
-//!   `key_id`; HTTP API: `requestContext.authorizer.lambda.*`). The routers run with
+//!   `key_id`; HTTP API: `requestContext.authorizer.lambda.*`; HTTP API with the native JWT
+//!   authorizer: the verified claims, `requestContext.authorizer.jwt.claims`, whose tenant claim
+//!   is `SLUICE_OIDC_TENANT_CLAIM` and whose `sub` becomes `jwt:<sub>` as on `sluice serve`,
+//!   [`sluice_core::oidc::subject_key_id`]). The routers run with
 //!   [`sluice_http::Auth::Upstream`], so a request without one gets a 401;
 //! - the [`ClientIp`], from `requestContext.identity.sourceIp` (REST) or
 //!   `requestContext.http.sourceIp` (HTTP API): API Gateway's view of the peer, not a header the
@@ -32,6 +35,7 @@ use sluice_core::{RequestId, ids};
 use sluice_http::ClientIp;
 use sluice_http::request_id::X_REQUEST_ID;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The authorizer context fields of a request context.
 fn authorizer_fields(ctx: &RequestContext) -> Option<&HashMap<String, Value>> {
@@ -43,14 +47,27 @@ fn authorizer_fields(ctx: &RequestContext) -> Option<&HashMap<String, Value>> {
     }
 }
 
-/// The principal the authorizer put into the context, if it is a valid one.
-pub fn principal(ctx: &RequestContext) -> Option<Principal> {
-    let fields = authorizer_fields(ctx)?;
-    let tenant = Tenant::parse(fields.get("tenant")?.as_str()?).ok()?;
-    let key_id = fields.get("key_id")?.as_str()?;
-    (!key_id.is_empty()).then(|| Principal {
+/// The principal the authorizer put into the context, if it is a valid one: a Lambda
+/// authorizer's `tenant` and `key_id`, or else (HTTP API's JWT authorizer) the claim
+/// `tenant_claim` and the subject of the claims API Gateway verified.
+pub fn principal(ctx: &RequestContext, tenant_claim: &str) -> Option<Principal> {
+    if let Some(fields) = authorizer_fields(ctx).filter(|f| !f.is_empty()) {
+        let tenant = Tenant::parse(fields.get("tenant")?.as_str()?).ok()?;
+        let key_id = fields.get("key_id")?.as_str()?;
+        return (!key_id.is_empty()).then(|| Principal {
+            tenant,
+            key_id: key_id.to_owned(),
+        });
+    }
+    let RequestContext::ApiGatewayV2(c) = ctx else {
+        return None;
+    };
+    let claims = &c.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    let tenant = Tenant::parse(claims.get(tenant_claim)?).ok()?;
+    let sub = claims.get("sub").filter(|s| !s.is_empty())?;
+    Some(Principal {
         tenant,
-        key_id: key_id.to_owned(),
+        key_id: sluice_core::oidc::subject_key_id(sub),
     })
 }
 
@@ -74,11 +91,16 @@ fn gateway_request_id(ctx: &RequestContext) -> Option<&str> {
     }
 }
 
-/// `router` behind the API Gateway context step, which runs before routing (it may rewrite the path).
-pub fn wrap(router: Router) -> Router {
+/// `router` behind the API Gateway context step, which runs before routing (it may rewrite the
+/// path); `tenant_claim` names the JWT claim holding the tenant (HTTP API JWT authorizer).
+pub fn wrap(router: Router, tenant_claim: &str) -> Router {
+    let claim: Arc<str> = Arc::from(tenant_claim);
     Router::new()
         .fallback_service(router)
-        .layer(axum::middleware::from_fn(api_gateway_context))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let claim = claim.clone();
+            async move { api_gateway_context(req, next, &claim).await }
+        }))
 }
 
 /// The request's URI without the REST stage prefix `lambda_http` added, if it did.
@@ -101,12 +123,12 @@ fn without_stage(uri: &Uri, ctx: &RequestContext) -> Option<Uri> {
 }
 
 /// Middleware: the request context into extensions (see the module docs).
-pub async fn api_gateway_context(mut req: Request, next: Next) -> Response {
+pub async fn api_gateway_context(mut req: Request, next: Next, tenant_claim: &str) -> Response {
     if let Some(ctx) = req.extensions().get::<RequestContext>().cloned() {
         if let Some(uri) = without_stage(req.uri(), &ctx) {
             *req.uri_mut() = uri;
         }
-        if let Some(p) = principal(&ctx) {
+        if let Some(p) = principal(&ctx, tenant_claim) {
             req.extensions_mut().insert(p);
         }
         if let Some(ip) = source_ip(&ctx) {
@@ -125,4 +147,35 @@ pub async fn api_gateway_context(mut req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v2(authorizer: Value) -> RequestContext {
+        let ctx = json!({
+            "accountId": "123456789012", "apiId": "abc", "requestId": "r", "routeKey": "GET /v1/events",
+            "stage": "$default", "time": "", "timeEpoch": 0, "domainName": "d", "domainPrefix": "d",
+            "http": {"method": "GET", "path": "/v1/events", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
+            "authorizer": authorizer,
+        });
+        RequestContext::ApiGatewayV2(serde_json::from_value(ctx).unwrap())
+    }
+
+    #[test]
+    fn s1_an_http_api_jwt_authorizers_claims_name_the_tenant_and_nothing_else_does() {
+        let claims = |c: Value| v2(json!({"jwt": {"claims": c, "scopes": null}}));
+        let p = principal(&claims(json!({"sub": "0f5e2c9a-user", "org": "acme"})), "org").unwrap();
+        assert_eq!((p.tenant.as_str(), p.key_id.as_str()), ("acme", "jwt:0f5e2c9a-user"));
+        // Only the configured claim names the tenant; a malformed tenant or no subject is none.
+        assert!(principal(&claims(json!({"sub": "u", "tenant": "acme"})), "org").is_none());
+        assert!(principal(&claims(json!({"sub": "u", "org": "Not A Tenant"})), "org").is_none());
+        assert!(principal(&claims(json!({"org": "acme"})), "org").is_none());
+        // A Lambda authorizer's context wins and is read as before.
+        let lambda = v2(json!({"lambda": {"tenant": "globex", "key_id": "key_1"}}));
+        assert_eq!(principal(&lambda, "org").unwrap().tenant.as_str(), "globex");
+        assert!(principal(&v2(json!({"lambda": {"tenant": "globex"}})), "org").is_none());
+    }
 }

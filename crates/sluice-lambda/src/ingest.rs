@@ -37,13 +37,15 @@ pub struct IngestConfig {
     sources_table: String,
     signing_key_param: String,
     schemas: SchemaSource,
+    tenant_claim: String,
     /// How the function logs.
     pub log: LogSettings,
 }
 
 impl IngestConfig {
     /// Reads `SLUICE_QUEUE_URL`, `SLUICE_IDEMPOTENCY_TABLE`, `SLUICE_SOURCES_TABLE`,
-    /// `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR`, `SLUICE_REQUIRE_SCHEMA` and the log settings.
+    /// `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR`, `SLUICE_REQUIRE_SCHEMA`,
+    /// `SLUICE_OIDC_TENANT_CLAIM` (HTTP API JWT authorizer) and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
             queue_url: env::required(env, vars::QUEUE_URL)?,
@@ -51,6 +53,7 @@ impl IngestConfig {
             sources_table: env::required(env, vars::SOURCES_TABLE)?,
             signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
+            tenant_claim: env::tenant_claim(env),
             log: LogSettings::from_lambda_env(env),
         })
     }
@@ -63,6 +66,8 @@ pub struct IngestServices {
     pub ingest: Arc<IngestService>,
     /// `POST /v1/sources/{source_id}`.
     pub deliveries: Arc<DeliveryService>,
+    /// The JWT claim naming the tenant, behind HTTP API's JWT authorizer.
+    pub tenant_claim: String,
 }
 
 /// Builds the SQS, DynamoDB and SSM clients' adapters, loads the signing keys and returns the
@@ -86,15 +91,22 @@ pub async fn init(config: &IngestConfig, clients: &Clients) -> Result<IngestServ
     ));
     let deliveries =
         Arc::new(DeliveryService::new(sources, Arc::clone(&ingest), clock).with_cache_ttl(crate::RECORD_CACHE));
-    Ok(IngestServices { ingest, deliveries })
+    Ok(IngestServices {
+        ingest,
+        deliveries,
+        tenant_claim: config.tenant_claim.clone(),
+    })
 }
 
 /// The function's router: the ingest and delivery routes behind the API Gateway context layer.
 pub fn router(services: IngestServices) -> Router {
-    crate::context::wrap(sluice_http::ingest_router(
-        services.ingest,
-        services.deliveries,
-        Auth::Upstream,
-        &HttpConfig::default(),
-    ))
+    crate::context::wrap(
+        sluice_http::ingest_router(
+            services.ingest,
+            services.deliveries,
+            Auth::Upstream,
+            &HttpConfig::default(),
+        ),
+        &services.tenant_claim,
+    )
 }

@@ -19,16 +19,20 @@ use std::sync::Arc;
 pub struct QueryConfig {
     table: String,
     cursor_key_param: String,
+    /// The JWT claim naming the tenant, behind HTTP API's JWT authorizer.
+    pub tenant_claim: String,
     /// How the function logs.
     pub log: LogSettings,
 }
 
 impl QueryConfig {
-    /// Reads `SLUICE_TABLE`, `SLUICE_CURSOR_KEY_PARAM` and the log settings.
+    /// Reads `SLUICE_TABLE`, `SLUICE_CURSOR_KEY_PARAM`, `SLUICE_OIDC_TENANT_CLAIM` (HTTP API JWT
+    /// authorizer) and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
             table: env::required(env, vars::TABLE)?,
             cursor_key_param: env::required(env, vars::CURSOR_KEY_PARAM)?,
+            tenant_claim: env::tenant_claim(env),
             log: LogSettings::from_lambda_env(env),
         })
     }
@@ -43,11 +47,11 @@ pub async fn init(config: &QueryConfig, clients: &Clients) -> Result<Arc<QuerySe
     Ok(Arc::new(QueryService::new(store, CursorCodec::new(key))))
 }
 
-/// The function's router: the query routes behind the API Gateway context layer.
-pub fn router(service: Arc<QueryService>) -> Router {
-    crate::context::wrap(sluice_http::query_router(
-        service,
-        Auth::Upstream,
-        &HttpConfig::default(),
-    ))
+/// The function's router: the query routes behind the API Gateway context layer, which reads
+/// a JWT authorizer's tenant from `tenant_claim`.
+pub fn router(service: Arc<QueryService>, tenant_claim: &str) -> Router {
+    crate::context::wrap(
+        sluice_http::query_router(service, Auth::Upstream, &HttpConfig::default()),
+        tenant_claim,
+    )
 }

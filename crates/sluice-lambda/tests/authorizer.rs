@@ -68,9 +68,16 @@ async fn s1_a_valid_key_gets_a_stage_wide_allow_policy_with_the_tenant_in_the_co
         })
     );
     assert_eq!(out["context"], json!({"tenant": "acme", "key_id": record.id.as_str()}));
+    // D-1: the tenant's usage-plan key, so API Gateway applies the tenant's plan; derived from the
+    // API (of the method ARN) and the tenant, nothing of the credential.
+    let acme = sluice_core::Tenant::parse("acme").unwrap();
+    assert_eq!(
+        out["usageIdentifierKey"],
+        sluice_core::ports::usage_key("s4x3opwd6i", &acme)
+    );
     assert!(!out.to_string().contains(key.expose()), "the key is never echoed");
 
-    // x-api-key instead of Authorization, and the TOKEN authorizer type.
+    // x-api-key is not read (one contract: Authorization: Bearer); the TOKEN authorizer type is.
     let mut event = rest("");
     let headers = event["headers"].as_object_mut().unwrap();
     headers.remove("Authorization");
@@ -79,8 +86,7 @@ async fn s1_a_valid_key_gets_a_stage_wide_allow_policy_with_the_tenant_in_the_co
         .as_object_mut()
         .unwrap()
         .remove("Authorization");
-    let out = auth.handle(event).await.unwrap();
-    assert_eq!(out["context"]["tenant"], "acme");
+    assert_unauthorized(auth.handle(event).await);
     let token = fixture_json(
         "authorizer-rest-token.json",
         &[("__AUTHORIZATION__", &format!("Bearer {}", key.expose()))],

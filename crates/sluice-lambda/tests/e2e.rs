@@ -149,7 +149,10 @@ async fn e2e_post_process_and_read_back_through_the_handlers_with_exactly_the_ma
     // Query: one event over REST, a page over the HTTP API, then its cursor.
     let (query_env, query_calls) = (d.env(), CallRecorder::new());
     let config = QueryConfig::from_lookup(&|k| query_env.get(k)).unwrap();
-    let router = query::router(query::init(&config, &d.clients(&query_calls)).await.unwrap());
+    let router = query::router(
+        query::init(&config, &d.clients(&query_calls)).await.unwrap(),
+        &config.tenant_claim,
+    );
     let got = call_http(
         router.clone(),
         &fixture("query-rest-get.json", &[ctx[0], ctx[1], ("__EVENT_ID__", &first_id)]),
@@ -198,6 +201,27 @@ async fn e2e_post_process_and_read_back_through_the_handlers_with_exactly_the_ma
         vec![first_id.clone()],
         "exactly three events, each once"
     );
+
+    // S-1, HTTP API with its native JWT authorizer: the tenant is the verified claim named by
+    // SLUICE_OIDC_TENANT_CLAIM (custom:tenant by default), so a token of another tenant sees
+    // none of these events, and a token without the claim gets a 401.
+    let jwt = |tenant: &str| {
+        fixture(
+            "query-http-v2-jwt-list.json",
+            &[("__TENANT__", tenant), ("__QUERY__", "limit=10")],
+        )
+    };
+    let page = call_http(router.clone(), &jwt(ctx[0].1)).await;
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert_eq!(ids(&body_json(&page)).len(), 3, "the token's tenant's events");
+    let other = call_http(router.clone(), &jwt("globex")).await;
+    assert_eq!(
+        ids(&body_json(&other)),
+        Vec::<String>::new(),
+        "another tenant's token sees nothing"
+    );
+    let no_tenant = call_http(router.clone(), &jwt("Not A Tenant")).await;
+    assert_eq!(no_tenant["statusCode"], 401, "{no_tenant}");
 
     // Exactly the manifest: every variable read and every AWS operation called, per function.
     for (function, env, calls) in [

@@ -261,7 +261,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand, output: Format) -> Resu
             None => {
                 eprintln!(
                     "note: SLUICE_REST_API_ID is not set, so tenant {tenant} was not enrolled in a usage plan; \
-                     behind the REST API its requests get 403 until it is (run this again with it set)"
+                     behind the REST API its requests get 401 until it is (run this again with it set)"
                 );
                 Ok(())
             }

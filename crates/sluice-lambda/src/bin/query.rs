@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
     let service = query::init(&config, &Clients::from_env().await).await?;
-    lambda_http::run(query::router(service))
+    lambda_http::run(query::router(service, &config.tenant_claim))
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }
