@@ -197,18 +197,24 @@ pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
     Duration::from_secs(secs).min(cap)
 }
 
+/// The log target of the per-record lines.
+pub const RECORD_TARGET: &str = "sluice::record";
+
 /// The per-record log line: request id, tenant, event id, outcome and latency, never the body.
-/// Shared by every host of the process step so their logs read the same.
+/// Shared by every host of the process step so their logs read the same. A stored record is
+/// `INFO`, a failed one `WARN` (target [`RECORD_TARGET`]).
 pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
     let a = |k: &str| msg.attributes.get(k).map(String::as_str).unwrap_or("");
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Outcome::Stored | Outcome::Duplicate => tracing::info!(
+            target: RECORD_TARGET,
             request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), latency_ms,
             "record processed"
         ),
         Outcome::Retry(reason) | Outcome::Permanent(reason) => tracing::warn!(
+            target: RECORD_TARGET,
             request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), reason = %reason, latency_ms,
             "record failed"

@@ -78,8 +78,12 @@ impl LogSettings {
         {
             // Lambda's level names: FATAL has no tracing level of its own.
             Some("fatal") => "error".to_owned(),
-            Some(l @ ("trace" | "debug" | "info" | "warn" | "error")) => l.to_owned(),
-            _ => "info".to_owned(),
+            Some(l @ ("trace" | "debug" | "warn" | "error")) => l.to_owned(),
+            // API Gateway's access log records every request, and the stored event is the record of
+            // its processing (request id, tenant, key, times): at INFO, a function logs only the
+            // requests and records that failed, in full (WARN), not a second line per event, which
+            // was most of the log bill. DEBUG shows every line.
+            _ => LAMBDA_INFO.to_owned(),
         };
         let format = match env::optional(env, vars::LAMBDA_LOG_FORMAT) {
             Some(f) if !f.eq_ignore_ascii_case("json") => LogFormat::Pretty,
@@ -89,6 +93,9 @@ impl LogSettings {
         Self { format, level, redact }
     }
 }
+
+/// A Lambda function's filter at `INFO`: successful requests and records are not logged again.
+pub const LAMBDA_INFO: &str = "info,sluice::access=warn,sluice::record=warn";
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "[REDACTED]";
@@ -499,7 +506,14 @@ mod tests {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
         };
         let none = LogSettings::from_lambda_env(&env(&[]));
-        assert_eq!(none, LogSettings::default(), "JSON, info and the default names");
+        assert_eq!(
+            none,
+            LogSettings {
+                level: LAMBDA_INFO.into(),
+                ..LogSettings::default()
+            },
+            "JSON, info without the successes' lines, and the default names"
+        );
         let s = LogSettings::from_lambda_env(&env(&[
             (vars::LAMBDA_LOG_FORMAT, "Text"),
             (vars::LAMBDA_LOG_LEVEL, "FATAL"),
@@ -513,6 +527,29 @@ mod tests {
             (vars::LAMBDA_LOG_LEVEL, "debug"),
         ]));
         assert_eq!((s.format, s.level.as_str()), (LogFormat::Json, "debug"));
+    }
+
+    /// The log bill (issue 20): at a Lambda function's INFO, a successful request or record
+    /// writes no line (API Gateway's access log and the stored event record it), and every
+    /// failure is still logged in full.
+    #[test]
+    fn at_lambda_info_only_failed_requests_and_records_are_logged() {
+        let lambda = LogSettings {
+            level: LAMBDA_INFO.into(),
+            ..LogSettings::default()
+        };
+        let out = capture(&lambda, || {
+            tracing::info!(target: "sluice::access", status = 202, "request");
+            tracing::warn!(target: "sluice::access", status = 401, "request");
+            tracing::info!(target: "sluice::record", event_id = "evt_ok", "record processed");
+            tracing::warn!(target: "sluice::record", event_id = "evt_bad", reason = "x", "record failed");
+            tracing::info!(target: "sluice::worker", "started");
+        });
+        assert!(!out.contains(r#""status":202"#) && !out.contains("evt_ok"), "{out}");
+        assert!(
+            out.contains(r#""status":401"#) && out.contains("evt_bad") && out.contains("started"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The access log (R-1, I-1): one `tracing` event per request, target `sluice::access`, emitted
 //! when the response is ready.
 //!
+//! Level: `INFO` for a request answered below 400, `WARN` for a refusal or failure, so a host that
+//! has another access log in front (API Gateway's, on Lambda) can keep only the failures, whose
+//! lines carry what the gateway's do not (the route, the latency, the bytes read).
+//!
 //! Fields: `request_id`, `method`, `route` (the matched route template, e.g. `/v1/events/{id}`),
 //! `path` (the raw path, truncated; never the query string, which may hold a cursor), `status`,
 //! `latency_ms`, `tenant` and `key_id` (the public half of the key, when authenticated),
@@ -62,9 +66,9 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        // With the access log filtered out (say `log.level = warn`), skip gathering its fields and
+        // With the access log filtered out (say `log.level = error`), skip gathering its fields and
         // wrapping the body in a byte counter: that costs an allocation or five on every request.
-        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::WARN) {
             return AccessLogFuture {
                 inner: self.inner.call(req),
                 record: None,
@@ -147,19 +151,30 @@ impl Record {
 
     fn emit<B>(self, res: &Response<B>) {
         let principal = res.extensions().get::<Principal>();
-        tracing::info!(
-            target: ACCESS_TARGET,
-            request_id = self.request_id.as_ref().map(RequestId::as_str),
-            method = %self.method,
-            route = self.route.as_deref().unwrap_or("<unmatched>"),
-            path = %self.path,
-            status = res.status().as_u16(),
-            latency_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            tenant = principal.map(|p| p.tenant.as_str()),
-            key_id = principal.map(|p| p.key_id.as_str()),
-            source_ip = self.ip.as_deref(),
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
-            "request"
-        );
+        let status = res.status().as_u16();
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: ACCESS_TARGET,
+                    $level,
+                    request_id = self.request_id.as_ref().map(RequestId::as_str),
+                    method = %self.method,
+                    route = self.route.as_deref().unwrap_or("<unmatched>"),
+                    path = %self.path,
+                    status,
+                    latency_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    tenant = principal.map(|p| p.tenant.as_str()),
+                    key_id = principal.map(|p| p.key_id.as_str()),
+                    source_ip = self.ip.as_deref(),
+                    bytes_in = self.bytes_in.load(Ordering::Relaxed),
+                    "request"
+                )
+            };
+        }
+        if status >= 400 {
+            line!(tracing::Level::WARN);
+        } else {
+            line!(tracing::Level::INFO);
+        }
     }
 }
