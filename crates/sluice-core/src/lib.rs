@@ -8,6 +8,7 @@
 //! - [`envelope`]: what travels through the queue, signed at ingest and verified by the process step.
 //! - [`cursor`]: opaque, signed list cursors bound to one tenant.
 //! - [`keys`]: API keys: generation, hashing, constant-time verification.
+//! - [`metrics`]: the metric names both hosts export (Prometheus, CloudWatch EMF).
 //! - [`oidc`]: JWT bearer tokens from an OIDC issuer (Cognito, or a JWKS file), for user-facing clients.
 //! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
 //!   semantics), idempotency store and key store.
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod keys;
+pub mod metrics;
 pub mod oidc;
 pub mod ports;
 pub mod process;

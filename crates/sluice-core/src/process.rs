@@ -197,6 +197,27 @@ pub fn backoff(receive_count: u32, cap: Duration) -> Duration {
     Duration::from_secs(secs).min(cap)
 }
 
+/// Counts the record's outcome and, when newly stored, the time from its 202 (the envelope's
+/// `received_at`) to now, when it became readable.
+fn record_outcome(msg: &ReceivedMessage, outcome: &Outcome) {
+    let label = match outcome {
+        Outcome::Stored => "stored",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Retry(_) => "retried",
+        Outcome::Permanent(_) => "dead_lettered",
+    };
+    metrics::counter!(crate::metrics::STORED, "outcome" => label).increment(1);
+    if *outcome == Outcome::Stored
+        && let Some(received) = msg
+            .attributes
+            .get(attr::RECEIVED_AT)
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+    {
+        let secs = (OffsetDateTime::now_utc() - received).as_seconds_f64().max(0.0);
+        metrics::histogram!(crate::metrics::STORED_LATENCY).record(secs);
+    }
+}
+
 /// The log target of the per-record lines.
 pub const RECORD_TARGET: &str = "sluice::record";
 
@@ -206,6 +227,7 @@ pub const RECORD_TARGET: &str = "sluice::record";
 pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
     let a = |k: &str| msg.attributes.get(k).map(String::as_str).unwrap_or("");
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    record_outcome(msg, outcome);
     match outcome {
         Outcome::Stored | Outcome::Duplicate => tracing::info!(
             target: RECORD_TARGET,

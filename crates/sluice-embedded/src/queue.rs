@@ -584,6 +584,29 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
+    async fn oldest_age(&self) -> Result<Option<Duration>, QueueError> {
+        let name = self.name.clone();
+        let cutoff = retention_cutoff_ns(self.config.retention);
+        // Seq order is send order (a moved message keeps its row): the first row of the queue
+        // in the primary key is the oldest, found without an index on sent times.
+        let sent: Option<i64> = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT sent_at_ns FROM messages WHERE queue = ?1 AND sent_at_ns >= ?2 ORDER BY seq LIMIT 1",
+                )?
+                .query_row(params![&*name, cutoff], |r| r.get(0))
+                .optional()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(sent.map(|ns| {
+            let age = now_ns().saturating_sub(ns);
+            Duration::from_nanos(u64::try_from(age).unwrap_or(0))
+        }))
+    }
+
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let name = self.name.clone();
         self.db

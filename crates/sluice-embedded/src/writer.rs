@@ -130,9 +130,11 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        // The `db` label of the group-commit metric: `queue` or `store`, from the thread's name.
+        let db: &'static str = if name.contains("queue") { "queue" } else { "store" };
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(&conn, &rx, &thread_counters, maintenance))?;
+            .spawn(move || run(&conn, &rx, &thread_counters, maintenance, db))?;
         Ok(Self { tx, counters })
     }
 
@@ -178,6 +180,7 @@ fn run(
     rx: &mpsc::Receiver<Box<dyn Job>>,
     counters: &Counters,
     mut maintenance: Option<Maintenance>,
+    db: &'static str,
 ) {
     // Housekeeping is due right away, so leftovers from a previous run go at startup.
     let mut last_maintenance: Option<Instant> = None;
@@ -203,6 +206,8 @@ fn run(
                     Ok(()) => {
                         counters.commits.fetch_add(1, Ordering::Relaxed);
                         counters.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+                        metrics::histogram!(sluice_core::metrics::GROUP_COMMIT_SIZE, "db" => db)
+                            .record(group.len() as f64);
                     }
                     Err(_) => {
                         counters.failed_groups.fetch_add(1, Ordering::Relaxed);

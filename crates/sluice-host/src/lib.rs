@@ -11,6 +11,7 @@
 //! - [`clients`]: the AWS SDK clients, built once per process for `serve --backend aws` and the
 //!   Lambda functions alike.
 //! - [`telemetry`]: the redacting JSON log subscriber (R-1, I-1) every host installs.
+//! - [`metrics`]: the metrics exporters: Prometheus text (`sluice serve`), CloudWatch EMF (Lambda).
 //!
 //! The core (`sluice-core`) stays free of I/O: files, the environment, threads and the clock's
 //! real source are here or in the binaries.
@@ -20,6 +21,7 @@
 pub mod clients;
 pub mod env;
 pub mod files;
+pub mod metrics;
 pub mod settle;
 pub mod telemetry;
 pub mod worker;

@@ -7,7 +7,7 @@
 use crate::settle::{SettlePolicy, process_batch};
 use sluice_core::clock::Clock;
 use sluice_core::ingest::Backpressure;
-use sluice_core::ports::Queue;
+use sluice_core::ports::{Queue, QueueDepth, QueueError};
 use sluice_core::process::Processor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +197,7 @@ const GAUGE_COST_RATIO: u32 = 50;
 /// once (`Backpressure::add`); only the process step's deletes wait for the next read.
 pub async fn poll_depth(
     queue: Arc<dyn Queue>,
+    dlq: Arc<dyn Queue>,
     bp: Arc<Backpressure>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
@@ -204,13 +205,29 @@ pub async fn poll_depth(
     loop {
         let started = tokio::time::Instant::now();
         match queue.depth().await {
-            Ok(d) => bp.observe(d.total()),
+            Ok(d) => {
+                bp.observe(d.total());
+                gauges("main", d, queue.oldest_age().await);
+            }
             Err(e) => tracing::warn!(error = %e, "could not read the queue depth"),
+        }
+        if let Ok(d) = dlq.depth().await {
+            gauges("dlq", d, dlq.oldest_age().await);
         }
         tokio::select! {
             () = tokio::time::sleep(gauge_wait(every, started.elapsed())) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Sets the queue gauges of `queue` (`main` or `dlq`).
+fn gauges(queue: &'static str, d: QueueDepth, oldest: Result<Option<Duration>, QueueError>) {
+    use sluice_core::metrics::{QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_OLDEST_AGE};
+    metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(d.visible as f64);
+    metrics::gauge!(QUEUE_IN_FLIGHT, "queue" => queue).set(d.in_flight as f64);
+    if let Ok(age) = oldest {
+        metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => queue).set(age.unwrap_or_default().as_secs_f64());
     }
 }
 

@@ -68,10 +68,12 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         // With the access log filtered out (say `log.level = error`), skip gathering its fields and
         // wrapping the body in a byte counter: that costs an allocation or five on every request.
+        // The metrics are still counted: they do not depend on the log level.
         if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::WARN) {
+            let record = Record::metrics_only(&req);
             return AccessLogFuture {
                 inner: self.inner.call(req),
-                record: None,
+                record: Some(record),
             };
         }
         let (req, record) = Record::start(req);
@@ -116,9 +118,60 @@ struct Record {
     request_id: Option<RequestId>,
     ip: Option<String>,
     bytes_in: Arc<AtomicU64>,
+    /// Whether to write the log line (else only the metrics).
+    log: bool,
+}
+
+/// Ingest routes, whose refusals count as rejected events.
+fn is_ingest(method: &Method, route: &str) -> bool {
+    *method == Method::POST && (route == crate::openapi::EVENTS || route == crate::openapi::SOURCE)
+}
+
+/// A status code as a label value: the codes Sluice answers, and `other`.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        202 => "202",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        406 => "406",
+        408 => "408",
+        409 => "409",
+        410 => "410",
+        411 => "411",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
 }
 
 impl Record {
+    /// What the metrics need: the start, the method and the route.
+    fn metrics_only(req: &Request) -> Self {
+        Self {
+            start: Instant::now(),
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()),
+            path: String::new(),
+            request_id: None,
+            ip: None,
+            bytes_in: Arc::default(),
+            log: false,
+        }
+    }
+
     /// Gathers the request's fields and counts its body bytes as the handler reads them.
     fn start(req: Request) -> (Request, Self) {
         let start = Instant::now();
@@ -145,13 +198,32 @@ impl Record {
             request_id,
             ip,
             bytes_in,
+            log: true,
         };
         (Request::from_parts(parts, body), record)
     }
 
     fn emit<B>(self, res: &Response<B>) {
-        let principal = res.extensions().get::<Principal>();
         let status = res.status().as_u16();
+        let elapsed = self.start.elapsed();
+        if self.log {
+            self.log_line(res, status);
+        }
+        let route = self.route.unwrap_or_else(|| "<unmatched>".to_owned());
+        if status >= 400
+            && is_ingest(&self.method, &route)
+            && let Some(problem) = res.extensions().get::<crate::problem::Problem>()
+        {
+            sluice_core::metrics::rejected(problem.code().as_str());
+        }
+        metrics::histogram!(sluice_core::metrics::REQUEST_DURATION, "route" => route.clone())
+            .record(elapsed.as_secs_f64());
+        metrics::counter!(sluice_core::metrics::HTTP_REQUESTS, "route" => route, "status" => status_label(status))
+            .increment(1);
+    }
+
+    fn log_line<B>(&self, res: &Response<B>, status: u16) {
+        let principal = res.extensions().get::<Principal>();
         macro_rules! line {
             ($level:expr) => {
                 tracing::event!(

@@ -281,6 +281,7 @@ impl Guard {
             && failures.any_blocked()
             && let Some(wait) = failures.blocked_for(&addr(&req))
         {
+            sluice_core::metrics::throttled("address");
             return Problem::new(Code::Throttled)
                 .detail("too many failed authentication attempts; retry after the indicated number of seconds")
                 .retry_after(whole_secs(wait))
@@ -289,6 +290,7 @@ impl Guard {
         let principal = match self.authenticate(req.headers(), req.extensions()).await {
             Ok(p) => p,
             Err(Denied::Invalid) => {
+                metrics::counter!(sluice_core::metrics::AUTH_FAILURES).increment(1);
                 if let Some(failures) = &self.failures {
                     failures.record(&addr(&req));
                 }

@@ -171,7 +171,14 @@ pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Requ
         idempotency_key,
     };
     match state.service.ingest_as(&ctx, &format, &bytes).await {
-        Ok(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        Ok(accepted) => {
+            let n = match &accepted {
+                sluice_core::ingest::Accepted::One { .. } => 1,
+                sluice_core::ingest::Accepted::Many { ids } => ids.len() as u64,
+            };
+            metrics::counter!(sluice_core::metrics::ACCEPTED).increment(n);
+            Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+        }
         Err(e) => Err(ingest_problem(e, &ctx.request_id)),
     }
 }

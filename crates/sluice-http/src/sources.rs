@@ -71,11 +71,12 @@ pub(crate) async fn post_delivery(
     if let Some(wait) =
         blocked(&state.failures_by_source, &source_id).or_else(|| blocked(&state.failures_by_address, &address))
     {
+        sluice_core::metrics::throttled("address");
         return Err(Problem::new(Code::Throttled)
             .detail("too many failed deliveries; retry after the indicated number of seconds")
             .retry_after(whole_secs(wait)));
     }
-    state.throttle.check(&format!("source:{source_id}"))?;
+    state.throttle.check(&format!("source:{source_id}"), "source")?;
     require_json(&parts.headers)?;
     let bytes = read_limited(&parts.headers, body, state.max_body_bytes, state.body_timeout).await?;
     let ctx = DeliveryContext {
@@ -88,13 +89,17 @@ pub(crate) async fn post_delivery(
         .deliver(ctx, &single_headers(&parts.headers), &bytes)
         .await
     {
-        Ok(Delivered::Accepted(accepted)) => Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        Ok(Delivered::Accepted(accepted)) => {
+            metrics::counter!(sluice_core::metrics::ACCEPTED).increment(1);
+            Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+        }
         Ok(Delivered::Challenge(challenge)) => {
             Ok((StatusCode::OK, Json(serde_json::json!({ "challenge": challenge }))).into_response())
         }
         Err(DeliveryError::Unauthenticated(why)) => {
             // The reason stays in the log; the caller gets what every failure gets.
             tracing::info!(target: "sluice::http", request_id = %request_id, %source_id, reason = why, "delivery refused");
+            metrics::counter!(sluice_core::metrics::AUTH_FAILURES).increment(1);
             for (limit, key) in [
                 (&state.failures_by_source, &source_id),
                 (&state.failures_by_address, &address),

@@ -107,13 +107,16 @@ fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-fn throttled(wait: Duration) -> Problem {
+/// A 429 from the `scope` bucket, counted.
+fn throttled(wait: Duration, scope: &'static str) -> Problem {
+    sluice_core::metrics::throttled(scope);
     Problem::new(Code::Throttled)
         .detail("the request rate limit was exceeded; retry after the indicated number of seconds")
         .retry_after(retry_after_secs(wait))
 }
 
 fn over_quota(limit: u64, until_reset: Duration) -> Problem {
+    sluice_core::metrics::throttled("quota");
     Problem::new(Code::Throttled)
         .detail(format!(
             "the tenant's quota of {limit} requests per day is used up; it resets at midnight UTC"
@@ -184,9 +187,9 @@ impl Throttle {
                 bucket: Some(bucket), ..
             }) => bucket
                 .check()
-                .map_err(|not_until| throttled(not_until.wait_time_from(bucket.clock().now())))?,
+                .map_err(|not_until| throttled(not_until.wait_time_from(bucket.clock().now()), "tenant"))?,
             Some(_) => {}
-            None => self.check_per_key(key)?,
+            None => self.check_per_key(key, "key")?,
         }
         self.check_global()?;
         let limit = plan.map_or(self.default_quota_per_day, |p| p.quota_per_day);
@@ -219,14 +222,14 @@ impl Throttle {
         Ok(())
     }
 
-    fn check_per_key(&self, key: &str) -> Result<(), Problem> {
+    fn check_per_key(&self, key: &str, scope: &'static str) -> Result<(), Problem> {
         if let Some(limiter) = &self.per_key {
             if limiter.len() > MAX_TRACKED_KEYS {
                 limiter.retain_recent();
             }
             limiter
                 .check_key(&key.to_owned())
-                .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now())))?;
+                .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now()), scope))?;
         }
         Ok(())
     }
@@ -235,7 +238,7 @@ impl Throttle {
         if let Some(limiter) = &self.global {
             limiter
                 .check()
-                .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now())))?;
+                .map_err(|not_until| throttled(not_until.wait_time_from(limiter.clock().now()), "global"))?;
         }
         Ok(())
     }
@@ -244,8 +247,9 @@ impl Throttle {
     ///
     /// The key's bucket is checked first, so a client over its own limit does not drain the
     /// global bucket that everyone else shares.
-    pub(crate) fn check(&self, key: &str) -> Result<(), Problem> {
-        self.check_per_key(key)?;
+    /// `scope` names the per-key bucket in the throttle metric (`key`, `source`).
+    pub(crate) fn check(&self, key: &str, scope: &'static str) -> Result<(), Problem> {
+        self.check_per_key(key, scope)?;
         self.check_global()
     }
 }
@@ -294,12 +298,12 @@ mod tests {
     #[test]
     fn d1_buckets_are_per_key_and_global() {
         let t = Throttle::new(1, 2, 0, 0);
-        assert!(t.check("a").is_ok());
-        assert!(t.check("a").is_ok());
-        assert!(t.check("a").is_err());
-        assert!(t.check("b").is_ok());
+        assert!(t.check("a", "key").is_ok());
+        assert!(t.check("a", "key").is_ok());
+        assert!(t.check("a", "key").is_err());
+        assert!(t.check("b", "key").is_ok());
         let g = Throttle::new(0, 0, 1, 1);
-        assert!(g.check("a").is_ok());
-        assert!(g.check("b").is_err());
+        assert!(g.check("a", "key").is_ok());
+        assert!(g.check("b", "key").is_err());
     }
 }

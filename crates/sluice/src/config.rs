@@ -47,6 +47,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Logging (R-1, I-1).
     pub log: LogSettings,
+    /// `[admin]`: the admin listener (metrics, console).
+    pub admin: AdminSettings,
     /// The AWS backend's resources, from the environment; `None` on the embedded backend.
     #[serde(skip)]
     pub aws: Option<AwsSettings>,
@@ -104,7 +106,25 @@ impl Default for Config {
             worker: WorkerSettings::default(),
             auth: AuthSettings::default(),
             log: LogSettings::default(),
+            admin: AdminSettings::default(),
             aws: None,
+        }
+    }
+}
+
+/// `[admin]`: the operators' listener, apart from the public one: Prometheus metrics at
+/// `/metrics` and the console at `/console`. Never on the public listener (E-1, S-1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Where it listens; loopback by default, so only this machine reaches it.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
         }
     }
 }
@@ -280,6 +300,7 @@ const TOP_LEVEL: &[&str] = &[
     "worker",
     "auth",
     "log",
+    "admin",
 ];
 
 impl Config {

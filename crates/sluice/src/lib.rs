@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (clap) and what each subcommand does.
 //! - [`output`]: the one output convention of every listing (`--output table|json`).
 //! - [`exit`]: the typed command error and its exit status (not found, refused, unavailable).
+//! - [`admin`]: the admin listener of `sluice serve`: Prometheus metrics and the console.
 //! - [`aws`]: `sluice aws provision`, the AWS data path's queues and tables without SAM.
 //! - [`cost`]: `sluice cost`, the AWS bill per million events and the worst hour an attacker can
 //!   force (D-2).
@@ -23,6 +24,7 @@
 //!
 //! `main.rs` only parses arguments and calls [`cli::run`].
 
+pub mod admin;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -284,6 +284,26 @@ pub async fn run(
             .with_cache_ttl(Duration::from_secs(config.auth.cache_secs)),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The admin listener first: metrics are recorded from the first request on.
+    let prometheus = sluice_host::metrics::install_prometheus().context("installing the metrics recorder")?;
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_state = Arc::new(crate::admin::AdminState {
+        prometheus: prometheus.clone(),
+    });
+    let upkeep = tokio::spawn(crate::admin::upkeep(prometheus, stop_rx.clone()));
+    let admin = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, crate::admin::router(admin_state))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
     // On AWS API Gateway enforces the usage plans; here the server does, from its store.
     let plan_refresher = match (&plans, config.backend) {
         (Some(plans), Backend::Embedded) => Some(
@@ -308,7 +328,13 @@ pub async fn run(
         &config.throttle,
     );
 
-    let poller = tokio::spawn(poll_depth(queue.clone(), backpressure, depth_poll, stop_rx.clone()));
+    let poller = tokio::spawn(poll_depth(
+        queue.clone(),
+        dlq.clone(),
+        backpressure,
+        depth_poll,
+        stop_rx.clone(),
+    ));
     let worker = Worker {
         queue: queue.clone(),
         dlq,
@@ -327,6 +353,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let backend = format!("{:?}", config.backend).to_ascii_lowercase();
     tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = config.worker.workers, "sluice listening");
+    tracing::info!(addr = %admin_addr, "admin listening (metrics at /metrics)");
     let limits = crate::listen::ConnectionLimits {
         header_timeout: config.throttle.header_timeout,
         max_connections: config.throttle.max_connections,
@@ -337,6 +364,10 @@ pub async fn run(
     let _ = stop_tx.send(true);
     pool.join().await;
     let _ = poller.await;
+    let _ = upkeep.await;
+    if let Ok(Err(e)) = admin.await {
+        tracing::warn!(error = %e, "the admin listener failed");
+    }
     if let Some(refresher) = plan_refresher {
         let _ = refresher.await;
     }

@@ -210,6 +210,13 @@ pub trait Queue: Send + Sync + 'static {
     /// Approximate counts.
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 
+    /// How long ago the oldest message still held was first sent; `None` when the queue is
+    /// empty or the backend cannot say (SQS reports it only as a CloudWatch metric,
+    /// `ApproximateAgeOfOldestMessage`).
+    async fn oldest_age(&self) -> Result<Option<Duration>, QueueError> {
+        Ok(None)
+    }
+
     /// Sends one message.
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
         let mut ids = self.send_batch(vec![message]).await?;

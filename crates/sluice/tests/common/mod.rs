@@ -125,6 +125,21 @@ impl TestApp {
         self.child.id()
     }
 
+    /// The admin listener's base URL, from its "admin listening" log line.
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self
+            .logs()
+            .iter()
+            .filter(|l| l.contains("admin listening"))
+            .find_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).ok()?["addr"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .expect("the admin listener's address in the log");
+        format!("http://{addr}{path}")
+    }
+
     /// Every log line the server printed so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
@@ -268,6 +283,10 @@ pub fn start(data_dir: &Path, env: &[(String, String)]) -> (Child, SocketAddr, A
 /// Spawns a prepared `sluice serve` command, collects every log line it prints, and waits for
 /// the address of its "sluice listening" line (which is in the logs by then).
 pub fn spawn_serve(mut cmd: Command) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    // Tests run servers side by side: each admin listener on a port of its own.
+    if !cmd.get_envs().any(|(k, _)| k == "SLUICE_ADMIN__LISTEN") {
+        cmd.env("SLUICE_ADMIN__LISTEN", "127.0.0.1:0");
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn sluice serve");
     let logs = Arc::new(Mutex::new(Vec::new()));
