@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the AWS deployment (infra/template.yaml, issue 4): cfn-lint, sam validate --lint,
-# checkov, the cfn-guard rules in infra/rules/ with a failing fixture per rule, and the
-# template-vs-code test (infra/tests/test_template_matches_code.py). Installs its tools idempotently:
+# checkov, the cfn-guard rules in infra/rules/ with a failing fixture per rule, and the tests in infra/tests
+# (template vs code, both API variants, the functions' metrics). Installs its tools idempotently:
 # pinned PyPI packages in two virtualenvs (aws-sam-cli and checkov pin conflicting boto3 versions, so
 # they cannot share one) and cfn-guard from crates.io. No network beyond the package registries.
 set -euo pipefail
@@ -167,7 +167,7 @@ for r in "${!covered[@]}"; do
 done
 echo "${#rules[@]} rules, $fixtures fixtures, each fixture fails exactly its rule"
 
-step "template vs code, both API variants (infra/tests against crates/sluice-lambda/functions.toml)"
+step "template vs code, both API variants, metrics (infra/tests against crates/sluice-lambda/functions.toml, crates/sluice-core/src/metrics.rs)"
 "$SAM_PY" -m pytest -p no:cacheprovider -q infra/tests
 
 echo

@@ -261,6 +261,30 @@ def _log_format_branch(t, branch, drop):
         fmt[branch] = fmt[branch].replace(field, "")
 
 
+def env(t, function):
+    return props(t, function)["Environment"]["Variables"]
+
+
+def alarm_metric(t, alarm, metric_id):
+    for m in props(t, alarm)["Metrics"]:
+        if m["Id"] == metric_id:
+            return m
+    raise KeyError(f"{alarm} has no metric {metric_id}")
+
+
+def _drop_alarm_metric(t, alarm, metric_id):
+    metrics = props(t, alarm)["Metrics"]
+    props(t, alarm)["Metrics"] = [m for m in metrics if m["Id"] != metric_id]
+    assert len(metrics) == len(props(t, alarm)["Metrics"]) + 1, metric_id
+
+
+def _latency_on_average(t):
+    p = props(t, "StoredLatencyAlarm")
+    del p["ExtendedStatistic"]
+    del p["EvaluateLowSampleCountPercentile"]
+    p["Statistic"] = "Average"
+
+
 def _http_webhook_stage_limits_only(t):
     del props(t, "HttpApiStage")["RouteSettings"]["POST /v1/sources/{source_id}"]
 
@@ -289,6 +313,8 @@ FIXTURES = [
     ("r1_functions_traced", "query-passthrough", lambda t: _set(props(t, "QueryFunction"), "Tracing", "PassThrough")),
     ("r1_functions_log_to_own_group", "authorizer-default-group", lambda t: props(t, "AuthorizerFunction").pop("LoggingConfig")),
     ("i1_env_holds_no_secrets", "signing-key-in-env", _env_secret),
+    ("r1_functions_emit_metrics_to_the_stack_namespace", "process-without-metrics-namespace", lambda t: env(t, "ProcessFunction").pop("SLUICE_METRICS_NAMESPACE")),
+    ("r1_functions_emit_metrics_to_the_stack_namespace", "authorizer-namespace-of-its-own", lambda t: _set(env(t, "AuthorizerFunction"), "SLUICE_METRICS_NAMESPACE", "Sluice/authorizer")),
     # queues.guard
     ("t2_queues_encrypted", "plaintext-queue", lambda t: props(t, "EventsQueue").pop("KmsMasterKeyId")),
     ("d3_queues_have_dlq", "no-redrive", lambda t: props(t, "EventsQueue").pop("RedrivePolicy")),
@@ -368,6 +394,15 @@ FIXTURES = [
     ("d1_api_error_alarms", "no-4xx-alarm", lambda t: t["Resources"].pop("Api4xxAlarm")),
     ("d1_api_error_alarms", "no-http-4xx-alarm", lambda t: t["Resources"].pop("HttpApi4xxAlarm")),
     ("d2_alarms_have_actions", "silent-dlq-alarm", lambda t: props(t, "DlqNotEmptyAlarm").pop("AlarmActions")),
+    ("t1_rejection_rate_alarm", "no-rejection-alarm", lambda t: t["Resources"].pop("RejectionRateAlarm")),
+    ("t1_rejection_rate_alarm", "rejections-in-a-literal-namespace", lambda t: _set(alarm_metric(t, "RejectionRateAlarm", "vf")["MetricStat"]["Metric"], "Namespace", "Sluice")),
+    ("t1_rejection_rate_alarm", "rejection-rate-without-accepted-events", lambda t: _drop_alarm_metric(t, "RejectionRateAlarm", "accepted")),
+    ("t1_rejection_rate_alarm", "rejection-alarm-blind-to-contract-violations", lambda t: _drop_alarm_metric(t, "RejectionRateAlarm", "vf")),
+    ("t1_rejection_rate_alarm", "rejection-alarm-silent-on-recovery", lambda t: props(t, "RejectionRateAlarm").pop("OKActions")),
+    ("d3_stored_latency_alarm", "no-stored-latency-alarm", lambda t: t["Resources"].pop("StoredLatencyAlarm")),
+    ("d3_stored_latency_alarm", "stored-latency-on-average", _latency_on_average),
+    ("d3_dead_letter_metric_alarm", "no-dead-letter-alarm", lambda t: t["Resources"].pop("DeadLetteredAlarm")),
+    ("d3_dead_letter_metric_alarm", "first-dead-letter-ignored", lambda t: _set(props(t, "DeadLetteredAlarm"), "Threshold", 1)),
     ("d2_budget_with_alerts", "no-budget", lambda t: t["Resources"].pop("CostBudget")),
     ("r1_log_groups_retained_and_encrypted", "ingest-logs-forever", lambda t: props(t, "IngestLogGroup").pop("RetentionInDays")),
     ("r1_log_groups_retained_and_encrypted", "access-log-plaintext", lambda t: props(t, "ApiAccessLogGroup").pop("KmsKeyId")),

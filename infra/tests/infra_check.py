@@ -22,11 +22,13 @@ routes for the comparison with the HTTP contract.
 The template deploys one of two API variants (ApiType REST or HTTP) in front of the same functions.
 `render` evaluates the template's conditions and Fn::If for given parameter values, as CloudFormation
 would, so a test can look at exactly what one variant deploys; `dangling_references` lists what such a
-rendering refers to without deploying it, and `http_routes` lists the HTTP variant's routes.
+rendering refers to without deploying it, `http_routes` lists the HTTP variant's routes and
+`dashboard_widgets` reads a rendering's dashboard (for the checks of the functions' metrics, test_metrics.py).
 """
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -514,6 +516,23 @@ def dangling_references(rendered: dict) -> list[str]:
 def of_type(template: dict, *types: str) -> dict[str, dict]:
     """The resources of these types, by logical name."""
     return {n: r for n, r in template["Resources"].items() if r.get("Type") in types}
+
+
+def dashboard_widgets(rendered: dict, dashboard: str = "PipelineDashboard") -> list[dict]:
+    """The widgets of a rendering's dashboard, its Fn::Sub body made JSON: each variable of the Sub's own map
+    becomes its value when that is a plain string or an Fn::Sub template (else "x"), a Number parameter
+    becomes 1, MetricsNamespace becomes "NS" and every other ${...} "x"."""
+    body, variables = rendered["Resources"][dashboard]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = body
+    for k, v in variables.items():
+        value = v["Fn::Sub"] if isinstance(v, dict) and "Fn::Sub" in v else v if isinstance(v, str) else "x"
+        text = text.replace("${" + k + "}", value)
+    for name, p in rendered["Parameters"].items():
+        if p.get("Type") == "Number":
+            text = text.replace("${" + name + "}", "1")
+    text = text.replace("${MetricsNamespace}", "NS")
+    text = re.sub(r"\$\{[A-Za-z0-9:.]+\}", "x", text)
+    return json.loads(text)["widgets"]
 
 
 def http_routes(template: dict) -> dict[str, tuple[str, dict]]:

@@ -138,3 +138,19 @@ pub fn rejected(code: &'static str) {
 pub fn throttled(scope: &'static str) {
     metrics::counter!(THROTTLED, "scope" => scope).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_documented_once_in_docs_metrics_md() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for &(name, ..) in ALL {
+            let row = format!("| `{name}` |");
+            assert_eq!(doc.matches(&row).count(), 1, "{name} needs one row in docs/metrics.md");
+        }
+        let rows = doc.lines().filter(|l| l.starts_with("| `sluice_")).count();
+        assert_eq!(rows, ALL.len(), "docs/metrics.md lists a metric the code does not record");
+    }
+}

@@ -36,6 +36,8 @@ pub mod vars {
     pub const API_STAGE: &str = "SLUICE_API_STAGE";
     /// The usage plan of tenants without their own (`DefaultUsagePlanId`).
     pub const DEFAULT_USAGE_PLAN_ID: &str = "SLUICE_DEFAULT_USAGE_PLAN_ID";
+    /// The CloudWatch namespace of the Lambda functions' metrics (EMF).
+    pub const METRICS_NAMESPACE: &str = "SLUICE_METRICS_NAMESPACE";
     /// The SSM parameter holding the envelope signing key ring.
     pub const SIGNING_KEY_PARAM: &str = "SLUICE_SIGNING_KEY_PARAM";
     /// The SSM parameter holding the cursor key.

@@ -66,6 +66,8 @@ pub struct AuthorizerConfig {
     pub keys_table: String,
     /// The OIDC issuer to accept JWTs from, with its JWKS (JSON).
     pub oidc: Option<(OidcConfig, String)>,
+    /// The CloudWatch namespace of its metrics (`SLUICE_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// How the function logs.
     pub log: LogSettings,
 }
@@ -77,6 +79,7 @@ impl AuthorizerConfig {
         Ok(Self {
             keys_table: env::required(env, vars::KEYS_TABLE)?,
             oidc: env::oidc(env)?,
+            metrics_namespace: crate::metrics::namespace(env),
             log: LogSettings::from_lambda_env(env),
         })
     }
@@ -225,7 +228,10 @@ impl Authorizer {
             _ => self.keys.authenticate(credential).await,
         };
         result.map_err(|e| match e {
-            AuthError::Invalid => AuthorizerError::Unauthorized,
+            AuthError::Invalid => {
+                metrics::counter!(sluice_core::metrics::AUTH_FAILURES).increment(1);
+                AuthorizerError::Unauthorized
+            }
             AuthError::Unavailable(m) => AuthorizerError::Unavailable(m),
         })
     }

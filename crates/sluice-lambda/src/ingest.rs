@@ -38,6 +38,8 @@ pub struct IngestConfig {
     signing_key_param: String,
     schemas: SchemaSource,
     tenant_claim: String,
+    /// The CloudWatch namespace of its metrics (`SLUICE_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// How the function logs.
     pub log: LogSettings,
 }
@@ -54,6 +56,7 @@ impl IngestConfig {
             signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
             tenant_claim: env::tenant_claim(env),
+            metrics_namespace: crate::metrics::namespace(env),
             log: LogSettings::from_lambda_env(env),
         })
     }

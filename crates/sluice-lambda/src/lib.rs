@@ -15,6 +15,7 @@
 //!   turns the API Gateway request context into the principal and the client address.
 //! - [`process`]: the SQS consumer with partial batch responses.
 //! - `setup`: the init steps ingest and process share (the envelope sealer, the validator).
+//! - [`metrics`]: CloudWatch EMF, the metric names `sluice serve` exports, flushed per invocation.
 //!
 //! What the functions share with `sluice serve` lives in `sluice-host`: the settle policy of the
 //! process step, the environment (every `SLUICE_*` name, one lookup), the schema and JWKS file
@@ -60,6 +61,7 @@ pub mod authorizer;
 pub mod context;
 #[cfg(feature = "ingest")]
 pub mod ingest;
+pub mod metrics;
 #[cfg(feature = "process")]
 pub mod process;
 #[cfg(feature = "query")]
@@ -89,4 +91,7 @@ pub enum InitError {
     /// The OIDC issuer's JWKS is unusable.
     #[error("OIDC: {0}")]
     Oidc(String),
+    /// The metrics collector could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }

@@ -40,6 +40,8 @@ pub struct ProcessConfig {
     dlq_url: String,
     signing_key_param: String,
     schemas: SchemaSource,
+    /// The CloudWatch namespace of its metrics (`SLUICE_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// How the function logs.
     pub log: LogSettings,
 }
@@ -53,6 +55,7 @@ impl ProcessConfig {
             dlq_url: env::required(env, vars::DLQ_URL)?,
             signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
+            metrics_namespace: crate::metrics::namespace(env),
             log: LogSettings::from_lambda_env(env),
         })
     }

@@ -21,6 +21,8 @@ pub struct QueryConfig {
     cursor_key_param: String,
     /// The JWT claim naming the tenant, behind HTTP API's JWT authorizer.
     pub tenant_claim: String,
+    /// The CloudWatch namespace of its metrics (`SLUICE_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// How the function logs.
     pub log: LogSettings,
 }
@@ -33,6 +35,7 @@ impl QueryConfig {
             table: env::required(env, vars::TABLE)?,
             cursor_key_param: env::required(env, vars::CURSOR_KEY_PARAM)?,
             tenant_claim: env::tenant_claim(env),
+            metrics_namespace: crate::metrics::namespace(env),
             log: LogSettings::from_lambda_env(env),
         })
     }

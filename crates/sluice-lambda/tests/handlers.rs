@@ -290,3 +290,181 @@ async fn ingest_answers_bad_bodies_with_problem_json_over_both_apis() {
     // An event API Gateway would never send is refused by lambda_http before any handler.
     assert!(serde_json::from_str::<lambda_http::request::LambdaRequest>(r#"{"hello": "world"}"#).is_err());
 }
+
+/// The EMF documents one flush writes, parsed, each checked against the Embedded Metric Format
+/// specification: an `_aws` object with an integer millisecond `Timestamp` and one
+/// `CloudWatchMetrics` directive naming the namespace, dimension sets (arrays of at most 30
+/// names, each a top-level string member) and metric definitions (a `Name`, an optional `Unit`
+/// from CloudWatch's list) whose values are top-level numbers or arrays of at most 100 numbers.
+fn emf_documents(emf: &sluice_lambda::metrics::Emf, namespace: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    emf.flush_to(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    let docs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    const UNITS: &[&str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    for doc in &docs {
+        let aws = &doc["_aws"];
+        assert!(
+            aws["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000),
+            "{doc}"
+        );
+        let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1, "{doc}");
+        let d = &directives[0];
+        assert_eq!(d["Namespace"], namespace);
+        for set in d["Dimensions"].as_array().unwrap() {
+            let set = set.as_array().unwrap();
+            assert!(set.len() <= 30, "{doc}");
+            for name in set {
+                assert!(
+                    doc[name.as_str().unwrap()].is_string(),
+                    "dimension {name} has no string value: {doc}"
+                );
+            }
+        }
+        let metrics = d["Metrics"].as_array().unwrap();
+        assert!(!metrics.is_empty() && metrics.len() <= 100, "{doc}");
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap();
+            if let Some(unit) = m.get("Unit") {
+                assert!(UNITS.contains(&unit.as_str().unwrap()), "{unit}");
+            }
+            match &doc[name] {
+                Value::Number(_) => {}
+                Value::Array(values) => {
+                    assert!(
+                        !values.is_empty() && values.len() <= 100 && values.iter().all(Value::is_number),
+                        "{doc}"
+                    )
+                }
+                other => panic!("metric {name} has value {other}: {doc}"),
+            }
+        }
+    }
+    docs
+}
+
+/// The value of metric `name` in the document whose dimensions are exactly `dims`.
+fn emf_value(docs: &[Value], name: &str, dims: &[(&str, &str)]) -> Option<Value> {
+    docs.iter()
+        .find(|doc| {
+            let set: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            set.len() == dims.len()
+                && dims.iter().all(|(k, v)| set.contains(k) && doc[*k] == *v)
+                && doc.get(name).is_some()
+        })
+        .map(|doc| doc[name].clone())
+}
+
+/// Issue 17: an accepted and a rejected request through the ingest function write EMF documents
+/// that follow the specification, with the metric names `sluice serve` exports, the `function`
+/// dimension and the problem code; a second flush writes only what happened since.
+#[tokio::test]
+async fn ingest_emits_emf_for_an_accepted_and_a_rejected_event() {
+    let emf = sluice_lambda::metrics::install("Sluice/Test", "ingest").unwrap();
+    let d = Deployment::new().await;
+    let router = ingest_router(&d).await;
+    let ctx = [("__TENANT__", "acme"), ("__KEY_ID__", "k")];
+    let ok = fixture(
+        "ingest-rest-post.json",
+        &[ctx[0], ctx[1], ("__BODY__", r#"{"type":"order.created","data":{}}"#)],
+    );
+    assert_eq!(call_http(router.clone(), &ok).await["statusCode"], 202);
+    let bad = fixture(
+        "ingest-rest-post.json",
+        &[ctx[0], ctx[1], ("__BODY__", r#"{"type":"order.created"}"#)],
+    );
+    let res = call_http(router.clone(), &bad).await;
+    let code = body_json(&res)["code"].as_str().unwrap().to_owned();
+    let docs = emf_documents(&emf, "Sluice/Test");
+    assert_eq!(
+        emf_value(&docs, "sluice_events_accepted_total", &[("function", "ingest")]),
+        Some(json!(1))
+    );
+    assert_eq!(
+        emf_value(
+            &docs,
+            "sluice_events_rejected_total",
+            &[("function", "ingest"), ("code", &code)]
+        ),
+        Some(json!(1))
+    );
+    let durations = emf_value(
+        &docs,
+        "sluice_request_duration_seconds",
+        &[("function", "ingest"), ("route", "/v1/events")],
+    );
+    assert!(
+        durations
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.len() == 2),
+        "{durations:?}"
+    );
+    // Counters are deltas per flush: nothing happened since.
+    let again = emf_documents(&emf, "Sluice/Test");
+    assert_eq!(
+        emf_value(&again, "sluice_events_accepted_total", &[("function", "ingest")]),
+        None
+    );
+}
+
+/// Issue 17: a stored and a dead-lettered record through the process function, in EMF.
+#[tokio::test]
+async fn process_emits_emf_for_a_stored_and_a_dead_lettered_record() {
+    let emf = sluice_lambda::metrics::install("Sluice", "process").unwrap();
+    let store = Arc::new(MemStore::default());
+    let f = function(store, Arc::new(MemDlq::default()));
+    let mut tampered = sealed("acme", 2);
+    tampered.body = tampered.body.replace("\"amount\":2", "\"amount\":2000");
+    let response = f.handle(sqs_event_of(&[sealed("acme", 1), tampered], 1)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let docs = emf_documents(&emf, "Sluice");
+    for outcome in ["stored", "dead_lettered"] {
+        assert_eq!(
+            emf_value(
+                &docs,
+                "sluice_events_stored_total",
+                &[("function", "process"), ("outcome", outcome)]
+            ),
+            Some(json!(1)),
+            "{outcome}: {docs:?}"
+        );
+    }
+    let latency = emf_value(&docs, "sluice_stored_latency_seconds", &[("function", "process")]);
+    assert!(
+        latency.as_ref().and_then(Value::as_array).is_some_and(|v| v.len() == 1),
+        "{latency:?}"
+    );
+}

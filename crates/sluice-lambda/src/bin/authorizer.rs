@@ -10,10 +10,15 @@ async fn main() -> anyhow::Result<()> {
     let config = AuthorizerConfig::from_lookup(&process_env)?;
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
+    let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "authorizer")?;
     let authorizer = std::sync::Arc::new(Authorizer::init(&config, &Clients::from_env().await).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let authorizer = authorizer.clone();
-        async move { authorizer.handle(event.payload).await }
+        async move {
+            let response = authorizer.handle(event.payload).await;
+            emf.flush();
+            response
+        }
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))

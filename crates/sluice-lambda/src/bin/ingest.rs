@@ -10,8 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let config = IngestConfig::from_lookup(&process_env)?;
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
+    let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "ingest")?;
     let services = ingest::init(&config, &Clients::from_env().await).await?;
-    lambda_http::run(ingest::router(services))
+    lambda_http::run(sluice_lambda::metrics::flushing(ingest::router(services), emf))
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

@@ -11,10 +11,15 @@ async fn main() -> anyhow::Result<()> {
     let config = ProcessConfig::from_lookup(&process_env)?;
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
+    let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "process")?;
     let function = std::sync::Arc::new(ProcessFunction::init(&config, &Clients::from_env().await).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let function = function.clone();
-        async move { function.handle(event.payload).await }
+        async move {
+            let response = function.handle(event.payload).await;
+            emf.flush();
+            response
+        }
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))

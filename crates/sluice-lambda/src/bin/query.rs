@@ -9,8 +9,12 @@ async fn main() -> anyhow::Result<()> {
     let config = QueryConfig::from_lookup(&process_env)?;
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
+    let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "query")?;
     let service = query::init(&config, &Clients::from_env().await).await?;
-    lambda_http::run(query::router(service, &config.tenant_claim))
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
+    lambda_http::run(sluice_lambda::metrics::flushing(
+        query::router(service, &config.tenant_claim),
+        emf,
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }
