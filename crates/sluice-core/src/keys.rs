@@ -39,6 +39,21 @@ fn hash_secret(secret: &str) -> String {
     crate::text::hex_digest(&Sha256::digest(secret.as_bytes()))
 }
 
+/// A new secret of 256 random bits, base64url: the secret half of API keys and admin tokens.
+pub fn new_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The hash stored for `secret` (SHA-256, hex): enough for 256 random bits.
+pub fn secret_hash(secret: &str) -> String {
+    hash_secret(secret)
+}
+
+/// Whether `secret` hashes to `hash`, compared in constant time.
+pub fn secret_matches(secret: &str, hash: &str) -> bool {
+    hash_secret(secret).as_bytes().ct_eq(hash.as_bytes()).into()
+}
+
 /// Makes a new key for `tenant`; store the record, show the key once.
 pub fn generate(
     tenant: Tenant,

@@ -151,6 +151,10 @@ mod tests {
             assert_eq!(doc.matches(&row).count(), 1, "{name} needs one row in docs/metrics.md");
         }
         let rows = doc.lines().filter(|l| l.starts_with("| `sluice_")).count();
-        assert_eq!(rows, ALL.len(), "docs/metrics.md lists a metric the code does not record");
+        assert_eq!(
+            rows,
+            ALL.len(),
+            "docs/metrics.md lists a metric the code does not record"
+        );
     }
 }

@@ -62,4 +62,57 @@ impl EmbeddedQueue {
         }
         Ok(moved as u64)
     }
+
+    /// Moves the messages of this queue with these ids to `target`, as [`Self::move_all_to`]
+    /// moves all. Ids not in this queue are skipped. Returns how many moved.
+    pub async fn move_ids_to(&self, target: &str, message_ids: &[String]) -> Result<u64, QueueError> {
+        if target == &*self.name {
+            return Err(QueueError::Invalid("source and target are the same queue".into()));
+        }
+        let name = self.name.clone();
+        let to = target.to_owned();
+        let ids = message_ids.to_vec();
+        let moved = self
+            .db
+            .writer
+            .run(move |c| {
+                let mut update = c.prepare_cached(
+                    "UPDATE messages SET queue = ?2, receive_count = 0, visible_at_ms = 0, receipt = NULL \
+                     WHERE queue = ?1 AND message_id = ?3",
+                )?;
+                let mut n = 0;
+                for id in &ids {
+                    n += update.execute(params![&*name, to, id])?;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(unavailable)?;
+        if moved > 0 {
+            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
+            self.db.notify(target).notify_waiters();
+        }
+        Ok(moved as u64)
+    }
+
+    /// Deletes the messages of this queue with these ids (an operator dropping dead letters).
+    /// Returns how many were deleted.
+    pub async fn delete_ids(&self, message_ids: &[String]) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let ids = message_ids.to_vec();
+        let deleted = self
+            .db
+            .writer
+            .run(move |c| {
+                let mut delete = c.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND message_id = ?2")?;
+                let mut n = 0;
+                for id in &ids {
+                    n += delete.execute(params![&*name, id])?;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted as u64)
+    }
 }

@@ -33,6 +33,8 @@ pub enum Code {
     InvalidHeader,
     /// 401: missing or bad credentials.
     Unauthorized,
+    /// 403: an admin state change without a same-origin `Origin` and a JSON body (CSRF).
+    CsrfRefused,
     /// 404: no such resource (or another tenant's).
     NotFound,
     /// 405: the path exists, the method does not.
@@ -63,12 +65,13 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 19] = [
         Code::MalformedJson,
         Code::InvalidParameter,
         Code::InvalidCursor,
         Code::InvalidHeader,
         Code::Unauthorized,
+        Code::CsrfRefused,
         Code::NotFound,
         Code::MethodNotAllowed,
         Code::RequestTimeout,
@@ -92,6 +95,7 @@ impl Code {
             Code::InvalidCursor => "invalid_cursor",
             Code::InvalidHeader => "invalid_header",
             Code::Unauthorized => "unauthorized",
+            Code::CsrfRefused => "csrf_refused",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::RequestTimeout => "request_timeout",
@@ -115,6 +119,7 @@ impl Code {
                 StatusCode::BAD_REQUEST
             }
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::CsrfRefused => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -134,6 +139,7 @@ impl Code {
         match self.status().as_u16() {
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",

@@ -72,6 +72,9 @@ enum Command {
     /// Manage webhook sources: the URLs providers post signed deliveries to.
     #[command(subcommand)]
     Sources(crate::sources::SourcesCommand),
+    /// Operators' credentials for the console on the admin listener.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Per-tenant plans: rate, burst and daily quota (usage plans on AWS).
     #[command(subcommand)]
     Tenants(crate::tenants::TenantsCommand),
@@ -124,6 +127,30 @@ enum KeysCommand {
         /// Expire the new key after this long.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Admin tokens: the console's credential (tenant API keys never are).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an admin token and print it once; only its hash is kept (in the data directory).
+    Create {
+        /// What it is for, to recognise it by.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List admin tokens (never their secrets or hashes).
+    List,
+    /// Revoke an admin token: its console sessions end at once.
+    Revoke {
+        /// The token id (`adm_...`).
+        id: String,
     },
 }
 
@@ -205,6 +232,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(cmd) => runtime()?.block_on(dlq_command(&config, cmd, output)),
         Command::Sources(cmd) => runtime()?.block_on(crate::sources::run(&config, cmd, output)),
         Command::Tenants(cmd) => runtime()?.block_on(crate::tenants::run(&config, cmd, output)),
+        Command::Admin(AdminCommand::Token(cmd)) => token_command(&config, cmd, output),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
         Command::Cost(_) | Command::Aws(_) | Command::Completions { .. } => Ok(()),
     }
@@ -333,6 +361,45 @@ async fn keys_command(config: &Config, cmd: KeysCommand, output: Format) -> Resu
                 fmt_time(Some(keep))
             );
             println!("{}", key.expose());
+        }
+    }
+    Ok(())
+}
+
+fn token_command(config: &Config, cmd: TokenCommand, output: Format) -> Result<(), CliError> {
+    use crate::admin::tokens::{TokenError, TokenFile};
+    let file = TokenFile::new(&config.data_dir);
+    let failed = |e: TokenError| match e {
+        TokenError::NotFound(_) => CliError::NotFound(e.to_string()),
+        TokenError::File { .. } => CliError::Unavailable(e.into()),
+    };
+    let now = OffsetDateTime::now_utc();
+    match cmd {
+        TokenCommand::Create { label } => {
+            if label.len() > 200 || label.chars().any(char::is_control) {
+                return Err(CliError::Refused(anyhow::anyhow!(
+                    "--label: at most 200 characters, no control characters"
+                )));
+            }
+            let (token, record) = file.create(&label, now).map_err(failed)?;
+            eprintln!("created admin token {}; it is shown once:", record.id);
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            let mut listing = Listing::new(["id", "label", "created", "revoked"]);
+            for t in file.list().map_err(failed)? {
+                listing.push([
+                    json!(t.id),
+                    json!(t.label),
+                    time_value(Some(t.created_at)),
+                    time_value(t.revoked_at),
+                ]);
+            }
+            emit(&listing.render(output))?;
+        }
+        TokenCommand::Revoke { id } => {
+            file.revoke(&id, now).map_err(failed)?;
+            eprintln!("revoked {id}");
         }
     }
     Ok(())

@@ -38,6 +38,18 @@ pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// Writes `bytes` to `path` (replacing it), readable by the owner only, and syncs it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// Creates `dir` (and parents) readable by the owner only.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut b = fs::DirBuilder::new();

@@ -109,6 +109,8 @@ pub struct Ports {
     /// REST API's usage plans on AWS when `SLUICE_REST_API_ID` names it (enforced by API
     /// Gateway); `None` on AWS without it.
     pub plans: Option<Arc<dyn TenantPlans>>,
+    /// The dead-letter queue's operator tools (the console's dead-letters page).
+    pub dead_letters: Arc<dyn crate::admin::dead_letters::DeadLetters>,
     /// How often the backpressure gauge reads the queue depth. SQS's depth is approximate and
     /// lags, and each read is a billed request, so the AWS backend reads it less often.
     pub depth_poll: Duration,
@@ -124,6 +126,10 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
                 queues,
                 store,
             } = open_embedded(config)?;
+            let dead_letters = Arc::new(crate::admin::dead_letters::EmbeddedDeadLetters {
+                dlq: dlq.clone(),
+                main: QUEUE.to_owned(),
+            });
             let queue = Arc::new(queue);
             Ok(Ports {
                 queue: queue.clone(),
@@ -134,6 +140,7 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
                 keys: Arc::new(store.keys()),
                 sources: Arc::new(store.sources()),
                 plans: Some(Arc::new(store.plans())),
+                dead_letters,
                 depth_poll: Duration::from_millis(250),
             })
         }
@@ -176,9 +183,15 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
     let sqs = clients.sqs();
     let dynamodb = clients.dynamodb();
     tracing::info!(queue_url = %resources.queue_url, table = %resources.table, "aws backend");
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs.clone(), &resources.queue_url));
+    let dlq: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs, &resources.dlq_url));
     Ok(Ports {
-        queue: Arc::new(SqsQueue::new(sqs.clone(), &resources.queue_url)),
-        dlq: Arc::new(SqsQueue::new(sqs, &resources.dlq_url)),
+        dead_letters: Arc::new(crate::admin::dead_letters::QueueDeadLetters {
+            dlq: dlq.clone(),
+            main: queue.clone(),
+        }),
+        queue,
+        dlq,
         events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
         idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
         // DynamoDB and SQS have no write spanning both: ingest claims, then sends.
@@ -249,6 +262,7 @@ pub async fn run(
         keys,
         sources,
         plans,
+        dead_letters,
         depth_poll,
     } = open_ports(&config).await?;
     let jwt = jwt_verifier(&config)?;
@@ -273,6 +287,8 @@ pub async fn run(
     }
     let ingest = Arc::new(ingest);
     let query = Arc::new(QueryService::new(events.clone(), cursors));
+    let admin_keys = keys.clone();
+    let admin_sources = sources.clone();
     let authenticator = Arc::new(Authenticator::new(
         keys,
         clock.clone(),
@@ -292,6 +308,15 @@ pub async fn run(
     let admin_addr = admin_listener.local_addr()?;
     let admin_state = Arc::new(crate::admin::AdminState {
         prometheus: prometheus.clone(),
+        tokens: crate::admin::tokens::TokenFile::new(&config.data_dir),
+        sessions: crate::admin::Sessions::default(),
+        queue: queue.clone(),
+        dlq: dlq.clone(),
+        dead_letters,
+        query: query.clone(),
+        keys: admin_keys,
+        sources: admin_sources,
+        plans: plans.clone(),
     });
     let upkeep = tokio::spawn(crate::admin::upkeep(prometheus, stop_rx.clone()));
     let admin = {
@@ -352,8 +377,10 @@ pub async fn run(
         WorkerPool::start(&worker, config.worker.nice, &stop_rx).context("starting the process step's threads")?;
     let addr = listener.local_addr()?;
     let backend = format!("{:?}", config.backend).to_ascii_lowercase();
-    tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = config.worker.workers, "sluice listening");
+    // The admin lines first: "sluice listening" is the line that says the server is ready.
     tracing::info!(addr = %admin_addr, "admin listening (metrics at /metrics)");
+    tracing::info!(url = %format!("http://{admin_addr}/console"), "console (log in with a token from `sluice admin token create`)");
+    tracing::info!(%addr, %backend, data_dir = %config.data_dir.display(), workers = config.worker.workers, "sluice listening");
     let limits = crate::listen::ConnectionLimits {
         header_timeout: config.throttle.header_timeout,
         max_connections: config.throttle.max_connections,

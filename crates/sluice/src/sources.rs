@@ -159,21 +159,26 @@ fn secret(given: String, kind: &SourceKind) -> Result<String, CliError> {
     } else {
         given
     };
+    check_secret(&secret, kind).map_err(|why| CliError::Refused(anyhow::anyhow!("{why}")))?;
+    Ok(secret)
+}
+
+/// Checks a source secret as given: 1 to [`MAX_SECRET_LEN`] characters without control
+/// characters, and for Standard Webhooks `whsec_` and base64. The CLI and the console share it.
+pub(crate) fn check_secret(secret: &str, kind: &SourceKind) -> Result<(), String> {
     if secret.is_empty() || secret.len() > MAX_SECRET_LEN || secret.chars().any(char::is_control) {
-        return Err(CliError::Refused(anyhow::anyhow!(
+        return Err(format!(
             "the secret is 1 to {MAX_SECRET_LEN} characters without control characters"
-        )));
+        ));
     }
     if *kind == SourceKind::StandardWebhooks {
         use base64::Engine as _;
-        let key = secret.strip_prefix("whsec_").unwrap_or(&secret);
+        let key = secret.strip_prefix("whsec_").unwrap_or(secret);
         if base64::engine::general_purpose::STANDARD.decode(key).is_err() {
-            return Err(CliError::Refused(anyhow::anyhow!(
-                "a Standard Webhooks secret is whsec_ followed by base64"
-            )));
+            return Err("a Standard Webhooks secret is whsec_ followed by base64".into());
         }
     }
-    Ok(secret)
+    Ok(())
 }
 
 fn store_error(e: SourceStoreError, id: &SourceId) -> CliError {
@@ -183,7 +188,8 @@ fn store_error(e: SourceStoreError, id: &SourceId) -> CliError {
     }
 }
 
-fn kind_name(kind: &SourceKind) -> String {
+/// A kind's name as stored and shown (`stripe`, `hmac-sha256`, …).
+pub(crate) fn kind_name(kind: &SourceKind) -> String {
     serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
