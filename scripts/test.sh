@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (unit, property, conformance on SQLite and moto, API, Lambda handlers, fault, crash)"
 cargo nextest run --profile ci --workspace --locked --no-fail-fast
 
+step "the console in a browser (headless Chromium, Selenium): tests/browser"
+bash scripts/browser-tests.sh
+
 step "Lambda functions: cargo lambda build --release --x86-64"
 bash scripts/build-lambdas.sh
 

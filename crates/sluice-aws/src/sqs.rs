@@ -22,7 +22,8 @@ use crate::error::{Failure, Kind};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use sluice_core::ports::{
     MAX_BATCH, MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
@@ -162,9 +163,25 @@ fn entry(index: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEnt
             "a message group is 1 to 128 printable ASCII characters".into(),
         ));
     }
+    // The trace as X-Ray's AWSTraceHeader too (a system attribute, outside the ten), so X-Ray
+    // links the sending function's trace with the consumer's.
+    let trace = m
+        .attributes
+        .get(sluice_core::envelope::attr::TRACEPARENT)
+        .and_then(|t| sluice_core::trace::TraceContext::parse_traceparent(t))
+        .map(|t| {
+            MessageSystemAttributeValue::builder()
+                .data_type(STRING)
+                .string_value(t.xray_header())
+                .build()
+                .map(|v| HashMap::from([(MessageSystemAttributeNameForSends::AwsTraceHeader, v)]))
+        })
+        .transpose()
+        .map_err(|_| QueueError::Invalid("the trace header could not be encoded".into()))?;
     SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
         .message_body(&m.body)
+        .set_message_system_attributes(trace)
         // A standard queue with message groups is a fair queue: SQS hands out other groups'
         // messages first while one group has a backlog (D-3 per tenant).
         .set_message_group_id(m.group.clone())
@@ -378,6 +395,27 @@ mod tests {
             body: "x".repeat(body_len),
             attributes: MessageAttributes::from([("k".to_owned(), "v".to_owned())]),
         }
+    }
+
+    /// a message's `traceparent` also goes as X-Ray's AWSTraceHeader (the same trace id,
+    /// X-Ray's spelling), so X-Ray joins the producer's and the consumer's traces; its group is
+    /// the MessageGroupId.
+    #[test]
+    fn r1_the_trace_travels_as_aws_trace_header_and_the_group_as_message_group_id() {
+        let mut m = msg(10);
+        m.attributes.insert(
+            "traceparent".into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        );
+        m.group = Some("acme".into());
+        let e = entry(0, &m).unwrap();
+        let trace = &e.message_system_attributes().unwrap()[&MessageSystemAttributeNameForSends::AwsTraceHeader];
+        assert_eq!(
+            trace.string_value(),
+            Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
+        );
+        assert_eq!(e.message_group_id(), Some("acme"));
+        assert!(entry(0, &msg(10)).unwrap().message_system_attributes().is_none());
     }
 
     #[test]

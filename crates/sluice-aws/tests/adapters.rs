@@ -38,6 +38,7 @@ fn tenant() -> Tenant {
 
 fn event(tenant: &Tenant, ty: &str, at: OffsetDateTime) -> StoredEvent {
     StoredEvent {
+        trace_id: None,
         id: EventId::new_at(at),
         tenant: tenant.clone(),
         event_type: EventType::parse(ty).unwrap(),

@@ -50,6 +50,7 @@ pub fn ingest_work(validator: &Validator, sealer: &Sealer, body: &[u8]) -> anyho
     let mut out = Vec::new();
     for e in submission.events() {
         let env = Envelope {
+            traceparent: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: tenant.clone(),

@@ -26,6 +26,7 @@ fn messages(sealer: &Sealer, n: usize) -> anyhow::Result<(Vec<EventId>, Vec<Outg
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let env = Envelope {
+            traceparent: None,
             v: VERSION,
             id,
             tenant: tenant.clone(),

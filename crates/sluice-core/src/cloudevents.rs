@@ -527,6 +527,7 @@ mod tests {
     fn a_stored_events_extensions_come_back_as_attributes() {
         let now = now();
         let e = StoredEvent {
+            trace_id: None,
             id: crate::ids::EventId::new_at(now),
             tenant: crate::tenant::Tenant::parse("acme").unwrap(),
             event_type: crate::event::EventType::parse("a.b").unwrap(),
@@ -612,6 +613,7 @@ mod tests {
     fn a_stored_event_reads_back_as_a_structured_cloudevent() {
         let at = now();
         let e = StoredEvent {
+            trace_id: None,
             id: crate::ids::EventId::new_at(at),
             tenant: crate::tenant::Tenant::parse("acme").unwrap_or_else(|_| unreachable!()),
             event_type: crate::event::EventType::parse("order.created").unwrap_or_else(|_| unreachable!()),

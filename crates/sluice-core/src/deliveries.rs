@@ -65,6 +65,8 @@ pub struct DeliveryContext {
     pub request_id: RequestId,
     /// The caller's address.
     pub source_ip: Option<String>,
+    /// The request's trace.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// Verifies deliveries against their source and ingests them.
@@ -174,6 +176,7 @@ impl DeliveryService {
             request_id: ctx.request_id,
             source_ip: ctx.source_ip,
             idempotency_key: None,
+            trace: ctx.trace,
         };
         let idempotent = Idempotent {
             key,

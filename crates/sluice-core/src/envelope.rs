@@ -37,10 +37,15 @@ pub mod attr {
     /// The webhook delivery, `<source id> <delivery id>` (neither holds a space), on events that
     /// came through a source.
     pub const WEBHOOK: &str = "webhook";
-    /// HMAC-SHA256 of the body, hex.
+    /// `<kid>:<hex>`: which signing key made it, and HMAC-SHA256 of the body. (One attribute:
+    /// SQS allows ten per message, and a dead-lettered one carries two more.)
     pub const SIGNATURE: &str = "signature";
-    /// Which signing key made `signature`.
+    /// Which signing key made `signature`, on messages sealed before the key id moved into it;
+    /// still read, never written.
     pub const SIGNATURE_KID: &str = "signature_kid";
+    /// The W3C `traceparent` of the request that carried the event; the SQS adapter also
+    /// sends it as X-Ray's `AWSTraceHeader`.
+    pub const TRACEPARENT: &str = "traceparent";
     /// Why the message was dead-lettered.
     pub const DLQ_REASON: &str = "dlq_reason";
     /// When the message was dead-lettered.
@@ -82,6 +87,9 @@ pub struct Envelope {
     /// CloudEvents extension attributes; left out when empty, as `subject` is.
     #[serde(default, skip_serializing_if = "Extensions::is_empty")]
     pub extensions: Extensions,
+    /// The W3C `traceparent` of the ingest hop; left out when absent, as `subject` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// One HMAC key with its id.
@@ -177,8 +185,10 @@ impl Sealer {
         if let Some(w) = &env.webhook {
             attributes.insert(attr::WEBHOOK.into(), format!("{} {}", w.source_id, w.delivery_id));
         }
-        attributes.insert(attr::SIGNATURE.into(), sig);
-        attributes.insert(attr::SIGNATURE_KID.into(), key.kid.clone());
+        if let Some(t) = &env.traceparent {
+            attributes.insert(attr::TRACEPARENT.into(), t.clone());
+        }
+        attributes.insert(attr::SIGNATURE.into(), format!("{}:{sig}", key.kid));
         // The tenant is the fairness group: one tenant's backlog does not hold back another's (D-3).
         Ok(OutgoingMessage {
             body,
@@ -194,12 +204,16 @@ impl Sealer {
 
     /// Verifies and decodes a body with its attributes.
     pub fn open_parts(&self, body: &str, attributes: &MessageAttributes) -> Result<Envelope, EnvelopeError> {
-        let sig = attributes.get(attr::SIGNATURE).ok_or(EnvelopeError::Unsigned)?;
-        let kid = attributes.get(attr::SIGNATURE_KID).ok_or(EnvelopeError::Unsigned)?;
+        let signature = attributes.get(attr::SIGNATURE).ok_or(EnvelopeError::Unsigned)?;
+        // `<kid>:<hex>`, or (sealed before) the hex alone with the key id in `signature_kid`.
+        let (kid, sig) = match attributes.get(attr::SIGNATURE_KID) {
+            Some(kid) => (kid.as_str(), signature.as_str()),
+            None => signature.rsplit_once(':').ok_or(EnvelopeError::Unsigned)?,
+        };
         let key = self
             .keys
             .iter()
-            .find(|k| &k.kid == kid)
+            .find(|k| k.kid == kid)
             .ok_or(EnvelopeError::UnknownKey)?;
         let sig = hex::decode(sig).map_err(|_| EnvelopeError::BadSignature)?;
         key.mac(body.as_bytes())
@@ -228,6 +242,7 @@ mod tests {
     fn envelope() -> Envelope {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         Envelope {
+            traceparent: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: Tenant::parse("acme").unwrap(),
@@ -309,14 +324,30 @@ mod tests {
         .unwrap();
         let m = received(old.seal(&envelope()).unwrap());
         assert!(ring.open(&m).is_ok());
-        assert_eq!(
-            ring.seal(&envelope())
-                .unwrap()
-                .attributes
-                .get(attr::SIGNATURE_KID)
-                .map(String::as_str),
-            Some("k2")
+        let sealed = ring.seal(&envelope()).unwrap();
+        assert!(
+            sealed.attributes[attr::SIGNATURE].starts_with("k2:"),
+            "the first key signs"
         );
+        assert!(!sealed.attributes.contains_key(attr::SIGNATURE_KID));
+    }
+
+    /// Messages sealed before the key id moved into `signature` (hex in `signature`, the key id
+    /// in `signature_kid`) still open, so an upgrade loses nothing queued; a tampered legacy one
+    /// does not.
+    #[test]
+    fn messages_sealed_with_the_key_id_apart_still_open() {
+        let s = sealer("k1", 7);
+        let mut m = received(s.seal(&envelope()).unwrap());
+        let (kid, hex) = m.attributes[attr::SIGNATURE]
+            .split_once(':')
+            .map(|(k, h)| (k.to_owned(), h.to_owned()))
+            .unwrap();
+        m.attributes.insert(attr::SIGNATURE.into(), hex);
+        m.attributes.insert(attr::SIGNATURE_KID.into(), kid);
+        assert!(s.open(&m).is_ok());
+        m.body = m.body.replace("\"amount\":3", "\"amount\":4");
+        assert_eq!(s.open(&m), Err(EnvelopeError::BadSignature));
     }
 
     #[test]

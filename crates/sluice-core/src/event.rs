@@ -128,6 +128,10 @@ pub struct StoredEvent {
     /// The CloudEvents extension attributes it was sent with; absent when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: Extensions,
+    /// The trace of the request that carried it (32 hex, W3C), to find the request's access log
+    /// line and its process log line (R-1); absent when the request had none recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 #[cfg(test)]

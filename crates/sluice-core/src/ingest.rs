@@ -53,6 +53,8 @@ pub struct IngestContext {
     pub source_ip: Option<String>,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The request's trace: its events carry it to the store.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// What the client gets back.
@@ -273,6 +275,7 @@ impl IngestService {
                 subject: e.subject,
                 webhook: e.webhook,
                 extensions: e.extensions,
+                traceparent: ctx.trace.as_ref().map(crate::trace::TraceContext::traceparent),
             };
             let message = self
                 .sealer

@@ -18,6 +18,7 @@
 //!   store once, what each outcome means, the dead-letter copy and the retry backoff.
 //! - [`clock`]: injectable time, so tests control expiry windows.
 //! - [`text`]: cutting text at a character boundary, hex of a digest.
+//! - [`trace`]: W3C trace context (and its X-Ray form), carried with events from request to store.
 //! - [`webhook`]: provider-signed webhook deliveries (Stripe, GitHub, Standard Webhooks, Shopify,
 //!   Slack, generic HMAC) verified over the raw body and read for type, delivery id and time.
 //!
@@ -43,6 +44,7 @@ pub mod process;
 pub mod query;
 pub mod tenant;
 pub mod text;
+pub mod trace;
 pub mod validate;
 pub mod webhook;
 

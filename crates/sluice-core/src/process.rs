@@ -174,6 +174,11 @@ fn stored_event(env: Envelope) -> StoredEvent {
         subject: env.subject,
         webhook: env.webhook,
         extensions: env.extensions,
+        trace_id: env
+            .traceparent
+            .as_deref()
+            .and_then(crate::trace::TraceContext::parse_traceparent)
+            .map(|t| t.trace_id().to_owned()),
     }
 }
 
@@ -218,6 +223,14 @@ fn record_outcome(msg: &ReceivedMessage, outcome: &Outcome) {
     }
 }
 
+/// The trace id in the record's `traceparent` attribute, for its log line.
+fn trace_id(msg: &ReceivedMessage) -> Option<String> {
+    msg.attributes
+        .get(attr::TRACEPARENT)
+        .and_then(|t| crate::trace::TraceContext::parse_traceparent(t))
+        .map(|t| t.trace_id().to_owned())
+}
+
 /// The log target of the per-record lines.
 pub const RECORD_TARGET: &str = "sluice::record";
 
@@ -231,13 +244,13 @@ pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
     match outcome {
         Outcome::Stored | Outcome::Duplicate => tracing::info!(
             target: RECORD_TARGET,
-            request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
+            request_id = a(attr::REQUEST_ID), trace_id = trace_id(msg), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), latency_ms,
             "record processed"
         ),
         Outcome::Retry(reason) | Outcome::Permanent(reason) => tracing::warn!(
             target: RECORD_TARGET,
-            request_id = a(attr::REQUEST_ID), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
+            request_id = a(attr::REQUEST_ID), trace_id = trace_id(msg), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), reason = %reason, latency_ms,
             "record failed"
         ),

@@ -269,6 +269,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
         proptest::option::of("[0-9.:a-f]{1,39}"),
     )
         .prop_map(|(tenant, t, data, rid, ip)| Envelope {
+            traceparent: None,
             v: VERSION,
             id: EventId::new_at(now()),
             tenant: Tenant::parse(&tenant).unwrap(),

@@ -53,6 +53,8 @@ struct EventRow {
     webhook: Option<String>,
     /// The extension attributes as a JSON object; none when there are none.
     extensions: Option<String>,
+    /// The request's trace id.
+    trace_id: Option<String>,
 }
 
 /// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
@@ -61,8 +63,8 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
     let n = c
         .prepare_cached(
             "INSERT OR IGNORE INTO events \
-             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             row.tenant,
@@ -74,7 +76,8 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
             row.request_id,
             row.subject,
             row.webhook,
-            row.extensions
+            row.extensions,
+            row.trace_id
         ])?;
     Ok(if n == 1 {
         PutOutcome::Created
@@ -85,7 +88,7 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
 
 impl EventRow {
     const COLUMNS: &'static str =
-        "tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions";
+        "tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id";
 
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -99,6 +102,7 @@ impl EventRow {
             subject: r.get(7)?,
             webhook: r.get(8)?,
             extensions: r.get(9)?,
+            trace_id: r.get(10)?,
         })
     }
 
@@ -123,12 +127,14 @@ impl EventRow {
                 .then(|| serde_json::to_string(&e.extensions))
                 .transpose()
                 .map_err(|_| StoreError::Unavailable("an event's extensions cannot be encoded".into()))?,
+            trace_id: e.trace_id.clone(),
         })
     }
 
     fn decode(self) -> Result<StoredEvent, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("bad {what} in event {}", self.id.escape_debug()));
         Ok(StoredEvent {
+            trace_id: self.trace_id.clone(),
             id: EventId::parse(&self.id).map_err(|_| corrupt("id"))?,
             tenant: Tenant::parse(&self.tenant).map_err(|_| corrupt("tenant"))?,
             event_type: EventType::parse(&self.event_type).map_err(|_| corrupt("type"))?,

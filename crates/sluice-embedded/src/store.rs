@@ -76,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
     // Records of requests accepted before the move are not consulted again: a retry of one of
     // those (within its 24 h) is accepted as a new request.
     "DROP TABLE idempotency;",
+    // The trace id of the request that carried each event (R-1); rows from before have none.
+    "ALTER TABLE events ADD COLUMN trace_id TEXT;",
     // Tenants' own plans (`sluice tenants limits set`), which `sluice serve` enforces.
     "
     CREATE TABLE tenant_plans (

@@ -60,6 +60,7 @@ fn groups_of(got: &[sluice_core::ports::ReceivedMessage]) -> Vec<String> {
 fn event(tenant: &str, n: i64) -> StoredEvent {
     let now = OffsetDateTime::now_utc();
     StoredEvent {
+        trace_id: None,
         id: EventId::new_at(now),
         tenant: Tenant::parse(tenant).unwrap(),
         event_type: EventType::parse("t").unwrap(),

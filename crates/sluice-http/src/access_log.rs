@@ -5,7 +5,7 @@
 //! has another access log in front (API Gateway's, on Lambda) can keep only the failures, whose
 //! lines carry what the gateway's do not (the route, the latency, the bytes read).
 //!
-//! Fields: `request_id`, `method`, `route` (the matched route template, e.g. `/v1/events/{id}`),
+//! Fields: `request_id`, `trace_id` (W3C, R-1), `method`, `route` (the matched route template, e.g. `/v1/events/{id}`),
 //! `path` (the raw path, truncated; never the query string, which may hold a cursor), `status`,
 //! `latency_ms`, `tenant` and `key_id` (the public half of the key, when authenticated),
 //! `source_ip` and `bytes_in` (body bytes actually read). Never the body and never a credential.
@@ -116,6 +116,7 @@ struct Record {
     route: Option<String>,
     path: String,
     request_id: Option<RequestId>,
+    trace_id: Option<String>,
     ip: Option<String>,
     bytes_in: Arc<AtomicU64>,
     /// Whether to write the log line (else only the metrics).
@@ -166,6 +167,7 @@ impl Record {
             route: req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()),
             path: String::new(),
             request_id: None,
+            trace_id: None,
             ip: None,
             bytes_in: Arc::default(),
             log: false,
@@ -180,6 +182,10 @@ impl Record {
         let mut path = req.uri().path().to_owned();
         sluice_core::text::truncate_at_char_boundary(&mut path, MAX_PATH);
         let request_id = req.extensions().get::<RequestId>().cloned();
+        let trace_id = req
+            .extensions()
+            .get::<sluice_core::trace::TraceContext>()
+            .map(|t| t.trace_id().to_owned());
         let ip = source_ip(req.extensions());
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&bytes_in);
@@ -196,6 +202,7 @@ impl Record {
             route,
             path,
             request_id,
+            trace_id,
             ip,
             bytes_in,
             log: true,
@@ -230,6 +237,7 @@ impl Record {
                     target: ACCESS_TARGET,
                     $level,
                     request_id = self.request_id.as_ref().map(RequestId::as_str),
+                    trace_id = self.trace_id.as_deref(),
                     method = %self.method,
                     route = self.route.as_deref().unwrap_or("<unmatched>"),
                     path = %self.path,

@@ -169,6 +169,7 @@ pub(crate) async fn post_events(State(state): State<Arc<IngestState>>, req: Requ
         request_id,
         source_ip: source_ip(&parts.extensions),
         idempotency_key,
+        trace: parts.extensions.get::<sluice_core::trace::TraceContext>().cloned(),
     };
     match state.service.ingest_as(&ctx, &format, &bytes).await {
         Ok(accepted) => {

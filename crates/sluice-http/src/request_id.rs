@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use pin_project_lite::pin_project;
 use sluice_core::RequestId;
+use sluice_core::trace::TraceContext;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +33,23 @@ pub fn request_id_from(headers: &HeaderMap) -> RequestId {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| RequestId::parse(s).ok())
         .unwrap_or_else(RequestId::generate)
+}
+
+/// The W3C trace header, in.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A child of the caller's `traceparent` if it is a valid one, else a new trace.
+pub fn trace_from(headers: &HeaderMap) -> TraceContext {
+    let mut values = headers.get_all(&TRACEPARENT).iter();
+    match (values.next(), values.next()) {
+        // Exactly one valid header (the specification: several are invalid).
+        (Some(v), None) => v
+            .to_str()
+            .ok()
+            .and_then(TraceContext::parse_traceparent)
+            .map_or_else(TraceContext::generate, |t| t.child()),
+        _ => TraceContext::generate(),
+    }
 }
 
 /// The outermost layer: assigns the request id, then finishes the response (see the module docs).
@@ -74,8 +92,15 @@ where
         let id = request_id_from(req.headers());
         let head = req.method() == Method::HEAD;
         req.extensions_mut().insert(id.clone());
+        // The trace: one a host put there (Lambda, from X-Ray), the caller's `traceparent`, or
+        // a new one; this hop becomes its own span of it.
+        let trace = match req.extensions().get::<TraceContext>() {
+            Some(t) => t.child(),
+            None => trace_from(req.headers()),
+        };
+        req.extensions_mut().insert(trace.clone());
         // Every event logged while handling the request (core's included) carries its id.
-        let span = tracing::info_span!("request", request_id = %id);
+        let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id());
         FinalizeFuture {
             inner: self.inner.call(req).instrument(span),
             id: Some(id),

@@ -83,6 +83,7 @@ pub(crate) async fn post_delivery(
         source_id: source_id.clone(),
         request_id: request_id.clone(),
         source_ip: source_ip(&parts.extensions),
+        trace: parts.extensions.get::<sluice_core::trace::TraceContext>().cloned(),
     };
     match state
         .service

@@ -298,6 +298,7 @@ async fn a_stored_event_reads_back_as_a_cloudevent_when_asked() {
     let now = OffsetDateTime::now_utc();
     let id = EventId::new_at(now);
     h.store.inner.seed(StoredEvent {
+        trace_id: None,
         id,
         tenant: tenant("acme"),
         event_type: EventType::parse("order.created").unwrap(),

@@ -13,6 +13,8 @@
 //!   client could set;
 //! - API Gateway's `requestContext.requestId` as `x-request-id` when the client sent none, so the
 //!   function's logs and API Gateway's access logs share one id;
+//! - the invocation's X-Ray trace as the request's trace context, which `sluice_http` continues
+//!
 //! - the REST stage: `lambda_http` prefixes a REST API request's path with `/{stage}` (unless
 //!   `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set), which the routes do not expect. The prefix is
 //!   removed only when what follows is an API path (`/v1/…`), so a stage that is itself named `v1`
@@ -133,6 +135,16 @@ pub async fn api_gateway_context(mut req: Request, next: Next, tenant_claim: &st
         }
         if let Some(ip) = source_ip(&ctx) {
             req.extensions_mut().insert(ClientIp(ip));
+        }
+        // The invocation's X-Ray trace (active tracing): the events continue it, and the SQS
+        // adapter hands it on as AWSTraceHeader, so X-Ray links ingest and process.
+        if let Some(trace) = req
+            .extensions()
+            .get::<lambda_http::Context>()
+            .and_then(|c| c.xray_trace_id.as_deref())
+            .and_then(sluice_core::trace::TraceContext::from_xray_header)
+        {
+            req.extensions_mut().insert(trace);
         }
         let has_valid_id = req
             .headers()

@@ -85,8 +85,8 @@ async fn e2e_post_process_and_read_back_through_the_handlers_with_exactly_the_ma
         "from requestContext.identity.sourceIp"
     );
     assert_eq!(a[attr::REQUEST_ID], "77375676-xmpl-4b79-853a-f982474efe18");
-    assert_eq!(a[attr::SIGNATURE_KID], "k2", "the first key of the ring signs");
-    for name in [attr::RECEIVED_AT, attr::SIGNATURE, attr::SIGNATURE_KID] {
+    assert!(a[attr::SIGNATURE].starts_with("k2:"), "the first key of the ring signs");
+    for name in [attr::RECEIVED_AT, attr::SIGNATURE] {
         assert!(!a[name].is_empty(), "{name}");
     }
     let v2_msg = received

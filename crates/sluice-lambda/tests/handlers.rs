@@ -90,6 +90,7 @@ fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
     let now = OffsetDateTime::now_utc();
     sealer()
         .seal(&Envelope {
+            traceparent: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: Tenant::parse(tenant).unwrap(),

@@ -115,6 +115,7 @@ pub fn message_with(body: &str, attributes: &[(&str, &str)]) -> OutgoingMessage 
 /// An event of `tenant` with type `event_type`, received at `at`, with a small payload.
 pub fn event(tenant: &Tenant, event_type: &str, at: OffsetDateTime) -> StoredEvent {
     StoredEvent {
+        trace_id: None,
         id: EventId::new_at(at),
         tenant: tenant.clone(),
         event_type: EventType::parse(event_type).expect("test event types are valid"),

@@ -72,6 +72,13 @@
     return typeof r === 'number' && Number.isFinite(r) ? rateFormat.format(r) : '–';
   }
 
+  /** An RFC 3339 instant as "2026-12-05 14:34:27 UTC" (the exact value stays in the datetime attribute). */
+  function fmtTime(at) {
+    const ms = Date.parse(at);
+    if (!Number.isFinite(ms)) return text(at);
+    return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+  }
+
   function fmtAge(secs) {
     if (secs === null || secs === undefined) return 'none';
     if (typeof secs !== 'number' || !Number.isFinite(secs)) return '–';
@@ -261,7 +268,7 @@
     } catch (err) {
       error.textContent =
         err instanceof ApiError && err.status === 401
-          ? 'That token was refused. Sign in with an admin token (adm_…) from `sluice admin token create`; tenant API keys cannot sign in here.'
+          ? 'That token was refused. Sign in with an admin token (adm_…) from "sluice admin token create"; tenant API keys cannot sign in here.'
           : `Sign-in failed. ${describe(err)}`;
       show(error, true);
       input.focus();
@@ -377,7 +384,7 @@
     }
     if (!prev || t >= prev.t) state.prev = cur;
 
-    $('overview-at').textContent = text(o.at);
+    $('overview-at').textContent = fmtTime(o.at);
     $('overview-at').setAttribute('datetime', text(o.at));
     $('ov-accepted').textContent = fmtCount(cur.accepted);
     $('ov-accepted-rate').textContent = fmtRate(rates.accepted);
@@ -443,12 +450,17 @@
       },
       series: [
         {},
-        { label: 'accepted/s', stroke: '#1a7f37', width: 2, value: (_u, v) => fmtRate(v) },
+        // Drawn first and wider: stored usually follows accepted exactly, and both stay visible.
+        { label: 'accepted/s', stroke: '#2da44e', width: 5, value: (_u, v) => fmtRate(v) },
         { label: 'rejected/s', stroke: '#cf222e', width: 2, value: (_u, v) => fmtRate(v) },
         { label: 'stored/s', stroke: '#0969da', width: 2, value: (_u, v) => fmtRate(v) },
         { label: 'dead-lettered/s', stroke: '#9a6700', width: 2, dash: [6, 4], value: (_u, v) => fmtRate(v) },
       ],
-      axes: [{}, { label: 'events per second' }],
+      axes: [
+        // Whole seconds at least: polls are 2 s apart.
+        { space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600] },
+        { label: 'events per second' },
+      ],
     };
     state.chart = new window.uPlot(opts, chartData(), $('rate-chart'));
   }
@@ -472,6 +484,9 @@
     state.events = { list: [], next: null, query, selected: null };
     $('event-json').textContent = 'Select an event to see its JSON.';
     $('event-selected-id').textContent = '';
+    clear($('events-rows'));
+    show($('events-empty'), false);
+    show($('events-more'), false);
     await fetchEvents(null);
     if (id && state.events.list.length === 1) selectEvent(0);
   }
@@ -479,10 +494,13 @@
   async function fetchEvents(cursor) {
     const query = new URLSearchParams(state.events.query);
     if (cursor) query.set('cursor', cursor);
+    const rows = $('events-rows');
+    rows.dataset.state = 'loading';
     let res;
     try {
       res = await api('GET', `/admin/api/events?${query}`);
     } catch (err) {
+      rows.dataset.state = 'failed';
       failed('Searching events', err);
       return;
     }
@@ -506,13 +524,14 @@
         { dataset: { eventId: text(ev.id), index: String(i) }, class: state.events.selected === i ? 'selected' : null },
         el('td', {}, open),
         cell(ev.type),
-        cell(ev.received_at),
+        cell(ev.received_at, 'mono'),
       );
       row.addEventListener('click', () => selectEvent(i));
       rows.append(row);
     });
     show($('events-empty'), state.events.list.length === 0);
     show($('events-more'), Boolean(state.events.next));
+    rows.dataset.state = 'ready';
   }
 
   function selectEvent(i) {
@@ -535,10 +554,12 @@
 
   async function loadDlq() {
     const keep = new Set(checkedIds());
+    $('dlq-rows').dataset.state = 'loading';
     let res;
     try {
       res = await api('GET', '/admin/api/dead-letters?limit=100');
     } catch (err) {
+      $('dlq-rows').dataset.state = 'failed';
       failed('Loading dead letters', err);
       return;
     }
@@ -566,9 +587,9 @@
         { dataset: { messageId: text(m.message_id), index: String(i) } },
         el('td', {}, box),
         cell(m.reason, 'reason'),
-        cell(attrs.request_id),
-        cell(attrs.source_ip),
-        cell(attrs.received_at),
+        cell(attrs.request_id, 'mono'),
+        cell(attrs.source_ip, 'mono'),
+        cell(attrs.received_at, 'mono'),
         cell(attrs.tenant),
         cell(m.receive_count, 'num'),
         el('td', {}, inspect),
@@ -582,6 +603,7 @@
     const again = state.dlq.list.findIndex((m) => text(m.message_id) === selected);
     if (again >= 0) inspectDlq(again);
     else clearDlqInspect();
+    rows.dataset.state = 'ready';
   }
 
   function syncSelectAll() {
@@ -675,10 +697,12 @@
   // ---- Keys ---------------------------------------------------------------------------
 
   async function loadKeys() {
+    $('keys-rows').dataset.state = 'loading';
     let res;
     try {
       res = await api('GET', '/admin/api/keys');
     } catch (err) {
+      $('keys-rows').dataset.state = 'failed';
       failed('Loading keys', err);
       return;
     }
@@ -696,17 +720,18 @@
         el(
           'tr',
           { dataset: { keyId: text(k.id) }, class: k.revoked_at ? 'revoked' : null },
-          cell(k.id),
+          cell(k.id, 'mono'),
           cell(k.tenant),
           cell(k.label),
-          cell(k.created_at),
-          cell(k.expires_at),
-          cell(k.revoked_at),
+          cell(k.created_at, 'mono'),
+          cell(k.expires_at, 'mono'),
+          cell(k.revoked_at, 'mono'),
           action,
         ),
       );
     }
     show($('keys-empty'), keys.length === 0);
+    rows.dataset.state = 'ready';
   }
 
   async function revokeKey(k) {
@@ -768,10 +793,12 @@
   // ---- Sources --------------------------------------------------------------------------
 
   async function loadSources() {
+    $('sources-rows').dataset.state = 'loading';
     let res;
     try {
       res = await api('GET', '/admin/api/sources');
     } catch (err) {
+      $('sources-rows').dataset.state = 'failed';
       failed('Loading sources', err);
       return;
     }
@@ -789,17 +816,18 @@
         el(
           'tr',
           { dataset: { sourceId: text(s.id) }, class: s.deleted_at ? 'revoked' : null },
-          cell(s.id),
+          cell(s.id, 'mono'),
           cell(s.tenant),
           cell(s.kind),
           cell(s.live_secrets, 'num'),
-          cell(s.created_at),
-          cell(s.deleted_at),
+          cell(s.created_at, 'mono'),
+          cell(s.deleted_at, 'mono'),
           action,
         ),
       );
     }
     show($('sources-empty'), sources.length === 0);
+    rows.dataset.state = 'ready';
   }
 
   async function deleteSource(s) {

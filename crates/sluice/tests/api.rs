@@ -762,3 +762,64 @@ async fn d1_tenants_limits_set_applies_to_a_running_server_and_spares_other_tena
         .unwrap();
     assert_eq!(bad.status.code(), Some(4), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// R-1, traces: the trace id of a request's `traceparent` is in its access log line, in the
+/// queue message (the `traceparent` attribute, a child span of the caller's), in the process
+/// step's log line and on the stored event; a request without one gets a trace of its own.
+#[tokio::test]
+async fn r1_a_requests_trace_id_reaches_the_access_log_the_queue_the_process_log_and_the_stored_event() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // The process step paused first, to read the message in the queue.
+    let mut app = TestApp::spawn_with(&[("SLUICE_WORKER__WORKERS", "0")]);
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .body(r#"{"type":"order.created","data":{"amount":1}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.wait_for_log(|l| l.contains("\"message\":\"request\"") && l.contains(TRACE), WAIT)
+        .await;
+    let queued = sluice(&app.data_dir, &["status", "--output", "json"]);
+    assert!(queued.contains("\"visible\":1"), "{queued}");
+    {
+        use sluice_core::ports::Queue as _;
+        let qdb = sluice_embedded::QueueDb::open(&app.data_dir.join("queue.db")).unwrap();
+        let q = qdb.queue("events", sluice_embedded::QueueConfig::default());
+        let m = q.receive(1, Duration::ZERO, Duration::ZERO).await.unwrap();
+        let tp = &m[0].attributes["traceparent"];
+        assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
+        assert!(
+            !tp.contains("00f067aa0ba902b7"),
+            "the ingest hop is a span of its own: {tp}"
+        );
+    }
+    app.restart_with(&[("SLUICE_WORKER__WORKERS", "1")]);
+    let event = app.wait_for_event(&app.key, &id, WAIT).await;
+    assert_eq!(event["trace_id"], TRACE);
+    app.wait_for_log(
+        |l| l.contains("record processed") && l.contains(TRACE) && l.contains(&id),
+        WAIT,
+    )
+    .await;
+    // Without a traceparent (or with a malformed one), a trace of its own, stored the same way.
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .header("traceparent", "00-not-a-trace-01")
+        .body(r#"{"type":"order.created","data":{"amount":2}}"#)
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let event = app.wait_for_event(&app.key, &id, WAIT).await;
+    let own = event["trace_id"].as_str().unwrap();
+    assert!(own.len() == 32 && own != TRACE, "{own}");
+}

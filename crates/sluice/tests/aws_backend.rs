@@ -348,6 +348,7 @@ async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
     let sealer = Sealer::new(vec![SigningKey::new("k9", secret.to_vec()).unwrap()], 32).unwrap();
     let now = time::OffsetDateTime::now_utc();
     let envelope = Envelope {
+        traceparent: None,
         v: VERSION,
         id: EventId::new_at(now),
         tenant: Tenant::parse("acme").unwrap(),
@@ -693,4 +694,51 @@ async fn d1_keys_create_enrolls_the_tenant_and_tenants_limits_set_gives_it_its_o
     let out = sluice(moto, &r, dir.path(), &["tenants", "limits", "list", "--backend", "aws"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_REST_API_ID"));
+}
+
+/// R-1 on the AWS data path (moto): a request's trace id reaches SQS (the `traceparent`
+/// attribute; the adapter also sends it as AWSTraceHeader, checked in `sluice-aws`), the process
+/// step's log line and the item in DynamoDB.
+#[tokio::test]
+async fn r1_a_requests_trace_id_reaches_sqs_the_process_log_and_dynamodb() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let key = create_key(moto, &r, &data_dir, "acme");
+    let app = Server::spawn(moto, &r, &data_dir);
+    let res = app
+        .client
+        .post(format!("{}/v1/events", app.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE}-b7ad6b7169203331-01"))
+        .body(r#"{"type":"order.created","data":{"amount":1}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let event = app.wait_for_event(&key, &id).await;
+    assert_eq!(event["trace_id"], TRACE);
+    let item = moto
+        .dynamodb()
+        .get_item()
+        .table_name(&r.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("acme".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.item().unwrap()["trace_id"].as_s().unwrap(), TRACE);
+    let start = Instant::now();
+    while !app
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("record processed") && l.contains(TRACE) && l.contains(&id))
+    {
+        assert!(start.elapsed() < WAIT, "no process log line with the trace id");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

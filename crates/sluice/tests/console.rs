@@ -249,6 +249,7 @@ async fn dead_letter(app: &TestApp) -> String {
     let id = EventId::new_at(now);
     let mut m = sealer
         .seal(&Envelope {
+            traceparent: None,
             v: VERSION,
             id,
             tenant: Tenant::parse("acme").unwrap(),

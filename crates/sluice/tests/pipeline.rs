@@ -50,6 +50,7 @@ fn processor(store: Arc<dyn EventStore>, sealer: &Arc<Sealer>) -> Processor {
 fn envelope(n: i64) -> Envelope {
     let now = OffsetDateTime::now_utc();
     Envelope {
+        traceparent: None,
         v: VERSION,
         id: EventId::new_at(now),
         tenant: Tenant::parse("acme").unwrap(),

@@ -451,6 +451,7 @@ fn server_sealer(app: &TestApp) -> Sealer {
 fn envelope(tenant: &str, request_id: &str, data: Value) -> Envelope {
     let now = OffsetDateTime::now_utc();
     Envelope {
+        traceparent: None,
         v: VERSION,
         id: EventId::new_at(now),
         tenant: Tenant::parse(tenant).unwrap(),
@@ -518,7 +519,8 @@ async fn t4_a_sealed_envelope_modified_in_the_queue_lands_in_the_dlq() {
         },
     ));
     let mut m = sealer.seal(&envelope("acme", "req-kid", json!({"amount": 1}))).unwrap();
-    m.attributes.insert(attr::SIGNATURE_KID.into(), "attacker-1".into());
+    let sig = m.attributes[attr::SIGNATURE].split_once(':').unwrap().1.to_owned();
+    m.attributes.insert(attr::SIGNATURE.into(), format!("attacker-1:{sig}"));
     tampered.push(("req-kid", m));
     let mut m = sealer
         .seal(&envelope("acme", "req-unsigned", json!({"amount": 1})))

@@ -31,6 +31,8 @@ const WEBHOOK_SOURCE: &str = "webhook_source";
 const WEBHOOK_DELIVERY: &str = "webhook_delivery";
 /// Optional: only on events with extension attributes.
 const EXTENSIONS: &str = "extensions";
+/// Optional: the trace id of the request that carried the event.
+const TRACE_ID: &str = "trace_id";
 
 impl From<Corrupt> for StoreError {
     fn from(c: Corrupt) -> Self {
@@ -65,12 +67,16 @@ fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
             .map_err(|_| Corrupt::new(TABLE, "the extension attributes cannot be serialised"))?;
         item.insert(EXTENSIONS.to_owned(), string_attr(ext));
     }
+    if let Some(t) = &e.trace_id {
+        item.insert(TRACE_ID.to_owned(), string_attr(t.as_str()));
+    }
     Ok(item)
 }
 
 fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
     let r = Reader::new(TABLE, item);
     Ok(StoredEvent {
+        trace_id: r.opt_str(TRACE_ID)?.map(str::to_owned),
         id: r.parsed(SK, EventId::parse)?,
         tenant: r.parsed(PK, Tenant::parse)?,
         event_type: r.parsed(TYPE, EventType::parse)?,
@@ -251,6 +257,7 @@ mod tests {
     fn events_round_trip_through_items() {
         let now = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_000_000_001).unwrap();
         let e = StoredEvent {
+            trace_id: None,
             id: EventId::new_at(now),
             tenant: Tenant::parse("acme").unwrap(),
             event_type: EventType::parse("order.created").unwrap(),

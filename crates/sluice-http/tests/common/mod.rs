@@ -235,6 +235,7 @@ impl Harness {
         let now = OffsetDateTime::now_utc();
         let id = EventId::new_at(now);
         let e = StoredEvent {
+            trace_id: None,
             id,
             tenant: tenant(t),
             event_type: EventType::parse(ty).unwrap(),

@@ -111,6 +111,7 @@ pub async fn store_round_trips_every_field<F: Factory>(f: &F) {
         "text": "ünïcode 🚀 \"quoted\" \n newline", "none": null, "flag": false,
         "nested": { "list": [1, "two", { "three": [] }], "empty": {} }
     });
+    e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     store.put_if_absent(&e).await.unwrap();
     assert_eq!(store.get(&tenant, &e.id).await.unwrap(), Some(e));
 }

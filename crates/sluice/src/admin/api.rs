@@ -193,6 +193,10 @@ pub async fn overview(State(state): S, headers: HeaderMap) -> Response {
         return *res;
     }
     let (accepted, rejected, stored) = totals(&state.prometheus.render());
+    // Counters are whole numbers; the text format writes them as floats.
+    let whole = |v: f64| v.max(0.0).round() as u64;
+    let counts = |m: BTreeMap<String, f64>| m.into_iter().map(|(k, v)| (k, whole(v))).collect::<BTreeMap<_, _>>();
+    let (accepted, rejected, stored) = (whole(accepted), counts(rejected), counts(stored));
     json(
         StatusCode::OK,
         json!({
