@@ -56,11 +56,7 @@ impl EmbeddedQueue {
             })
             .await
             .map_err(unavailable)?;
-        if moved > 0 {
-            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
-            self.db.notify(target).notify_waiters();
-        }
-        Ok(moved as u64)
+        Ok(self.redriven(target, moved))
     }
 
     /// Moves the messages of this queue with these ids to `target`, as [`Self::move_all_to`]
@@ -88,11 +84,7 @@ impl EmbeddedQueue {
             })
             .await
             .map_err(unavailable)?;
-        if moved > 0 {
-            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
-            self.db.notify(target).notify_waiters();
-        }
-        Ok(moved as u64)
+        Ok(self.redriven(target, moved))
     }
 
     /// Deletes the messages of this queue with these ids (an operator dropping dead letters).
@@ -114,5 +106,14 @@ impl EmbeddedQueue {
             .await
             .map_err(unavailable)?;
         Ok(deleted as u64)
+    }
+
+    /// Logs a redrive of `moved` messages to `target` and wakes its consumers.
+    fn redriven(&self, target: &str, moved: usize) -> u64 {
+        if moved > 0 {
+            tracing::info!(from = %self.name, to = %target, moved, "messages redriven");
+            self.db.notify(target).notify_waiters();
+        }
+        moved as u64
     }
 }

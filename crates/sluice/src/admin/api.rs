@@ -2,7 +2,7 @@
 //! handler but the login and the static files needs a session; every change is logged with the
 //! admin token that made it.
 
-use super::{AdminState, Session, json, problem, session, set_cookie};
+use super::{AdminState, Session, json, problem, set_cookie};
 use crate::sources::{check_secret, kind_name};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -123,11 +123,8 @@ pub async fn login(
 }
 
 /// `GET /admin/api/session`: who is logged in.
-pub async fn whoami(State(state): S, headers: HeaderMap) -> Response {
-    match session(&state, &headers) {
-        Ok(s) => json(StatusCode::OK, json!({"token_id": s.token_id, "label": s.label})),
-        Err(res) => *res,
-    }
+pub async fn whoami(s: Session) -> Response {
+    json(StatusCode::OK, json!({"token_id": s.token_id, "label": s.label}))
 }
 
 /// `DELETE /admin/api/session`: log out.
@@ -188,10 +185,7 @@ async fn depth(q: &dyn sluice_core::ports::Queue) -> Value {
 }
 
 /// `GET /admin/api/overview`: totals since start and the queues now.
-pub async fn overview(State(state): S, headers: HeaderMap) -> Response {
-    if let Err(res) = session(&state, &headers) {
-        return *res;
-    }
+pub async fn overview(State(state): S, _s: Session) -> Response {
     let (accepted, rejected, stored) = totals(&state.prometheus.render());
     // Counters are whole numbers; the text format writes them as floats.
     let whole = |v: f64| v.max(0.0).round() as u64;
@@ -222,11 +216,7 @@ pub struct EventsQuery {
 }
 
 /// `GET /admin/api/events`: one tenant's events (or one of them), as the public API shows them.
-pub async fn events(State(state): S, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
+pub async fn events(State(state): S, s: Session, Query(q): Query<EventsQuery>) -> Response {
     let Some(Ok(tenant)) = q.tenant.as_deref().filter(|t| !t.is_empty()).map(Tenant::parse) else {
         return problem(Problem::new(Code::InvalidParameter).detail("tenant: a tenant name is required"));
     };
@@ -283,10 +273,7 @@ fn dead_letter_json(m: &ReceivedMessage) -> Value {
 }
 
 /// `GET /admin/api/dead-letters`.
-pub async fn dead_letters(State(state): S, headers: HeaderMap, Query(q): Query<Limit>) -> Response {
-    if let Err(res) = session(&state, &headers) {
-        return *res;
-    }
+pub async fn dead_letters(State(state): S, _s: Session, Query(q): Query<Limit>) -> Response {
     match state.dead_letters.list(q.limit.unwrap_or(100).clamp(1, 1000)).await {
         Ok(messages) => json(
             StatusCode::OK,
@@ -318,13 +305,9 @@ fn selection(
 /// `POST /admin/api/dead-letters/redrive`.
 pub async fn redrive(
     State(state): S,
-    headers: HeaderMap,
+    s: Session,
     body: Result<axum::Json<Selection>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
     let sel = match selection(body) {
         Ok(sel) => sel,
         Err(res) => return *res,
@@ -345,13 +328,9 @@ pub async fn redrive(
 /// `POST /admin/api/dead-letters/drop`.
 pub async fn drop_dead_letters(
     State(state): S,
-    headers: HeaderMap,
+    s: Session,
     body: Result<axum::Json<Selection>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
     let sel = match selection(body) {
         Ok(sel) if !sel.message_ids.is_empty() && !sel.all => sel,
         Ok(_) => return bad("choose message_ids to drop (dropping all at once is not offered)"),
@@ -367,10 +346,7 @@ pub async fn drop_dead_letters(
 }
 
 /// `GET /admin/api/keys`: never a secret or a hash.
-pub async fn keys(State(state): S, headers: HeaderMap) -> Response {
-    if let Err(res) = session(&state, &headers) {
-        return *res;
-    }
+pub async fn keys(State(state): S, _s: Session) -> Response {
     match state.keys.list().await {
         Ok(list) => json(
             StatusCode::OK,
@@ -398,13 +374,9 @@ pub struct NewKey {
 /// `POST /admin/api/keys`: the key is in this answer and nowhere else.
 pub async fn create_key(
     State(state): S,
-    headers: HeaderMap,
+    s: Session,
     body: Result<axum::Json<NewKey>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
     let Ok(axum::Json(new)) = body else {
         return bad("send {\"tenant\": \"…\", \"label\": \"…\"}");
     };
@@ -436,11 +408,7 @@ fn who(s: &Session) -> &str {
 }
 
 /// `POST /admin/api/keys/{id}/revoke`.
-pub async fn revoke_key(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
+pub async fn revoke_key(State(state): S, s: Session, Path(id): Path<String>) -> Response {
     let Ok(id) = KeyId::parse(&id) else {
         return problem(Problem::new(Code::NotFound).detail("no such key"));
     };
@@ -455,10 +423,7 @@ pub async fn revoke_key(State(state): S, headers: HeaderMap, Path(id): Path<Stri
 }
 
 /// `GET /admin/api/sources`: never a secret.
-pub async fn sources(State(state): S, headers: HeaderMap) -> Response {
-    if let Err(res) = session(&state, &headers) {
-        return *res;
-    }
+pub async fn sources(State(state): S, _s: Session) -> Response {
     let now = OffsetDateTime::now_utc();
     match state.sources.list().await {
         Ok(list) => json(
@@ -488,13 +453,9 @@ pub struct NewSource {
 /// `hmac-sha256` scheme is `sluice sources create`'s).
 pub async fn create_source(
     State(state): S,
-    headers: HeaderMap,
+    s: Session,
     body: Result<axum::Json<NewSource>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
     let Ok(axum::Json(new)) = body else {
         return bad("send {\"tenant\", \"kind\", \"secret\"}");
     };
@@ -530,11 +491,7 @@ pub async fn create_source(
 }
 
 /// `POST /admin/api/sources/{id}/delete`.
-pub async fn delete_source(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match session(&state, &headers) {
-        Ok(s) => s,
-        Err(res) => return *res,
-    };
+pub async fn delete_source(State(state): S, s: Session, Path(id): Path<String>) -> Response {
     let Ok(id) = SourceId::parse(&id) else {
         return problem(Problem::new(Code::NotFound).detail("no such source"));
     };

@@ -151,6 +151,18 @@ pub(crate) fn problem(p: Problem) -> Response {
     p.render(RequestId::generate().as_str())
 }
 
+/// A handler that takes a [`Session`] runs only for a logged-in console; others get the 401.
+impl axum::extract::FromRequestParts<Arc<AdminState>> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AdminState>,
+    ) -> Result<Self, Response> {
+        session(state, &parts.headers).map_err(|res| *res)
+    }
+}
+
 /// The session the request's cookie names, or a 401.
 pub(crate) fn session(state: &AdminState, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     cookie(headers)
