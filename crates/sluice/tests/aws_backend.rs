@@ -742,3 +742,129 @@ async fn r1_a_requests_trace_id_reaches_sqs_the_process_log_and_dynamodb() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The console's dead letters with `--backend aws` (moto): SQS has no peek, so the admin API
+/// lists by receiving without hiding, and redrives and drops by receiving, acting on the chosen
+/// messages and releasing the rest; a redriven event is stored in DynamoDB, a dropped one is gone.
+#[tokio::test]
+async fn the_consoles_dead_letters_work_over_sqs() {
+    use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION, attr};
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let key = create_key(moto, &r, &data_dir, "acme");
+    let app = Server::spawn(moto, &r, &data_dir);
+    let out = sluice(moto, &r, &data_dir, &["admin", "token", "create"]);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let admin = app
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("admin listening"))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|v| v["addr"].as_str().map(|a| format!("http://{a}")))
+        .unwrap();
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let login = client
+        .post(format!("{admin}/admin/api/session"))
+        .header("origin", &admin)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 204);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Two dead letters, validly sealed with the server's key, as the process step leaves them.
+    let signing = std::fs::read_to_string(data_dir.join("secrets/signing.key")).unwrap();
+    let sealer = Sealer::new(
+        vec![SigningKey::new("local-1", hex::decode(signing.trim()).unwrap()).unwrap()],
+        32,
+    )
+    .unwrap();
+    let dlq = SqsQueue::new(moto.sqs(), &r.dlq_url);
+    let mut ids = Vec::new();
+    for n in [1, 2] {
+        let now = time::OffsetDateTime::now_utc();
+        let id = sluice_core::EventId::new_at(now);
+        let mut m = sealer
+            .seal(&Envelope {
+                v: VERSION,
+                id,
+                tenant: Tenant::parse("acme").unwrap(),
+                event_type: sluice_core::EventType::parse("order.paid").unwrap(),
+                data: json!({"n": n}),
+                occurred_at: now,
+                received_at: now,
+                request_id: sluice_core::RequestId::parse(&format!("req-dead-{n}")).unwrap(),
+                source_ip: None,
+                subject: None,
+                webhook: None,
+                extensions: Default::default(),
+                traceparent: None,
+            })
+            .unwrap();
+        m.attributes
+            .insert(attr::DLQ_REASON.into(), format!("store unavailable {n}"));
+        dlq.send(m).await.unwrap();
+        ids.push(id.to_string());
+    }
+    let get = |path: &str| client.get(format!("{admin}{path}")).header("cookie", &cookie).send();
+    let listed: Value = get("/admin/api/dead-letters").await.unwrap().json().await.unwrap();
+    let messages = listed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{listed}");
+    let by_request = |req: &str| {
+        messages.iter().find(|m| m["attributes"]["request_id"] == req).unwrap()["message_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(messages.iter().any(|m| m["reason"] == "store unavailable 1"));
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{admin}{path}"))
+            .header("cookie", &cookie)
+            .header("origin", &admin)
+            .json(&body)
+            .send()
+    };
+    let moved: Value = post(
+        "/admin/api/dead-letters/redrive",
+        json!({"message_ids": [by_request("req-dead-1")]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(moved["moved"], 1);
+    let dropped: Value = post(
+        "/admin/api/dead-letters/drop",
+        json!({"message_ids": [by_request("req-dead-2")]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(dropped["dropped"], 1);
+    let stored = app.wait_for_event(&key, &ids[0]).await;
+    assert_eq!(stored["data"], json!({"n": 1}));
+    let start = Instant::now();
+    loop {
+        let left: Value = get("/admin/api/dead-letters").await.unwrap().json().await.unwrap();
+        if left["messages"] == json!([]) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the DLQ still holds {left}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing = app.get(&key, &format!("/v1/events/{}", ids[1])).await;
+    assert_eq!(missing.status(), 404, "the dropped event was never stored");
+}
