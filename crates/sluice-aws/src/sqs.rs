@@ -158,11 +158,7 @@ fn entry(index: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEnt
             .map_err(|_| QueueError::Invalid(format!("message attribute {k} could not be encoded")))?;
         attributes.insert(k.clone(), value);
     }
-    if m.group.as_deref().is_some_and(|g| !sluice_core::ports::valid_group(g)) {
-        return Err(QueueError::Invalid(
-            "a message group is 1 to 128 printable ASCII characters".into(),
-        ));
-    }
+    sluice_core::ports::check_group(m)?;
     // The trace as X-Ray's AWSTraceHeader too (a system attribute, outside the ten), so X-Ray
     // links the sending function's trace with the consumer's.
     let trace = m

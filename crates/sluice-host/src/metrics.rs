@@ -71,13 +71,7 @@ impl Emf {
             .cloudwatch_namespace(namespace.to_owned())
             .with_dimension("function", function)
             .init()
-            .map_err(|e| {
-                if e.to_string().contains("already") {
-                    MetricsError::AlreadyInstalled
-                } else {
-                    MetricsError::Exporter(e.to_string())
-                }
-            })?;
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
         names::describe();
         Ok(Self(collector))
     }

@@ -201,14 +201,13 @@ impl Authorizer {
                 ));
             }
         };
-        let method_arn = method_arn.as_deref().unwrap_or_default();
-        let resource = stage_wildcard(method_arn)?;
+        let (resource, api_id) = method_arn_parts(method_arn.as_deref().unwrap_or_default())?;
         let principal = self.verify(&credential.ok_or(AuthorizerError::Unauthorized)?).await?;
         Ok(json!({
             "principalId": principal.key_id,
             // The tenant's usage-plan key (D-1): API Gateway applies the tenant's plan to the
             // request; derived from the API and the tenant, nothing of the credential.
-            "usageIdentifierKey": usage_key(api_id(method_arn)?, &principal.tenant),
+            "usageIdentifierKey": usage_key(api_id, &principal.tenant),
             "policyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [{
@@ -255,18 +254,14 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
     presented_credential(&values(&header::AUTHORIZATION), MAX_CREDENTIAL_LEN)
 }
 
-/// The REST API id of a method ARN (checked by [`stage_wildcard`] first).
-fn api_id(method_arn: &str) -> Result<&str, AuthorizerError> {
-    method_arn
-        .splitn(6, ':')
-        .nth(5)
-        .and_then(|resource| resource.split('/').next())
-        .ok_or_else(|| AuthorizerError::Malformed("methodArn is not an execute-api method ARN".into()))
-}
-
 /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*` from a method ARN
 /// `…:{api}/{stage}/{method}/{path}`.
 pub fn stage_wildcard(method_arn: &str) -> Result<String, AuthorizerError> {
+    method_arn_parts(method_arn).map(|(wildcard, _)| wildcard)
+}
+
+/// The stage wildcard ([`stage_wildcard`]) and the REST API id of a method ARN, checked once.
+fn method_arn_parts(method_arn: &str) -> Result<(String, &str), AuthorizerError> {
     let bad = || AuthorizerError::Malformed("methodArn is not an execute-api method ARN".into());
     let parts: Vec<&str> = method_arn.splitn(6, ':').collect();
     let [arn, partition, service, region, account, resource] = parts[..] else {
@@ -287,8 +282,9 @@ pub fn stage_wildcard(method_arn: &str) -> Result<String, AuthorizerError> {
     if !plain(api) || !plain(stage) {
         return Err(bad());
     }
-    Ok(format!(
-        "arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*"
+    Ok((
+        format!("arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/*"),
+        api,
     ))
 }
 

@@ -312,8 +312,8 @@ async fn t2_tampered_message_on_the_aws_queue_goes_to_the_dlq_with_its_reason() 
 #[tokio::test]
 async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
     use base64::Engine as _;
-    use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION};
-    use sluice_core::{EventId, EventType, RequestId};
+    use sluice_core::RequestId;
+    use sluice_core::envelope::{Sealer, SigningKey};
 
     let (moto, r, dir) = fresh().await;
     let data_dir = dir.path().join("data");
@@ -346,22 +346,12 @@ async fn aws_backend_reads_the_lambda_functions_keys_from_ssm() {
     );
     // A message sealed with the SSM key, as the ingest function would, is processed by the local worker.
     let sealer = Sealer::new(vec![SigningKey::new("k9", secret.to_vec()).unwrap()], 32).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let envelope = Envelope {
-        traceparent: None,
-        v: VERSION,
-        id: EventId::new_at(now),
-        tenant: Tenant::parse("acme").unwrap(),
-        event_type: EventType::parse("from.lambda").unwrap(),
-        data: json!({"sealed_by": "ingest function"}),
-        occurred_at: now,
-        received_at: now,
-        request_id: RequestId::generate(),
-        source_ip: None,
-        subject: None,
-        webhook: None,
-        extensions: Default::default(),
-    };
+    let envelope = common::envelope(
+        "acme",
+        "from.lambda",
+        RequestId::generate().as_str(),
+        json!({"sealed_by": "ingest function"}),
+    );
     let queue = SqsQueue::new(moto.sqs(), &r.queue_url);
     queue.send(sealer.seal(&envelope).unwrap()).await.unwrap();
     let stored = app.wait_for_event(&acme, &envelope.id.to_string()).await;
@@ -730,17 +720,12 @@ async fn r1_a_requests_trace_id_reaches_sqs_the_process_log_and_dynamodb() {
         .await
         .unwrap();
     assert_eq!(item.item().unwrap()["trace_id"].as_s().unwrap(), TRACE);
-    let start = Instant::now();
-    while !app
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("record processed") && l.contains(TRACE) && l.contains(&id))
-    {
-        assert!(start.elapsed() < WAIT, "no process log line with the trace id");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_line(
+        &app.logs,
+        |l| l.contains("record processed") && l.contains(TRACE) && l.contains(&id),
+        WAIT,
+    )
+    .await;
 }
 
 /// The console's dead letters with `--backend aws` (moto): SQS has no peek, so the admin API
@@ -748,7 +733,7 @@ async fn r1_a_requests_trace_id_reaches_sqs_the_process_log_and_dynamodb() {
 /// messages and releasing the rest; a redriven event is stored in DynamoDB, a dropped one is gone.
 #[tokio::test]
 async fn the_consoles_dead_letters_work_over_sqs() {
-    use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION, attr};
+    use sluice_core::envelope::attr;
     let (moto, r, dir) = fresh().await;
     let data_dir = dir.path().join("data");
     let key = create_key(moto, &r, &data_dir, "acme");
@@ -782,34 +767,13 @@ async fn the_consoles_dead_letters_work_over_sqs() {
         .to_owned();
 
     // Two dead letters, validly sealed with the server's key, as the process step leaves them.
-    let signing = std::fs::read_to_string(data_dir.join("secrets/signing.key")).unwrap();
-    let sealer = Sealer::new(
-        vec![SigningKey::new("local-1", hex::decode(signing.trim()).unwrap()).unwrap()],
-        32,
-    )
-    .unwrap();
+    let sealer = common::local_sealer(&data_dir);
     let dlq = SqsQueue::new(moto.sqs(), &r.dlq_url);
     let mut ids = Vec::new();
     for n in [1, 2] {
-        let now = time::OffsetDateTime::now_utc();
-        let id = sluice_core::EventId::new_at(now);
-        let mut m = sealer
-            .seal(&Envelope {
-                v: VERSION,
-                id,
-                tenant: Tenant::parse("acme").unwrap(),
-                event_type: sluice_core::EventType::parse("order.paid").unwrap(),
-                data: json!({"n": n}),
-                occurred_at: now,
-                received_at: now,
-                request_id: sluice_core::RequestId::parse(&format!("req-dead-{n}")).unwrap(),
-                source_ip: None,
-                subject: None,
-                webhook: None,
-                extensions: Default::default(),
-                traceparent: None,
-            })
-            .unwrap();
+        let env = common::envelope("acme", "order.paid", &format!("req-dead-{n}"), json!({"n": n}));
+        let id = env.id;
+        let mut m = sealer.seal(&env).unwrap();
         m.attributes
             .insert(attr::DLQ_REASON.into(), format!("store unavailable {n}"));
         dlq.send(m).await.unwrap();

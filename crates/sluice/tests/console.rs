@@ -9,11 +9,9 @@ mod common;
 
 use common::{TestApp, sluice};
 use serde_json::{Value, json};
-use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION, attr};
+use sluice_core::envelope::{Envelope, attr};
 use sluice_core::ports::Queue as _;
-use sluice_core::{EventId, EventType, RequestId, Tenant};
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -239,31 +237,12 @@ async fn i7_console_responses_carry_a_strict_policy_and_nothing_of_it_is_on_the_
 
 /// A validly sealed event, dead-lettered with a reason, as the process step leaves one.
 async fn dead_letter(app: &TestApp) -> String {
-    let key = std::fs::read_to_string(app.data_dir.join("secrets/signing.key")).unwrap();
-    let sealer = Sealer::new(
-        vec![SigningKey::new("local-1", hex::decode(key.trim()).unwrap()).unwrap()],
-        32,
-    )
-    .unwrap();
-    let now = OffsetDateTime::now_utc();
-    let id = EventId::new_at(now);
-    let mut m = sealer
-        .seal(&Envelope {
-            traceparent: None,
-            v: VERSION,
-            id,
-            tenant: Tenant::parse("acme").unwrap(),
-            event_type: EventType::parse("order.paid").unwrap(),
-            data: json!({"amount": 7}),
-            occurred_at: now,
-            received_at: now,
-            request_id: RequestId::parse("req-poison").unwrap(),
-            source_ip: Some("203.0.113.9".into()),
-            subject: None,
-            webhook: None,
-            extensions: Default::default(),
-        })
-        .unwrap();
+    let env = Envelope {
+        source_ip: Some("203.0.113.9".into()),
+        ..common::envelope("acme", "order.paid", "req-poison", json!({"amount": 7}))
+    };
+    let id = env.id;
+    let mut m = common::local_sealer(&app.data_dir).seal(&env).unwrap();
     m.attributes
         .insert(attr::DLQ_REASON.into(), "store unavailable: disk full".into());
     let qdb = sluice_embedded::QueueDb::open(&app.data_dir.join("queue.db")).unwrap();
@@ -313,4 +292,118 @@ async fn dead_letters_show_their_reason_and_a_redriven_one_is_stored() {
         .await
         .unwrap();
     assert_eq!(empty["messages"], json!([]));
+}
+
+/// Every refusal of the admin API is a problem+json with its code and changes nothing: bad
+/// bodies and parameters, unknown keys and sources, an unknown route.
+#[tokio::test]
+async fn admin_api_refusals_are_problems_and_change_nothing() {
+    let app = TestApp::spawn();
+    let token = sluice(&app.data_dir, &["admin", "token", "create"]).trim().to_owned();
+    let (_, cookie, _) = login(&app, &token).await;
+    let cookie = cookie.unwrap();
+    let keys_before = sluice(&app.data_dir, &["keys", "list", "--output", "json"]);
+    async fn refused(r: reqwest::Response, status: u16, code: &str, what: &str) {
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json"),
+            "{what}"
+        );
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["code"], code, "{what}: {p}");
+        assert!(p["request_id"].is_string(), "{what}");
+    }
+    // Log in: not the login body.
+    let r = client()
+        .post(app.admin_url("/admin/api/session"))
+        .header("origin", admin_origin(&app))
+        .json(&json!({"tok": 1}))
+        .send()
+        .await
+        .unwrap();
+    refused(r, 422, "validation_failed", "login without a token").await;
+    // Events: the tenant is required and checked; limit and cursor are checked.
+    for (query, code) in [
+        ("", "invalid_parameter"),
+        ("?tenant=Not%20A%20Tenant", "invalid_parameter"),
+        ("?tenant=acme&limit=0", "invalid_parameter"),
+        ("?tenant=acme&cursor=forged", "invalid_cursor"),
+    ] {
+        refused(
+            get(&app, &cookie, &format!("/admin/api/events{query}")).await,
+            400,
+            code,
+            query,
+        )
+        .await;
+    }
+    // Dead letters: a selection is needed, dropping all is not offered, ids are checked.
+    for (path, body) in [
+        ("/admin/api/dead-letters/redrive", json!({})),
+        ("/admin/api/dead-letters/drop", json!({"all": true})),
+        ("/admin/api/dead-letters/redrive", json!({"message_ids": [""]})),
+        ("/admin/api/dead-letters/drop", json!({"message_ids": "m1"})),
+    ] {
+        refused(
+            post(&app, &cookie, path, body.clone()).await,
+            422,
+            "validation_failed",
+            &format!("{path} {body}"),
+        )
+        .await;
+    }
+    // Keys: a bad tenant or label; an unknown or malformed id.
+    for body in [
+        json!({"tenant": "Bad Tenant"}),
+        json!({"tenant": "acme", "label": "a\u{7}b"}),
+        json!({"label": "no tenant"}),
+    ] {
+        refused(
+            post(&app, &cookie, "/admin/api/keys", body.clone()).await,
+            422,
+            "validation_failed",
+            &body.to_string(),
+        )
+        .await;
+    }
+    for id in ["key_01jabcdefghjkmnpqrstvwxyz0", "nope"] {
+        let path = format!("/admin/api/keys/{id}/revoke");
+        refused(post(&app, &cookie, &path, json!({})).await, 404, "not_found", &path).await;
+    }
+    // Sources: a bad kind (the generic scheme is the CLI's), a bad secret; an unknown source.
+    for body in [
+        json!({"tenant": "acme", "kind": "carrier-pigeon", "secret": "s"}),
+        json!({"tenant": "acme", "kind": "hmac-sha256", "secret": "s"}),
+        json!({"tenant": "acme", "kind": "standard-webhooks", "secret": "whsec_!!not base64!!"}),
+        json!({"tenant": "acme", "kind": "github", "secret": ""}),
+    ] {
+        refused(
+            post(&app, &cookie, "/admin/api/sources", body.clone()).await,
+            422,
+            "validation_failed",
+            &body.to_string(),
+        )
+        .await;
+    }
+    for id in ["src_01jabcdefghjkmnpqrstvwxyz0", "nope"] {
+        let path = format!("/admin/api/sources/{id}/delete");
+        refused(post(&app, &cookie, &path, json!({})).await, 404, "not_found", &path).await;
+    }
+    refused(
+        get(&app, &cookie, "/admin/api/nope").await,
+        404,
+        "not_found",
+        "unknown route",
+    )
+    .await;
+    // Nothing changed.
+    assert_eq!(
+        sluice(&app.data_dir, &["keys", "list", "--output", "json"]),
+        keys_before
+    );
+    let sources: Value = get(&app, &cookie, "/admin/api/sources").await.json().await.unwrap();
+    assert_eq!(sources["sources"], json!([]));
 }

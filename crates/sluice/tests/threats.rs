@@ -9,11 +9,9 @@ mod common;
 
 use common::{TestApp, create_key, sluice};
 use serde_json::{Value, json};
-use sluice_core::envelope::{Envelope, Sealer, SigningKey, VERSION, attr};
+use sluice_core::envelope::{Envelope, Sealer, SigningKey, attr};
 use sluice_core::ports::{OutgoingMessage, Queue as _};
-use sluice_core::{EventId, EventType, RequestId, Tenant};
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -449,21 +447,9 @@ fn server_sealer(app: &TestApp) -> Sealer {
 }
 
 fn envelope(tenant: &str, request_id: &str, data: Value) -> Envelope {
-    let now = OffsetDateTime::now_utc();
     Envelope {
-        traceparent: None,
-        v: VERSION,
-        id: EventId::new_at(now),
-        tenant: Tenant::parse(tenant).unwrap(),
-        event_type: EventType::parse("payment.captured").unwrap(),
-        data,
-        occurred_at: now,
-        received_at: now,
-        request_id: RequestId::parse(request_id).unwrap(),
         source_ip: Some("198.51.100.7".into()),
-        subject: None,
-        webhook: None,
-        extensions: Default::default(),
+        ..common::envelope(tenant, "payment.captured", request_id, data)
     }
 }
 

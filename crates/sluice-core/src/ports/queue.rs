@@ -37,11 +37,7 @@ pub fn check_send_batch(messages: &[OutgoingMessage]) -> Result<(), QueueError> 
         if m.body.is_empty() {
             return Err(QueueError::Invalid("a message body must not be empty".into()));
         }
-        if m.group.as_deref().is_some_and(|g| !valid_group(g)) {
-            return Err(QueueError::Invalid(format!(
-                "a message group is 1 to {MAX_GROUP_LEN} printable ASCII characters"
-            )));
-        }
+        check_group(m)?;
         if m.attributes.len() > MAX_ATTRIBUTES {
             return Err(QueueError::Invalid(format!(
                 "a message has at most {MAX_ATTRIBUTES} attributes"
@@ -108,6 +104,17 @@ pub const MAX_GROUP_LEN: usize = 128;
 /// characters other than space.
 pub fn valid_group(group: &str) -> bool {
     !group.is_empty() && group.len() <= MAX_GROUP_LEN && group.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks a message's group as SQS would ([`valid_group`]); the SQS adapter calls it too, so a
+/// group SQS would refuse is refused before any request.
+pub fn check_group(m: &OutgoingMessage) -> Result<(), QueueError> {
+    if m.group.as_deref().is_some_and(|g| !valid_group(g)) {
+        return Err(QueueError::Invalid(format!(
+            "a message group is 1 to {MAX_GROUP_LEN} printable ASCII characters"
+        )));
+    }
+    Ok(())
 }
 
 /// An opaque handle that names one receipt of a message.

@@ -140,13 +140,14 @@ pub async fn logout(State(state): S, headers: HeaderMap) -> Response {
     res
 }
 
-/// The totals since start, read back from the Prometheus text: one source of truth.
-fn totals(text: &str) -> (f64, BTreeMap<String, f64>, BTreeMap<String, f64>) {
-    let mut accepted = 0.0;
+/// The totals since start, read back from the Prometheus text: one source of truth. Counters
+/// are whole numbers, which the text format writes as floats.
+fn totals(text: &str) -> (u64, BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut accepted = 0;
     let mut rejected = BTreeMap::new();
-    let mut stored: BTreeMap<String, f64> = ["stored", "duplicate", "retried", "dead_lettered"]
+    let mut stored: BTreeMap<String, u64> = ["stored", "duplicate", "retried", "dead_lettered"]
         .iter()
-        .map(|o| ((*o).to_owned(), 0.0))
+        .map(|o| ((*o).to_owned(), 0))
         .collect();
     let Ok(scrape) = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
         return (accepted, rejected, stored);
@@ -155,20 +156,18 @@ fn totals(text: &str) -> (f64, BTreeMap<String, f64>, BTreeMap<String, f64>) {
         let prometheus_parse::Value::Counter(v) = s.value else {
             continue;
         };
-        match s.metric.as_str() {
-            sluice_core::metrics::ACCEPTED => accepted += v,
-            sluice_core::metrics::REJECTED => {
-                *rejected
-                    .entry(s.labels.get("code").unwrap_or("other").to_owned())
-                    .or_insert(0.0) += v;
+        let v = v.max(0.0).round() as u64;
+        let (map, label) = match s.metric.as_str() {
+            sluice_core::metrics::ACCEPTED => {
+                accepted += v;
+                continue;
             }
-            sluice_core::metrics::STORED => {
-                *stored
-                    .entry(s.labels.get("outcome").unwrap_or("other").to_owned())
-                    .or_insert(0.0) += v;
-            }
-            _ => {}
-        }
+            sluice_core::metrics::REJECTED => (&mut rejected, "code"),
+            sluice_core::metrics::STORED => (&mut stored, "outcome"),
+            _ => continue,
+        };
+        *map.entry(s.labels.get(label).unwrap_or("other").to_owned())
+            .or_insert(0) += v;
     }
     (accepted, rejected, stored)
 }
@@ -187,10 +186,6 @@ async fn depth(q: &dyn sluice_core::ports::Queue) -> Value {
 /// `GET /admin/api/overview`: totals since start and the queues now.
 pub async fn overview(State(state): S, _s: Session) -> Response {
     let (accepted, rejected, stored) = totals(&state.prometheus.render());
-    // Counters are whole numbers; the text format writes them as floats.
-    let whole = |v: f64| v.max(0.0).round() as u64;
-    let counts = |m: BTreeMap<String, f64>| m.into_iter().map(|(k, v)| (k, whole(v))).collect::<BTreeMap<_, _>>();
-    let (accepted, rejected, stored) = (whole(accepted), counts(rejected), counts(stored));
     json(
         StatusCode::OK,
         json!({
@@ -403,10 +398,6 @@ pub async fn create_key(
     )
 }
 
-fn who(s: &Session) -> &str {
-    &s.token_id
-}
-
 /// `POST /admin/api/keys/{id}/revoke`.
 pub async fn revoke_key(State(state): S, s: Session, Path(id): Path<String>) -> Response {
     let Ok(id) = KeyId::parse(&id) else {
@@ -414,7 +405,7 @@ pub async fn revoke_key(State(state): S, s: Session, Path(id): Path<String>) -> 
     };
     match state.keys.revoke(&id, OffsetDateTime::now_utc()).await {
         Ok(()) => {
-            tracing::info!(target: "sluice::admin", admin = %who(&s), key_id = %id, "key revoked");
+            tracing::info!(target: "sluice::admin", admin = %s.token_id, key_id = %id, "key revoked");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(KeyStoreError::NotFound) => problem(Problem::new(Code::NotFound).detail("no such key")),

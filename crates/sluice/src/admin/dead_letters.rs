@@ -58,14 +58,19 @@ pub struct QueueDeadLetters {
 /// How many receives of ten one operation makes at most.
 const ROUNDS: usize = 10;
 
+/// What a scan does with a chosen message.
+#[derive(Clone, Copy)]
+enum Action {
+    /// Back to the main queue.
+    Redrive,
+    /// Deleted.
+    Drop,
+}
+
 impl QueueDeadLetters {
-    /// Receives up to `ROUNDS` batches (hidden for a minute) and hands each message to `act`,
-    /// which says whether it consumed it; the others are released at once.
-    async fn scan(
-        &self,
-        mut act: impl FnMut(&ReceivedMessage) -> bool + Send,
-        mut consume: impl AsyncConsume,
-    ) -> Result<u64, QueueError> {
+    /// Receives up to `ROUNDS` batches (hidden for a minute), applies `action` to each message
+    /// `chosen` picks and releases the others at once; returns how many were acted on.
+    async fn scan(&self, chosen: impl Fn(&ReceivedMessage) -> bool + Send, action: Action) -> Result<u64, QueueError> {
         let mut done = 0;
         let mut seen = BTreeSet::new();
         for _ in 0..ROUNDS {
@@ -76,53 +81,32 @@ impl QueueDeadLetters {
             let mut fresh = false;
             for m in batch {
                 fresh |= seen.insert(m.message_id.clone());
-                if act(&m) {
-                    consume.consume(self, &m).await?;
-                    done += 1;
-                } else {
+                if !chosen(&m) {
                     self.dlq.change_visibility(&m.receipt, Duration::ZERO).await?;
+                    continue;
                 }
+                if let Action::Redrive = action {
+                    // The dead-letter reason and time go: the main queue's messages carry
+                    // neither, and SQS allows ten attributes.
+                    let mut attributes = m.attributes.clone();
+                    attributes.remove(attr::DLQ_REASON);
+                    attributes.remove(attr::DLQ_AT);
+                    self.main
+                        .send(OutgoingMessage {
+                            body: m.body.clone(),
+                            attributes,
+                            group: m.group.clone(),
+                        })
+                        .await?;
+                }
+                self.dlq.delete(&m.receipt).await?;
+                done += 1;
             }
             if !fresh {
                 break;
             }
         }
         Ok(done)
-    }
-}
-
-/// What a scan does with a chosen message.
-#[async_trait]
-trait AsyncConsume: Send {
-    async fn consume(&mut self, q: &QueueDeadLetters, m: &ReceivedMessage) -> Result<(), QueueError>;
-}
-
-struct Redrive;
-struct Drop;
-
-#[async_trait]
-impl AsyncConsume for Redrive {
-    async fn consume(&mut self, q: &QueueDeadLetters, m: &ReceivedMessage) -> Result<(), QueueError> {
-        // The dead-letter reason and time go: the main queue's messages carry neither, and SQS
-        // allows ten attributes.
-        let mut attributes = m.attributes.clone();
-        attributes.remove(attr::DLQ_REASON);
-        attributes.remove(attr::DLQ_AT);
-        q.main
-            .send(OutgoingMessage {
-                body: m.body.clone(),
-                attributes,
-                group: m.group.clone(),
-            })
-            .await?;
-        q.dlq.delete(&m.receipt).await
-    }
-}
-
-#[async_trait]
-impl AsyncConsume for Drop {
-    async fn consume(&mut self, q: &QueueDeadLetters, m: &ReceivedMessage) -> Result<(), QueueError> {
-        q.dlq.delete(&m.receipt).await
     }
 }
 
@@ -152,12 +136,15 @@ impl DeadLetters for QueueDeadLetters {
 
     async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, QueueError> {
         let chosen = ids.map(|ids| ids.iter().cloned().collect::<BTreeSet<_>>());
-        self.scan(|m| chosen.as_ref().is_none_or(|c| c.contains(&m.message_id)), Redrive)
-            .await
+        self.scan(
+            |m| chosen.as_ref().is_none_or(|c| c.contains(&m.message_id)),
+            Action::Redrive,
+        )
+        .await
     }
 
     async fn discard(&self, ids: &[String]) -> Result<u64, QueueError> {
         let chosen: BTreeSet<_> = ids.iter().cloned().collect();
-        self.scan(|m| chosen.contains(&m.message_id), Drop).await
+        self.scan(|m| chosen.contains(&m.message_id), Action::Drop).await
     }
 }

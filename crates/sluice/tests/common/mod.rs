@@ -150,18 +150,7 @@ impl TestApp {
     /// through another, so a line can trail the effect it reports by a few milliseconds.
     #[allow(dead_code)]
     pub async fn wait_for_log(&self, found: impl Fn(&str) -> bool, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let logs = self.logs();
-            if logs.iter().any(|l| found(l)) {
-                return logs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such log line within {within:?}: {logs:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_line(&self.logs, found, within).await
     }
 
     /// `kill -9`: no shutdown, no flush, nothing.
@@ -325,4 +314,63 @@ pub fn spawn_serve(mut cmd: Command) -> (Child, SocketAddr, Arc<Mutex<Vec<String
         }
     };
     (child, addr, logs)
+}
+
+/// An envelope of `tenant`'s, accepted now, of `event_type` with `data`, for tests that put
+/// messages into a queue themselves; set other fields with struct update syntax.
+pub fn envelope(
+    tenant: &str,
+    event_type: &str,
+    request_id: &str,
+    data: serde_json::Value,
+) -> sluice_core::envelope::Envelope {
+    let now = time::OffsetDateTime::now_utc();
+    sluice_core::envelope::Envelope {
+        v: sluice_core::envelope::VERSION,
+        id: sluice_core::EventId::new_at(now),
+        tenant: sluice_core::Tenant::parse(tenant).unwrap(),
+        event_type: sluice_core::EventType::parse(event_type).unwrap(),
+        data,
+        occurred_at: now,
+        received_at: now,
+        request_id: sluice_core::RequestId::parse(request_id).unwrap(),
+        source_ip: None,
+        subject: None,
+        webhook: None,
+        extensions: Default::default(),
+        traceparent: None,
+    }
+}
+
+/// The sealer of a server's local signing key (`<data dir>/secrets/signing.key`), to make
+/// messages it will verify.
+pub fn local_sealer(data_dir: &Path) -> sluice_core::envelope::Sealer {
+    use sluice_core::envelope::{Sealer, SigningKey};
+    let key = std::fs::read_to_string(data_dir.join("secrets/signing.key")).unwrap();
+    Sealer::new(
+        vec![SigningKey::new("local-1", hex::decode(key.trim()).unwrap()).unwrap()],
+        32,
+    )
+    .unwrap()
+}
+
+/// The lines in `logs` once one of them satisfies `found`, or a panic with them all after
+/// `within` (a line can trail the effect it reports by a few milliseconds).
+pub async fn wait_for_line(
+    logs: &Arc<Mutex<Vec<String>>>,
+    found: impl Fn(&str) -> bool,
+    within: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let lines = logs.lock().unwrap().clone();
+        if lines.iter().any(|l| found(l)) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such log line within {within:?}: {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
