@@ -90,7 +90,7 @@ def _no_ddb_endpoint_rule_break(t):
 
 
 def _provisioned(t):
-    p = props(t, "EventsTable")
+    p = props(t, "EventsTableV2")
     p["BillingMode"] = "PROVISIONED"
     p["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
 
@@ -323,10 +323,10 @@ FIXTURES = [
     ("s2_queue_policies_deny_insecure_transport", "plain-http-allowed", lambda t: _drop_statement(t, "EventsQueuePolicy", "DenyInsecureTransport")),
     ("s2_queue_policies_allow_only_stack_roles", "other-account-sends", lambda t: _set(props(t, "EventsQueuePolicy")["PolicyDocument"]["Statement"][0], "Principal", {"AWS": "arn:aws:iam::999999999999:root"})),
     # tables.guard
-    ("t3_tables_have_pitr", "events-no-pitr", lambda t: _set(props(t, "EventsTable")["PointInTimeRecoverySpecification"], "PointInTimeRecoveryEnabled", False)),
+    ("t3_tables_have_pitr", "events-no-pitr", lambda t: _set(props(t, "EventsTableV2")["PointInTimeRecoverySpecification"], "PointInTimeRecoveryEnabled", False)),
     ("t3_tables_have_streams", "keys-no-stream", lambda t: props(t, "KeysTable").pop("StreamSpecification")),
     ("t3_tables_deletion_protected", "idempotency-deletable", lambda t: _set(props(t, "IdempotencyTable"), "DeletionProtectionEnabled", False)),
-    ("t3_tables_deletion_protected", "events-deleted-with-stack", lambda t: _set(res(t, "EventsTable"), "DeletionPolicy", "Delete")),
+    ("t3_tables_deletion_protected", "events-deleted-with-stack", lambda t: _set(res(t, "EventsTableV2"), "DeletionPolicy", "Delete")),
     ("d4_tables_on_demand", "events-provisioned", _provisioned),
     ("i3_tables_encrypted_with_kms", "keys-default-encryption", lambda t: props(t, "KeysTable").pop("SSESpecification")),
     ("t3_tables_have_streams", "sources-no-stream", lambda t: props(t, "SourcesTable").pop("StreamSpecification")),
@@ -335,6 +335,9 @@ FIXTURES = [
     # stricter rule: a key that is not the stack's own, and the function reading another table.
     ("i3_sources_table_encrypted_with_stack_key", "sources-aws-managed-key", lambda t: _set(props(t, "SourcesTable")["SSESpecification"], "KMSMasterKeyId", "alias/aws/dynamodb")),
     ("i3_sources_table_encrypted_with_stack_key", "ingest-reads-keys-as-sources", lambda t: _set(props(t, "IngestFunction")["Environment"]["Variables"], "SLUICE_SOURCES_TABLE", {"Ref": "KeysTable"})),
+    ("i3_events_table_expires_by_ttl", "events-kept-forever", lambda t: props(t, "EventsTableV2").pop("TimeToLiveSpecification")),
+    ("i3_events_table_expires_by_ttl", "ttl-on-an-attribute-never-written", lambda t: _set(props(t, "EventsTableV2")["TimeToLiveSpecification"], "AttributeName", "expires_at")),
+    ("i3_events_table_expires_by_ttl", "query-on-a-table-without-ttl", lambda t: _set(env(t, "QueryFunction"), "SLUICE_TABLE", {"Ref": "KeysTable"})),
     # api.guard
     ("d1_stages_throttled", "no-stage-wide-throttle", lambda t: props(t, "SluiceApi")["MethodSettings"].pop(0)),
     ("d1_stages_throttled", "method-without-limits", lambda t: props(t, "SluiceApi")["MethodSettings"][1].pop("ThrottlingRateLimit")),
@@ -349,13 +352,18 @@ FIXTURES = [
     ("s1_api_methods_authorized", "open-copy-of-webhook-route", _open_copy_of_webhook),
     ("s1_api_methods_authorized", "webhook-route-to-query", _webhook_to_query),
     ("s1_api_methods_authorized", "webhook-route-to-outside", _webhook_to_outside),
+    ("s1_api_methods_authorized", "open-feed", lambda t: api_body(t)["paths"]["/v1/feed"]["get"].pop("security")),
+    ("s1_api_methods_authorized", "open-erasures", lambda t: _set(api_body(t)["paths"]["/v1/erasures"]["post"], "security", [])),
     ("s1_authorizer_request_type_cached", "token-authorizer", lambda t: _set(api_body(t)["components"]["securitySchemes"]["SluiceKey"]["x-amazon-apigateway-authorizer"], "type", "token")),
     ("t1_api_validates_requests", "post-unvalidated", lambda t: api_body(t)["paths"]["/v1/events"]["post"].pop("x-amazon-apigateway-request-validator")),
     ("t1_api_validates_requests", "webhook-body-unvalidated", lambda t: api_body(t)["paths"]["/v1/sources/{source_id}"]["post"].update({"x-amazon-apigateway-request-validator": "params"})),
+    ("t1_api_validates_requests", "erasure-body-unvalidated", lambda t: api_body(t)["paths"]["/v1/erasures"]["post"].update({"x-amazon-apigateway-request-validator": "params"})),
     ("i2_gateway_errors_generic", "5xx-leaks-message", _leaky_5xx),
     ("s1_custom_domain_closes_default_endpoint", "execute-api-left-open", lambda t: api_body(t).pop("x-amazon-apigateway-endpoint-configuration")),
     ("d1_waf_rate_rule", "waf-without-rate-rule", lambda t: props(t, "ApiWebAcl")["Rules"].pop(0)),
     ("d1_rest_methods_require_usage_plan_key", "list-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/events"]["get"]["security"][0].pop("UsagePlanKey")),
+    ("d1_rest_methods_require_usage_plan_key", "delete-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/events/{id}"]["delete"]["security"][0].pop("UsagePlanKey")),
+    ("d1_rest_methods_require_usage_plan_key", "feed-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/feed"]["get"]["security"][0].pop("UsagePlanKey")),
     ("d1_rest_methods_require_usage_plan_key", "ingest-key-branch-without-usage-plan-key", lambda t: api_body(t)["paths"]["/v1/events"]["post"]["security"]["Fn::If"][2][0].pop("UsagePlanKey")),
     ("d1_rest_methods_require_usage_plan_key", "usage-plan-key-as-alternative", _usage_plan_key_as_alternative),
     ("d1_rest_methods_require_usage_plan_key", "client-sends-the-usage-key", lambda t: _set(api_body(t), "x-amazon-apigateway-api-key-source", "HEADER")),
@@ -370,6 +378,8 @@ FIXTURES = [
     ("s1_http_routes_authorized", "open-ingest-when-iam", lambda t: _set(route(t, "HttpPostEventsRoute")["AuthorizationType"]["Fn::If"], 1, "NONE")),
     ("s1_http_routes_authorized", "open-ingest-with-key-authorizer", lambda t: _set(route(t, "HttpPostEventsRoute")["AuthorizationType"]["Fn::If"][2]["Fn::If"], 2, "NONE")),
     ("s1_http_routes_authorized", "route-names-no-authorizer", lambda t: route(t, "HttpGetEventRoute").pop("AuthorizerId")),
+    ("s1_http_routes_authorized", "open-delete-route", lambda t: [route(t, "HttpDeleteEventRoute").pop("AuthorizerId"), _set(route(t, "HttpDeleteEventRoute"), "AuthorizationType", "NONE")]),
+    ("s1_http_routes_authorized", "erasure-route-names-no-authorizer", lambda t: route(t, "HttpPostErasureRoute").pop("AuthorizerId")),
     ("s1_http_routes_authorized", "open-copy-of-list-route", _open_copy_of_list_route),
     ("s1_http_routes_authorized", "open-copy-of-webhook-route", _open_copy_of_http_webhook_route),
     ("s1_http_routes_authorized", "webhook-route-to-query", lambda t: _set(route(t, "HttpWebhookRoute"), "Target", {"Fn::Sub": "integrations/${HttpQueryIntegration}"})),
@@ -380,8 +390,10 @@ FIXTURES = [
     ("t1_http_routes_reach_validating_functions", "export-route-to-outside", _export_route_to_outside),
     ("t1_http_routes_reach_validating_functions", "authorized-catch-all-route", _authorized_catch_all_route),
     ("t1_http_routes_reach_validating_functions", "query-payload-format-1", lambda t: _set(props(t, "HttpQueryIntegration"), "PayloadFormatVersion", "1.0")),
+    ("t1_http_routes_reach_validating_functions", "long-poll-payload-format-1", lambda t: _set(props(t, "HttpQueryLongIntegration"), "PayloadFormatVersion", "1.0")),
     ("d1_http_stages_throttled", "no-default-route-throttle", lambda t: props(t, "HttpApiStage")["DefaultRouteSettings"].pop("ThrottlingRateLimit")),
     ("d1_http_stages_throttled", "query-route-without-burst", lambda t: props(t, "HttpApiStage")["RouteSettings"]["GET /v1/events"].pop("ThrottlingBurstLimit")),
+    ("d1_http_stages_throttled", "feed-route-without-rate", lambda t: props(t, "HttpApiStage")["RouteSettings"]["GET /v1/feed"].pop("ThrottlingRateLimit")),
     ("d1_http_stages_throttled", "http-webhook-route-stage-limits-only", _http_webhook_stage_limits_only),
     ("r1_http_stages_access_logged", "key-log-without-tenant", lambda t: _log_format_branch(t, 2, ['"tn":"$context.authorizer.tenant",', '"key":"$context.authorizer.key_id",'])),
     ("r1_http_stages_access_logged", "jwt-log-without-subject", lambda t: _log_format_branch(t, 1, ['"sub":"$context.authorizer.claims.sub",'])),

@@ -16,8 +16,9 @@ function's role, each allowed only when the template gives a reason for it:
 It also checks that every function has its own role (E-1) and that a queue's visibility timeout is
 at least six times the timeout of the function consuming it (D-2: no redelivery while a batch is
 still running). `table_access` proves from the template alone which role can read a table (S-6, I-5:
-the webhook sources table, whose secrets forge deliveries), and `api_operations` lists the deployed
-routes for the comparison with the HTTP contract.
+the webhook sources table, whose secrets forge deliveries), `api_operations` lists the deployed
+routes for the comparison with the HTTP contract, and `code_routes` the routes the code serves (the
+routers' `ROUTES`), of which all but `SERVE_ONLY` are deployed.
 
 The template deploys one of two API variants (ApiType REST or HTTP) in front of the same functions.
 `render` evaluates the template's conditions and Fn::If for given parameter values, as CloudFormation
@@ -346,6 +347,31 @@ def api_operations(template: dict) -> dict[tuple[str, str], dict]:
                 for method, op in item.items():
                     ops[(path, method)] = op
     return ops
+
+
+# Routes `sluice serve` alone serves: its health check, its OpenAPI document, and the feed's Server-Sent Events
+# stream, which cannot stream on AWS (API Gateway and Lambda buffer a whole response), where the feed is the
+# long-poll GET /v1/feed. Every other route the routers serve is deployed by both API variants.
+FEED_STREAM = ("/v1/feed/stream", "get")
+SERVE_ONLY = {("/healthz", "get"), ("/openapi.json", "get"), FEED_STREAM}
+# The routes of the ingest function; every other deployed route is the query function's.
+INGEST_ROUTES = {("/v1/events", "post"), ("/v1/sources/{source_id}", "post")}
+
+
+def code_routes(openapi_rs: Path | str) -> set[tuple[str, str]]:
+    """(path, method) of every route the HTTP routers serve: `ROUTES` in crates/sluice-http/src/openapi.rs,
+    whose test proves the published OpenAPI document lists exactly these. A file without them raises."""
+    text = Path(openapi_rs).read_text(encoding="utf-8")
+    consts = dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]*)";', text))
+    body = re.search(r"pub const ROUTES: &\[Route\] = &\[(.*?)\n\];", text, re.S)
+    if body is None:
+        raise ValueError(f"{openapi_rs}: no ROUTES")
+    routes = set()
+    for method, path in re.findall(r'Route\s*\{\s*method:\s*"([a-z]+)",\s*path:\s*([A-Z_]+|"[^"]*"),?\s*\}', body.group(1)):
+        routes.add((consts[path] if path in consts else path.strip('"'), method))
+    if not routes:
+        raise ValueError(f"{openapi_rs}: ROUTES lists no route")
+    return routes
 
 
 def mutated(template: dict) -> dict:

@@ -2,10 +2,12 @@
 
 REST: every method behind the Sluice key authorizer also requires the usage-plan key the authorizer names
 (per-tenant throttle and daily quota, D-1, D-2), with exactly two exceptions that run no authorizer (the
-webhook route, S-6, and SigV4 ingest). HTTP: exactly the four routes of the HTTP contract, only the webhook
-route open (S-1, S-6), each route reaching its function (T-1), route throttles with the REST variant's
-parameters (D-1), a JSON access log (R-1), the same custom-domain rule (S-1). Each variant is rendered as
-CloudFormation would deploy it (infra_check.render) and checked against the function manifest (E-1).
+webhook route, S-6, and SigV4 ingest). HTTP: exactly the routes the code serves but those `sluice serve`
+alone serves (its health check and document, and the feed's event stream), only the webhook route open
+(S-1, S-6), each route reaching its function (T-1) with the REST method's integration timeout, route
+throttles with the REST variant's parameters (D-1), a JSON access log (R-1), the same custom-domain rule
+(S-1). Each variant is rendered as CloudFormation would deploy it (infra_check.render) and checked against
+the function manifest (E-1).
 
 Run by scripts/check-infra.sh:  python -m pytest infra/tests
 """
@@ -23,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 MANIFEST = ROOT / "crates" / "sluice-lambda" / "functions.toml"
 OPENAPI = ROOT / "crates" / "sluice-http" / "src" / "openapi.json"
+OPENAPI_RS = ROOT / "crates" / "sluice-http" / "src" / "openapi.rs"
 README = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
 
 WEBHOOK_ROUTE = "POST /v1/sources/{source_id}"
-SERVE_ONLY = {("/healthz", "get"), ("/openapi.json", "get")}
+SERVE_ONLY = ic.SERVE_ONLY
 OPTIONS = {
     "EnableCloudTrail": "true",
     "EnableWaf": "true",
@@ -133,7 +136,7 @@ def test_each_variant_deploys_one_api_in_front_of_the_same_resources(template):
     assert {
         "AuthorizerFunction", "IngestFunction", "ProcessFunction", "QueryFunction",
         "AuthorizerRole", "IngestRole", "ProcessRole", "QueryRole",
-        "EventsQueue", "EventsDlq", "EventsTable", "IdempotencyTable", "KeysTable", "SourcesTable", "PipelineKey",
+        "EventsQueue", "EventsDlq", "EventsTableV2", "IdempotencyTable", "KeysTable", "SourcesTable", "PipelineKey",
     } <= shared
     for name in shared:
         assert rest["Resources"][name] == http["Resources"][name], name
@@ -246,7 +249,10 @@ def test_d1_every_method_behind_the_key_authorizer_requires_the_usage_plan_key(t
                 # Both in one requirement object: the authorizer AND the key, never either.
                 assert req == {"SluiceKey": [], "UsagePlanKey": []}, (path, method)
                 keyed.append((path, method))
-    assert sorted(set(keyed)) == [("/v1/events", "get"), ("/v1/events", "post"), ("/v1/events/{id}", "get")]
+    # Every deployed route of the code but the webhook route: the reads, the feed, deletions and erasures too.
+    expected = ic.code_routes(OPENAPI_RS) - SERVE_ONLY - {("/v1/sources/{source_id}", "post")}
+    assert set(keyed) == expected
+    assert {("/v1/events/{id}", "delete"), ("/v1/feed", "get"), ("/v1/erasures", "post"), ("/v1/erasures/{id}", "get")} <= expected
 
 
 @pytest.mark.parametrize("variant", ["rest", "rest-iam"])
@@ -309,13 +315,14 @@ def test_i2_an_unusable_usage_plan_key_is_an_ordinary_401(template):
 # ------------------------------------------------------------------------------------------------ HTTP
 
 
-def contract_route_keys(contract):
-    return {
-        f"{method.upper()} {path}"
-        for path, ops in contract["paths"].items()
-        for method in ops
-        if (path, method) not in SERVE_ONLY
-    }
+def code_route_keys():
+    """The route keys the HTTP variant deploys: every route the code serves but those `sluice serve` alone serves."""
+    return {f"{method.upper()} {path}" for path, method in ic.code_routes(OPENAPI_RS) - SERVE_ONLY}
+
+
+def integration_props(t, target):
+    m = re.fullmatch(r"integrations/\$\{([A-Za-z0-9]+)\}", target["Fn::Sub"])
+    return t["Resources"][m.group(1)]["Properties"]
 
 
 def integration_function(t, target):
@@ -332,7 +339,10 @@ def test_s1_the_http_variant_deploys_exactly_the_contract_routes_and_only_the_we
 ):
     t = rendered(template, variant)
     routes = ic.http_routes(t)
-    assert set(routes) == contract_route_keys(contract)
+    assert set(routes) == code_route_keys()
+    assert set(routes) == {f"{m.upper()} {p}" for p, m in ic.api_operations(template)}, "the REST variant's routes"
+    # The feed's Server-Sent Events stream cannot stream through API Gateway and Lambda: not routed on AWS.
+    assert "GET /v1/feed/stream" not in routes
     jwt = "Jwt" in VARIANTS[variant].values()
     iam = VARIANTS[variant].get("IngestAuthorization") == "AwsIam"
     open_routes = [k for k, (_, p) in routes.items() if p.get("AuthorizationType", "NONE") == "NONE"]
@@ -349,19 +359,24 @@ def test_s1_the_http_variant_deploys_exactly_the_contract_routes_and_only_the_we
             assert p["AuthorizationType"] == "JWT" and p["AuthorizerId"] == {"Ref": "HttpJwtAuthorizer"}, name
         else:
             assert p["AuthorizationType"] == "CUSTOM" and p["AuthorizerId"] == {"Ref": "HttpKeyAuthorizer"}, name
-        # POST routes reach the ingest function, GET routes the query function (T-1: both validate).
-        expected = "IngestFunction" if key.startswith("POST ") else "QueryFunction"
+        # The ingest routes reach the ingest function, every other route (reads, the feed, deletions and
+        # erasures) the query function (T-1: both validate).
+        method, path = key.split(" ", 1)
+        expected = "IngestFunction" if (path, method.lower()) in ic.INGEST_ROUTES else "QueryFunction"
         assert integration_function(t, p["Target"]) == expected, key
         # Path parameters named as in the contract.
-        method, path = key.split(" ", 1)
         names = set(re.findall(r"\{([a-z_]+)\}", path))
-        declared = {x["name"] for x in contract["paths"][path][method.lower()].get("parameters", []) if "in" in x and x["in"] == "path"}
+        op = contract["paths"][path][method.lower()]
+        declared = {x["name"] for x in op.get("parameters", []) if "in" in x and x["in"] == "path"}
         declared |= {
             contract["components"]["parameters"][x["$ref"].split("/")[-1]]["name"]
-            for x in contract["paths"][path][method.lower()].get("parameters", [])
+            for x in op.get("parameters", [])
             if "$ref" in x and contract["components"]["parameters"][x["$ref"].split("/")[-1]]["in"] == "path"
         }
         assert names == declared, key
+        # The REST method's integration timeout: 29 s for the feed's long-poll and erasures, 10 s otherwise.
+        rest = ic.api_operations(template)[(path, method.lower())]["x-amazon-apigateway-integration"]
+        assert integration_props(t, p["Target"])["TimeoutInMillis"] == rest["timeoutInMillis"], key
     api = t["Resources"]["HttpApi"]["Properties"]
     assert api["ProtocolType"] == "HTTP"
     assert not {"Body", "BodyS3Location", "Target", "RouteKey", "CorsConfiguration"} & set(api)

@@ -35,7 +35,9 @@ DIMENSIONS = {
     "sluice_throttled_total": {"function", "scope"},
     "sluice_auth_failures_total": {"function"},
 }
-OUTCOMES = ["stored", "duplicate", "retried", "dead_lettered"]
+# The process step's outcomes (crates/sluice-core/src/process.rs, `Outcome`): `erased` is an event about a subject
+# erased after it was accepted, dropped instead of stored.
+OUTCOMES = ["stored", "duplicate", "erased", "retried", "dead_lettered"]
 # What the rejection-rate alarm watches (the comment on RejectionRateAlarm says why these).
 REJECTION_CODES = {
     "validation_failed",
@@ -77,6 +79,13 @@ def namespace_pattern(template):
 
 def test_the_dimension_table_names_metrics_the_code_records(code_metrics):
     assert set(DIMENSIONS) <= code_metrics
+
+
+def test_the_outcomes_are_those_the_process_step_records():
+    text = (ROOT / "crates" / "sluice-core" / "src" / "process.rs").read_text(encoding="utf-8")
+    body = text.split("fn record_outcome", 1)[1].split("metrics::counter!", 1)[0]
+    labels = re.findall(r'Outcome::[A-Za-z]+(?:\(_\))? => "([a-z_]+)"', body)
+    assert labels and set(labels) == set(OUTCOMES)
 
 
 def test_r1_the_namespace_parameter_allows_cloudwatch_namespaces_but_not_aws_ones(template):
@@ -175,7 +184,7 @@ def test_r1_the_dashboard_shows_what_the_alarms_watch(template):
     by_name = {}
     for _ns, name, dims, stat in shown:
         by_name.setdefault(name, []).append((dims, stat))
-    # Processed by outcome: exactly the four outcomes of the process step.
+    # Processed by outcome: exactly the five outcomes of the process step.
     assert [d["outcome"] for d, _ in by_name["sluice_events_stored_total"]] == OUTCOMES
     assert sorted(s for _, s in by_name["sluice_stored_latency_seconds"]) == ["p50", "p99"]
     assert by_name["sluice_request_duration_seconds"] == [({"function", "route"}, "p99")]

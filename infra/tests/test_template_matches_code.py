@@ -72,7 +72,7 @@ def test_short_tags_parse_to_long_forms(template):
 
 def test_e1_missing_permission_fails(template, manifest):
     t = ic.mutated(template)
-    statement(t, "QueryRole", "AppReadEvents")["Action"] = ["dynamodb:GetItem"]
+    statement(t, "QueryRole", "AppReadEvents")["Action"] = ["dynamodb:BatchGetItem", "dynamodb:GetItem"]
     assert drift(t, manifest, template) == [
         "QueryFunction (query): role QueryRole lacks dynamodb:Query, which the function needs"
     ]
@@ -256,6 +256,18 @@ def test_every_resource_names_the_threats_it_mitigates():
 
 
 OPENAPI = ROOT / "crates" / "sluice-http" / "src" / "openapi.json"
+OPENAPI_RS = ROOT / "crates" / "sluice-http" / "src" / "openapi.rs"
+
+
+def _resolve(doc, node):
+    while isinstance(node, dict) and "$ref" in node:
+        section, name = node["$ref"].split("/")[-2:]
+        node = doc["components"][section][name]
+    return node
+
+
+def _params(op, doc):
+    return {(p["name"].lower(), p["in"]) for p in (_resolve(doc, p) for p in op.get("parameters") or [])}
 
 
 def test_t1_api_routes_and_models_match_the_openapi_contract(template):
@@ -264,23 +276,18 @@ def test_t1_api_routes_and_models_match_the_openapi_contract(template):
     contract = json.loads(OPENAPI.read_text(encoding="utf-8"))
     body = template["Resources"]["SluiceApi"]["Properties"]["DefinitionBody"]
 
-    def params(op, doc):
-        names = set()
-        for p in op.get("parameters") or []:
-            if "$ref" in p:
-                p = doc["components"]["parameters"][p["$ref"].split("/")[-1]]
-            names.add((p["name"].lower(), p["in"]))
-        return names
-
+    # The contract describes exactly the routes the code serves (ROUTES), and every one of them is deployed
+    # but those `sluice serve` alone serves (its health check and document, and the feed's event stream,
+    # which cannot stream on AWS); nothing else is.
+    served = ic.code_routes(OPENAPI_RS)
+    documented = {(path, m) for path, ops in contract["paths"].items() for m in ops}
+    assert documented == served, "openapi.json and ROUTES in openapi.rs disagree"
+    assert SERVE_ONLY <= served
     deployed = set(ic.api_operations(template))
-    # Every route of the contract is deployed but healthz and openapi.json, which `sluice serve` alone
-    # serves; nothing else is.
-    routes = {(path, m) for path, ops in contract["paths"].items() for m in ops}
-    assert SERVE_ONLY <= routes
-    assert deployed == routes - SERVE_ONLY
-    for path, method in deployed:
+    assert deployed == served - SERVE_ONLY
+    for path, method in sorted(deployed):
         ours, theirs = body["paths"][path][method], contract["paths"][path][method]
-        assert params(ours, body) == params(theirs, contract), (path, method)
+        assert _params(ours, body) == _params(theirs, contract), (path, method)
         # Without an authorizer exactly where the contract has no credential (S-1, S-6).
         assert (ours.get("security") == []) == (theirs.get("security") == []), (path, method)
 
@@ -294,6 +301,19 @@ def test_t1_api_routes_and_models_match_the_openapi_contract(template):
         assert ours["NewEvent"]["properties"]["type"][key] == event_type[key], key
     delivery = contract["paths"][WEBHOOK[0]][WEBHOOK[1]]["requestBody"]["content"]["application/json"]["schema"]
     assert ours["Delivery"]["type"] == delivery["type"] == "object"
+
+    # An erasure names one subject, as an event's subject is bounded (T-1).
+    erasure = ours["ErasureRequest"]
+    assert erasure["required"] == ["subject"] and erasure["additionalProperties"] is False
+    assert set(erasure["properties"]) == {"subject"}
+    subject = erasure["properties"]["subject"]
+    assert subject == {"type": "string", "minLength": 1, "maxLength": ours["NewEvent"]["properties"]["subject"]["maxLength"]}
+    theirs = _resolve(contract, contract["paths"][ERASURES[0]][ERASURES[1]]["requestBody"]["content"]["application/json"]["schema"])
+    assert set(theirs["required"]) == set(erasure["required"])
+    assert theirs["additionalProperties"] is False
+    assert set(theirs["properties"]) == set(erasure["properties"])
+    theirs_subject = _resolve(contract, theirs["properties"]["subject"])
+    assert (theirs_subject["minLength"], theirs_subject["maxLength"]) == (subject["minLength"], subject["maxLength"])
 
 
 def test_t1_cloudevents_binary_mode_bodies_pass_the_gateway(template):
@@ -320,7 +340,8 @@ def test_t1_cloudevents_binary_mode_bodies_pass_the_gateway(template):
 
 
 WEBHOOK = ("/v1/sources/{source_id}", "post")
-SERVE_ONLY = {("/healthz", "get"), ("/openapi.json", "get")}
+ERASURES = ("/v1/erasures", "post")
+SERVE_ONLY = ic.SERVE_ONLY
 
 
 def test_s6_webhook_route_has_no_authorizer_but_is_throttled_and_integrated_with_ingest(template):
@@ -442,9 +463,10 @@ def test_i5_wildcard_dynamodb_resource_fails(template):
     query = statement(t, "QueryRole", "AppReadEvents")
     query["NotResource"] = query.pop("Resource")
     assert sources_access(t) == [
-        "ProcessRole: statement AppWriteEvents grants ['dynamodb:PutItem'] on wildcard resource "
-        "['arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*']",
-        "QueryRole: statement AppReadEvents grants ['dynamodb:GetItem', 'dynamodb:Query'] on NotResource",
+        "ProcessRole: statement AppWriteEvents grants ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'] "
+        "on wildcard resource ['arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*']",
+        "QueryRole: statement AppReadEvents grants ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query'] "
+        "on NotResource",
     ]
 
 
@@ -462,3 +484,234 @@ def test_d3_process_function_is_updated_before_ingest(template):
     # end in the DLQ; CloudFormation updates a resource only after those it depends on.
     depends = template["Resources"]["IngestFunction"].get("DependsOn")
     assert "ProcessFunction" in (depends if isinstance(depends, list) else [depends])
+
+
+# ------------------------------------------------------------------------------------------------ the feed
+
+FEED_RS = ROOT / "crates" / "sluice-core" / "src" / "feed.rs"
+ENV_RS = ROOT / "crates" / "sluice-host" / "src" / "env.rs"
+FEED_ROUTE = ("/v1/feed", "get")
+# API Gateway's longest integration timeout (REST, without a quota increase) and an HTTP API's.
+REST_INTEGRATION_LIMIT_MS = 29_000
+HTTP_INTEGRATION_LIMIT_MS = 30_000
+
+
+def max_wait_secs():
+    import re
+
+    m = re.search(r"pub const MAX_WAIT_SECS: u64 = (\d+);", FEED_RS.read_text(encoding="utf-8"))
+    assert m, f"{FEED_RS} has no MAX_WAIT_SECS"
+    return int(m.group(1))
+
+
+def test_d2_the_query_timeout_lets_the_long_poll_finish_inside_the_integration_limit(template):
+    """GET /v1/feed waits up to MAX_WAIT_SECS and then reads once more; the function must outlive the wait
+    (a cold start, the cursor key and the last read take a few seconds) and API Gateway must outlive the
+    function, whose timeout then ends a stuck request with a 5xx of its own instead of a gateway 504."""
+    wait = max_wait_secs()
+    timeout = template["Resources"]["QueryFunction"]["Properties"]["Timeout"]
+    assert isinstance(timeout, int)
+    assert timeout >= wait + 5, f"Timeout {timeout}s leaves less than 5 s after a {wait} s long-poll"
+    assert timeout * 1000 < REST_INTEGRATION_LIMIT_MS
+    ops = ic.api_operations(template)
+    for route in (FEED_ROUTE, ERASURES):
+        integration = ops[route]["x-amazon-apigateway-integration"]
+        assert timeout * 1000 < integration["timeoutInMillis"] <= REST_INTEGRATION_LIMIT_MS, route
+    # Every other query route keeps the short timeout of the routes before it.
+    for route, op in ops.items():
+        if route not in (FEED_ROUTE, ERASURES):
+            assert op["x-amazon-apigateway-integration"]["timeoutInMillis"] == 10_000, route
+    long = template["Resources"]["HttpQueryLongIntegration"]["Properties"]["TimeoutInMillis"]
+    assert timeout * 1000 < long <= HTTP_INTEGRATION_LIMIT_MS
+    # The process function's queue still outlasts it six times over (D-2), unchanged by the query timeout.
+    assert template["Resources"]["EventsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * template["Resources"][
+        "ProcessFunction"
+    ]["Properties"]["Timeout"]
+
+
+def test_the_feed_stream_is_served_by_sluice_serve_and_not_routed_on_aws(template):
+    import fnmatch
+
+    # The code serves it (sluice serve streams it; on Lambda it answers 404 pointing at the long-poll) ...
+    assert ic.FEED_STREAM in ic.code_routes(OPENAPI_RS)
+    # ... and neither API variant routes it, nor may API Gateway invoke a function for it.
+    path, method = ic.FEED_STREAM
+    assert path not in template["Resources"]["SluiceApi"]["Properties"]["DefinitionBody"]["paths"]
+    keys = {r["Properties"]["RouteKey"] for r in ic.of_type(template, "AWS::ApiGatewayV2::Route").values()}
+    assert f"{method.upper()} {path}" not in keys
+    assert not [k for k in keys if "stream" in k]
+    for api in ("SluiceApi", "HttpApi"):
+        arn = f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/prod/GET{path}"
+        invokers = [
+            n
+            for n, r in ic.of_type(template, "AWS::Lambda::Permission").items()
+            if fnmatch.fnmatchcase(arn, r["Properties"]["SourceArn"]["Fn::Sub"])
+        ]
+        assert invokers == [], (api, invokers)
+    # The long-poll is routed, to the query function.
+    uri = ic.api_operations(template)[FEED_ROUTE]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    assert "${QueryFunction.Arn}" in uri
+    # The operator is told (infra/README.md).
+    readme = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
+    assert "`GET /v1/feed/stream`" in readme and "not routed on AWS" in readme
+
+
+def test_d4_i3_process_and_query_share_the_layout_and_retention_parameters(template):
+    process, query = env(template, "ProcessFunction"), env(template, "QueryFunction")
+    for var, param in (
+        ("SLUICE_EVENT_SHARDS", "EventShards"),
+        ("SLUICE_RETENTION_DAYS", "RetentionDays"),
+        ("SLUICE_RETENTION_BY_TYPE", "RetentionByType"),
+    ):
+        assert process[var] == query[var] == {"Ref": param}, var
+    assert process["SLUICE_TABLE"] == query["SLUICE_TABLE"]
+    assert query["SLUICE_IDEMPOTENCY_TABLE"] == env(template, "IngestFunction")["SLUICE_IDEMPOTENCY_TABLE"]
+    # The CLI's AWS backend reads the same table with the same layout (infra/README.md, step 4).
+    outputs = template["Outputs"]
+    assert outputs["EventsTableShards"]["Value"] == {"Ref": "EventShards"}
+    assert outputs["EventsTableShards"]["Description"].startswith("SLUICE_EVENT_SHARDS")
+    assert outputs["EventsTableName"]["Value"] == process["SLUICE_TABLE"]
+
+
+def test_d4_i3_layout_and_retention_parameters_allow_what_the_functions_accept(template):
+    import re
+
+    params = template["Parameters"]
+    env_rs = ENV_RS.read_text(encoding="utf-8")
+    # The ranges sluice-host's env.rs accepts: a value the template allows must not stop the functions' init.
+    assert "(1..=256).contains(n)" in env_rs and "(1..=3650).contains(d)" in env_rs
+    shards = params["EventShards"]
+    assert (shards["Type"], shards["Default"], shards["MinValue"], shards["MaxValue"]) == ("Number", 32, 1, 256)
+    days = params["RetentionDays"]
+    assert (days["Type"], days["Default"], days["MinValue"], days["MaxValue"]) == ("Number", 30, 1, 3650)
+    by_type = params["RetentionByType"]
+    assert (by_type["Type"], by_type["Default"]) == ("String", "")
+    pattern = re.compile(by_type["AllowedPattern"])
+    for ok in ("", "audit.login=365", "audit.login=365,debug.trace=1", "a=3650", "a_b-c.d=1000", "x=99"):
+        assert pattern.fullmatch(ok), ok
+    for bad in ("a=0", "a=3651", "a=10000", "A=1", "1a=1", "a=01", "a=1,", ",a=1", "a = 1", "a=1,,b=2", "a"):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_i3_the_events_table_expires_events_by_ttl_and_keeps_its_keys(template):
+    name = env(template, "ProcessFunction")["SLUICE_TABLE"]["Ref"]
+    table = template["Resources"][name]
+    p = table["Properties"]
+    assert p.get("TimeToLiveSpecification") == {"AttributeName": "ttl", "Enabled": True}
+    assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert p["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}]
+    # Retained: the cut-over to this release's layout is a new table beside the old one (infra/README.md).
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert p["DeletionProtectionEnabled"] is True
+    assert name != "EventsTable", "the previous release's table (pk = tenant) is not readable by this one"
+    assert "EventsTable" not in template["Resources"]
+
+
+def table_actions(t, role):
+    """{table logical name: actions} the role's statements grant on each table of the template."""
+    tables = ic.of_type(t, "AWS::DynamoDB::Table")
+    stmts, problems = ic.role_statements(t, role)
+    assert problems == [], role
+    out = {}
+    for s, _conditional in stmts:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        for table in tables:
+            if ic.refers_to(s.get("Resource"), table):
+                out.setdefault(table, set()).update(a for a in actions if a.startswith("dynamodb:"))
+    return {k: v for k, v in out.items() if v}
+
+
+def test_e1_each_role_has_exactly_the_feeds_actions_on_each_table(template):
+    events = env(template, "ProcessFunction")["SLUICE_TABLE"]["Ref"]
+    assert table_actions(template, "ProcessRole") == {
+        # Conditional puts of each event's pointer and slot, the counter's block, a redelivery's reads.
+        events: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    }
+    assert table_actions(template, "QueryRole") == {
+        # Reads, and a deletion's updates and puts: no item of the events table is ever deleted
+        # (crates/sluice-aws/src/dynamo/feed.rs), so DeleteItem is granted on the idempotency table alone.
+        events: {
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+        },
+        # A deleted event's idempotency record is forgotten: nothing else on that table.
+        "IdempotencyTable": {"dynamodb:DeleteItem"},
+    }
+    # Which the store's code confirms: no DeleteItem on the events table, and no transaction (which IAM would
+    # authorize item by item, Delete included) in the adapters that use it.
+    for name in ("feed.rs", "events.rs", "mod.rs"):
+        code = (ROOT / "crates" / "sluice-aws" / "src" / "dynamo" / name).read_text(encoding="utf-8")
+        assert ".delete_item()" not in code and ".transact_write_items()" not in code, name
+    assert table_actions(template, "IngestRole") == {
+        "IdempotencyTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "SourcesTable": {"dynamodb:GetItem"},
+    }
+    assert table_actions(template, "AuthorizerRole") == {"KeysTable": {"dynamodb:GetItem"}}
+
+
+def test_i3_vpc_mode_admits_every_table_action_the_roles_use(template):
+    """In VPC mode every DynamoDB call goes through the gateway endpoint, whose policy admits only named
+    actions on this stack's tables: each action a role is granted on a table must be admitted there, or the
+    listing's batch reads (BatchGetItem) and a deletion's forgetting of its idempotency record (DeleteItem)
+    would be refused in VPC mode only."""
+    endpoint = template["Resources"]["DynamoDbEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
+    admitted = set()
+    tables = ic.of_type(template, "AWS::DynamoDB::Table")
+    for s in endpoint:
+        assert s["Effect"] == "Allow"
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        for table in tables:
+            if ic.refers_to(s["Resource"], table):
+                admitted |= {(a, table) for a in actions}
+    for role in ("AuthorizerRole", "IngestRole", "ProcessRole", "QueryRole"):
+        for table, actions in table_actions(template, role).items():
+            for a in actions:
+                assert (a, table) in admitted, (role, a, table)
+    # And nothing that no role uses on the events table.
+    used = set().union(*(table_actions(template, r).get(env(template, "ProcessFunction")["SLUICE_TABLE"]["Ref"], set())
+                         for r in ("ProcessRole", "QueryRole")))
+    events = env(template, "ProcessFunction")["SLUICE_TABLE"]["Ref"]
+    assert {a for a, t in admitted if t == events} == used
+
+
+def test_d4_the_throttle_alarm_watches_the_feeds_writes(template):
+    alarm = template["Resources"]["DynamoDbThrottlesAlarm"]["Properties"]
+    events = env(template, "ProcessFunction")["SLUICE_TABLE"]["Ref"]
+    watched = set()
+    for m in alarm["Metrics"]:
+        if "MetricStat" in m:
+            dims = {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}
+            if dims["TableName"] == {"Ref": events}:
+                watched.add(dims["Operation"])
+            assert f"FILL({m['Id']},0)" in alarm["Metrics"][0]["Expression"], m["Id"]
+    # The event writes (pointer and slot), the per-tenant counter (one partition key) and the page reads.
+    assert {"PutItem", "UpdateItem", "BatchGetItem", "Query", "GetItem"} <= watched
+    assert len([m for m in alarm["Metrics"] if "MetricStat" in m]) <= 10
+
+
+def test_the_readme_states_the_feeds_write_cost_and_ceiling_as_the_store_does():
+    """infra/README.md ("The feed on AWS") gives the write units per event and the per-tenant ceiling that
+    crates/sluice-aws/src/dynamo/feed.rs states for its layout: a change of the layout fails here until the
+    operator's figures follow it."""
+    import re
+
+    code = (ROOT / "crates" / "sluice-aws" / "src" / "dynamo" / "feed.rs").read_text(encoding="utf-8")
+    wcu = re.search(r"\*\*([\d.]+) WCU at 1 event per batch, ([\d.]+) at 10\*\*", code)
+    per_shard = re.search(r"\*\*([\d,]+) × shards events/s\*\*", code)
+    per_batch = re.search(r"\*\*([\d,]+) × batch size events/s\*\*", code)
+    assert wcu and per_shard and per_batch, "feed.rs no longer states its write cost and ceiling as expected"
+    readme = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
+    # Words as a reader sees them, whatever the line breaks.
+    section = " ".join(readme.split("## The feed on AWS", 1)[1].split("\n## ", 1)[0].split())
+    assert f"**{wcu[1]} write units at 1 event per batch and {wcu[2]} at 10 per batch**" in section
+    shard, batch = per_shard[1].replace(",", ""), per_batch[1].replace(",", "")
+    assert f"**min({shard} × `EventShards`, {batch} × batch size) events/s**" in section
+    # The defaults the section computes with are the template's.
+    template = ic.load_template(TEMPLATE)
+    shards = template["Parameters"]["EventShards"]["Default"]
+    batch_size = template["Parameters"]["ProcessBatchSize"]["Default"]
+    assert f"{int(shard) * shards:,} by the shards at the default {shards}" in section
+    assert f"{int(batch) * batch_size:,} by the counter at the default `ProcessBatchSize` of {batch_size}" in section

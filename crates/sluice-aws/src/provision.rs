@@ -7,7 +7,7 @@
 //!   queues use SQS-managed server-side encryption (`SqsManagedSseEnabled`, T-2);
 //! - the tables are on-demand (`PAY_PER_REQUEST`, D-4), encrypted at rest (DynamoDB's default,
 //!   I-3) and stream their old and new images (the template's audit trail of every change, T-3);
-//!   the idempotency table has TTL on `ttl`.
+//!   the events and idempotency tables have TTL on `ttl`.
 //!
 //! Every function is idempotent: existing resources with the same settings are left as they are.
 
@@ -228,14 +228,21 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, with_sort_key:
     Ok(())
 }
 
-/// Creates the events table: `pk` (tenant) hash key, `sk` (event id) range key.
+/// Creates the events table: `pk` hash key, `sk` range key (see `dynamo/feed.rs` for what
+/// they hold), TTL on `ttl` (retention).
 pub async fn create_events_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
-    create_table(ddb, name, true).await
+    create_table(ddb, name, true).await?;
+    enable_ttl(ddb, name).await
 }
 
 /// Creates the idempotency table: `pk` hash key, TTL on `ttl`.
 pub async fn create_idempotency_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
     create_table(ddb, name, false).await?;
+    enable_ttl(ddb, name).await
+}
+
+/// Turns on TTL on the `ttl` attribute unless it is on.
+async fn enable_ttl(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
     let ttl = ddb
         .describe_time_to_live()
         .table_name(name)

@@ -48,8 +48,22 @@ def _watch():
         os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import main
-main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+import moto.server
+# moto serves each request on its own thread, and its DynamoDB conditional writes check and
+# then write without a lock, so two racing `attribute_not_exists` puts can both succeed, which
+# DynamoDB never allows. One lock around DynamoDB requests makes each atomic, as on AWS (SQS
+# long polls stay concurrent).
+_dynamodb = threading.Lock()
+_run_simple = moto.server.run_simple
+def _atomic_dynamodb(app):
+    def wrapped(environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with _dynamodb:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+    return wrapped
+moto.server.run_simple = lambda host, port, app, *a, **kw: _run_simple(host, port, _atomic_dynamodb(app), *a, **kw)
+moto.server.main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;
 
 /// Why moto could not be started.
@@ -331,13 +345,17 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallRecorder {
 
 /// The IAM action that authorizes an SDK operation: the service prefix in lower case and the
 /// operation, except SQS's batch operations, which IAM authorizes with their single-message
-/// action (`SendMessageBatch` needs `sqs:SendMessage`).
+/// action (`SendMessageBatch` needs `sqs:SendMessage`), and DynamoDB's `TransactWriteItems`,
+/// which IAM authorizes item by item: every transaction Sluice makes puts an item (an event and
+/// its feed slot, or a tombstone), and the other item actions in them (the deletion's
+/// `UpdateItem` and `DeleteItem`) are ones the same function also calls directly.
 pub fn iam_action(service: &str, operation: &str) -> String {
     let prefix = service.to_ascii_lowercase();
     let action = match (prefix.as_str(), operation) {
         ("sqs", "SendMessageBatch") => "SendMessage",
         ("sqs", "DeleteMessageBatch") => "DeleteMessage",
         ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
+        ("dynamodb", "TransactWriteItems") => "PutItem",
         _ => operation,
     };
     format!("{prefix}:{action}")

@@ -54,7 +54,13 @@ impl sluice_testkit::Factory for AwsFactory {
         provision::create_keys_table(&ddb, &keys).await.unwrap();
         Self {
             sqs: moto.sqs(),
-            events: Arc::new(DynamoEvents::new(ddb.clone(), events)),
+            // Several shards and a short grace, so moto proves the sharded layout and the
+            // reader's voiding of slots left unwritten.
+            events: Arc::new(
+                DynamoEvents::new(ddb.clone(), events)
+                    .with_shards(3)
+                    .with_hole_grace(std::time::Duration::from_millis(500)),
+            ),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), idempotency)),
             keys: Arc::new(DynamoKeys::new(ddb.clone(), keys)),
             ddb,

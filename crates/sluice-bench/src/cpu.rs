@@ -51,6 +51,7 @@ pub fn ingest_work(validator: &Validator, sealer: &Sealer, body: &[u8]) -> anyho
     for e in submission.events() {
         let env = Envelope {
             traceparent: None,
+            idempotency_key: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: tenant.clone(),

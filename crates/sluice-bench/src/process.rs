@@ -27,6 +27,7 @@ fn messages(sealer: &Sealer, n: usize) -> anyhow::Result<(Vec<EventId>, Vec<Outg
     for i in 0..n {
         let env = Envelope {
             traceparent: None,
+            idempotency_key: None,
             v: VERSION,
             id,
             tenant: tenant.clone(),

@@ -528,6 +528,9 @@ mod tests {
         let now = now();
         let e = StoredEvent {
             trace_id: None,
+            seq: 0,
+            expires_at: None,
+            idempotency_key: None,
             id: crate::ids::EventId::new_at(now),
             tenant: crate::tenant::Tenant::parse("acme").unwrap(),
             event_type: crate::event::EventType::parse("a.b").unwrap(),
@@ -614,6 +617,9 @@ mod tests {
         let at = now();
         let e = StoredEvent {
             trace_id: None,
+            seq: 0,
+            expires_at: None,
+            idempotency_key: None,
             id: crate::ids::EventId::new_at(at),
             tenant: crate::tenant::Tenant::parse("acme").unwrap_or_else(|_| unreachable!()),
             event_type: crate::event::EventType::parse("order.created").unwrap_or_else(|_| unreachable!()),

@@ -90,6 +90,10 @@ pub struct Envelope {
     /// The W3C `traceparent` of the ingest hop; left out when absent, as `subject` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The request's `Idempotency-Key`, so deleting the event can forget its record; left out
+    /// when absent, as `subject` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<crate::ids::IdempotencyKey>,
 }
 
 /// One HMAC key with its id.
@@ -243,6 +247,7 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         Envelope {
             traceparent: None,
+            idempotency_key: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: Tenant::parse("acme").unwrap(),

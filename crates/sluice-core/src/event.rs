@@ -132,6 +132,22 @@ pub struct StoredEvent {
     /// line and its process log line (R-1); absent when the request had none recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The event's place in its tenant's feed: assigned by the store when the event is stored,
+    /// strictly increasing in the order events become readable, never reused (0 before then).
+    #[serde(default)]
+    pub seq: u64,
+    /// When retention removes it from every read (its type's retention after `received_at`);
+    /// absent on events stored before retention existed, which are kept.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The `Idempotency-Key` of the request that carried it: deleting the event forgets that
+    /// key's record, so a retry no longer answers with a deleted event's id. Never shown.
+    #[serde(skip)]
+    pub idempotency_key: Option<crate::ids::IdempotencyKey>,
 }
 
 #[cfg(test)]

@@ -276,6 +276,7 @@ impl IngestService {
                 webhook: e.webhook,
                 extensions: e.extensions,
                 traceparent: ctx.trace.as_ref().map(crate::trace::TraceContext::traceparent),
+                idempotency_key: idempotent.as_ref().map(|i| i.key.clone()),
             };
             let message = self
                 .sealer

@@ -12,6 +12,7 @@
 //! - [`oidc`]: JWT bearer tokens from an OIDC issuer (Cognito, or a JWKS file), for user-facing clients.
 //! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
 //!   semantics), idempotency store and key store.
+//! - [`feed`]: events out: the ordered feed, retention, deletion and erasure by subject.
 //! - [`ingest`], [`query`]: the use cases behind the HTTP routes, free of any HTTP type.
 //! - [`deliveries`]: the webhook intake use case: a provider's signed delivery to one event, once.
 //! - [`process`]: the process step's rules (Lambda partial-batch semantics): verify, re-check,
@@ -33,6 +34,7 @@ pub mod cursor;
 pub mod deliveries;
 pub mod envelope;
 pub mod event;
+pub mod feed;
 pub mod ids;
 pub mod ingest;
 pub mod json;

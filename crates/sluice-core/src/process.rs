@@ -12,6 +12,7 @@
 
 use crate::envelope::{Envelope, Sealer, attr};
 use crate::event::StoredEvent;
+use crate::feed::{Retention, subject_digest};
 use crate::ports::{EventStore, OutgoingMessage, PutOutcome, ReceivedMessage, StoreError};
 use crate::validate::Validator;
 use futures::FutureExt as _;
@@ -28,6 +29,8 @@ pub enum Outcome {
     Stored,
     /// Already stored by an earlier delivery: success, nothing written.
     Duplicate,
+    /// About a subject erased after the event was accepted: dropped, never stored (success).
+    Erased,
     /// Failed for now (store unavailable, a panic): leave it for redelivery.
     Retry(String),
     /// Can never succeed (bad signature, invalid envelope): dead-letter it now.
@@ -37,7 +40,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the record is done and may be deleted from the queue.
     pub fn is_success(&self) -> bool {
-        matches!(self, Outcome::Stored | Outcome::Duplicate)
+        matches!(self, Outcome::Stored | Outcome::Duplicate | Outcome::Erased)
     }
 
     /// A short label for logs and metrics.
@@ -45,6 +48,7 @@ impl Outcome {
         match self {
             Outcome::Stored => "stored",
             Outcome::Duplicate => "duplicate",
+            Outcome::Erased => "erased",
             Outcome::Retry(_) => "retry",
             Outcome::Permanent(_) => "dead_lettered",
         }
@@ -56,6 +60,7 @@ pub struct Processor {
     store: Arc<dyn EventStore>,
     sealer: Arc<Sealer>,
     validator: Arc<Validator>,
+    retention: Retention,
 }
 
 impl std::fmt::Debug for Processor {
@@ -71,7 +76,14 @@ impl Processor {
             store,
             sealer,
             validator,
+            retention: Retention::default(),
         }
+    }
+
+    /// Stored events expire by `retention` (default: [`Retention::default`]).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Everything before the store: the envelope's signature and shape, and the event contract
@@ -88,7 +100,19 @@ impl Processor {
                 .unwrap_or_default();
             return Err(Outcome::Permanent(format!("event no longer valid: {first}")));
         }
-        Ok(stored_event(env))
+        let mut event = stored_event(env);
+        event.expires_at = self.retention.expires_at(&event.event_type, event.received_at);
+        Ok(event)
+    }
+
+    /// Whether the event is about a subject erased after it was accepted: it must not be
+    /// stored, whether it was queued or dead-lettered when the erasure ran.
+    async fn erased(&self, event: &StoredEvent) -> Result<bool, StoreError> {
+        let Some(subject) = &event.subject else {
+            return Ok(false);
+        };
+        let until = self.store.erased_until(&event.tenant, &subject_digest(subject)).await?;
+        Ok(until.is_some_and(|t| event.received_at < t))
     }
 
     /// Processes a batch: one [`Outcome`] per record, in order.
@@ -104,10 +128,15 @@ impl Processor {
         let mut positions = Vec::with_capacity(batch.len());
         for (i, msg) in batch.iter().enumerate() {
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(msg))) {
-                Ok(Ok(event)) => {
-                    events.push(event);
-                    positions.push(i);
-                }
+                Ok(Ok(event)) => match self.erased(&event).await {
+                    Ok(false) => {
+                        events.push(event);
+                        positions.push(i);
+                    }
+                    // The record's own log line says `erased`.
+                    Ok(true) => outcomes[i] = Some(Outcome::Erased),
+                    Err(e) => outcomes[i] = Some(put_outcome(Err(e))),
+                },
                 Ok(Err(outcome)) => outcomes[i] = Some(outcome),
                 Err(_) => outcomes[i] = Some(panicked()),
             }
@@ -174,6 +203,9 @@ fn stored_event(env: Envelope) -> StoredEvent {
         subject: env.subject,
         webhook: env.webhook,
         extensions: env.extensions,
+        seq: 0,
+        expires_at: None,
+        idempotency_key: env.idempotency_key,
         trace_id: env
             .traceparent
             .as_deref()
@@ -208,6 +240,7 @@ fn record_outcome(msg: &ReceivedMessage, outcome: &Outcome) {
     let label = match outcome {
         Outcome::Stored => "stored",
         Outcome::Duplicate => "duplicate",
+        Outcome::Erased => "erased",
         Outcome::Retry(_) => "retried",
         Outcome::Permanent(_) => "dead_lettered",
     };
@@ -242,7 +275,7 @@ pub fn log_outcome(msg: &ReceivedMessage, outcome: &Outcome, started: Instant) {
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     record_outcome(msg, outcome);
     match outcome {
-        Outcome::Stored | Outcome::Duplicate => tracing::info!(
+        Outcome::Stored | Outcome::Duplicate | Outcome::Erased => tracing::info!(
             target: RECORD_TARGET,
             request_id = a(attr::REQUEST_ID), trace_id = trace_id(msg), tenant = a(attr::TENANT), event_id = a(attr::EVENT_ID),
             message_id = %msg.message_id, receive_count = msg.receive_count, outcome = outcome.label(), latency_ms,

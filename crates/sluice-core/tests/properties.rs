@@ -270,6 +270,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
     )
         .prop_map(|(tenant, t, data, rid, ip)| Envelope {
             traceparent: None,
+            idempotency_key: None,
             v: VERSION,
             id: EventId::new_at(now()),
             tenant: Tenant::parse(&tenant).unwrap(),

@@ -2,14 +2,16 @@
 //!
 //! Rows are keyed like the DynamoDB items (`(tenant, id)` clustered `WITHOUT ROWID`, so one
 //! tenant's events sit together in id order, as in a partition). The process step stores many
-//! events at once, so a batch put is one writer command and its events share an fsync.
+//! events at once, so a batch put is one writer command and its events share an fsync. Each new
+//! row takes its tenant's next feed seq in the same transaction (see `feed.rs`).
 
 use crate::sqlite::DbFailure;
 use crate::store::StoreDb;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::ports::{Deleted, Deletion, ErasureRecord, FeedEntry, FeedError, FeedPage, FeedQuery};
 use sluice_core::ports::{EventStore, ListQuery, Page, PutOutcome, StoreError};
-use sluice_core::{EventId, EventType, RequestId, StoredEvent, Tenant};
+use sluice_core::{EventId, EventType, IdempotencyKey, RequestId, StoredEvent, Tenant};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -30,6 +32,11 @@ impl EmbeddedEvents {
     }
 }
 
+/// Now, as `expires_at_ms` compares: reads by id and lists hide expired rows at once.
+fn now_ms() -> i64 {
+    crate::feed::ms(OffsetDateTime::now_utc())
+}
+
 fn store_unavailable(f: DbFailure) -> StoreError {
     StoreError::Unavailable(f.reason())
 }
@@ -40,7 +47,7 @@ fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
 }
 
 /// An event row as stored, decoded outside the database thread.
-struct EventRow {
+pub(crate) struct EventRow {
     tenant: String,
     id: String,
     event_type: String,
@@ -55,16 +62,26 @@ struct EventRow {
     extensions: Option<String>,
     /// The request's trace id.
     trace_id: Option<String>,
+    /// The feed position (set by the insert, read back by reads).
+    pub(crate) seq: Option<i64>,
+    expires_at_ms: Option<i64>,
+    idempotency_key: Option<String>,
 }
 
 /// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
 /// (tenant, id) is left untouched.
 fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
+    // The conflict target is the key only: a clash on (tenant, seq) would be a bug, and must
+    // fail the group rather than pass as a duplicate. The seq is the counter's next value; the
+    // counter moves only when the row went in.
     let n = c
         .prepare_cached(
-            "INSERT OR IGNORE INTO events \
-             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO events \
+             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id, \
+              expires_at_ms, idempotency_key, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+              (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM feed_counters WHERE tenant = ?1)) \
+             ON CONFLICT (tenant, id) DO NOTHING",
         )?
         .execute(params![
             row.tenant,
@@ -77,9 +94,12 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
             row.subject,
             row.webhook,
             row.extensions,
-            row.trace_id
+            row.trace_id,
+            row.expires_at_ms,
+            row.idempotency_key
         ])?;
     Ok(if n == 1 {
+        crate::feed::next_seq(c, &row.tenant)?;
         PutOutcome::Created
     } else {
         PutOutcome::AlreadyExists
@@ -87,10 +107,10 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
 }
 
 impl EventRow {
-    const COLUMNS: &'static str =
-        "tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id";
+    pub(crate) const COLUMNS: &'static str = "tenant, id, event_type, data, occurred_at, received_at, request_id, subject, \
+         webhook, extensions, trace_id, seq, expires_at_ms, idempotency_key";
 
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             tenant: r.get(0)?,
             id: r.get(1)?,
@@ -103,6 +123,9 @@ impl EventRow {
             webhook: r.get(8)?,
             extensions: r.get(9)?,
             trace_id: r.get(10)?,
+            seq: r.get(11)?,
+            expires_at_ms: r.get(12)?,
+            idempotency_key: r.get(13)?,
         })
     }
 
@@ -128,12 +151,30 @@ impl EventRow {
                 .transpose()
                 .map_err(|_| StoreError::Unavailable("an event's extensions cannot be encoded".into()))?,
             trace_id: e.trace_id.clone(),
+            seq: None,
+            expires_at_ms: e.expires_at.map(crate::feed::ms),
+            idempotency_key: e.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
         })
     }
 
-    fn decode(self) -> Result<StoredEvent, StoreError> {
+    pub(crate) fn decode(self) -> Result<StoredEvent, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("bad {what} in event {}", self.id.escape_debug()));
         Ok(StoredEvent {
+            seq: self
+                .seq
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| corrupt("seq"))?,
+            expires_at: self
+                .expires_at_ms
+                .map(|v| OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000_000))
+                .transpose()
+                .map_err(|_| corrupt("expires_at_ms"))?,
+            idempotency_key: self
+                .idempotency_key
+                .as_deref()
+                .map(IdempotencyKey::parse)
+                .transpose()
+                .map_err(|_| corrupt("idempotency_key"))?,
             trace_id: self.trace_id.clone(),
             id: EventId::parse(&self.id).map_err(|_| corrupt("id"))?,
             tenant: Tenant::parse(&self.tenant).map_err(|_| corrupt("tenant"))?,
@@ -218,10 +259,10 @@ impl EventStore for EmbeddedEvents {
             .reader
             .read(move |c| {
                 c.prepare_cached(&format!(
-                    "SELECT {} FROM events WHERE tenant = ?1 AND id = ?2",
+                    "SELECT {} FROM events WHERE tenant = ?1 AND id = ?2 AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
                     EventRow::COLUMNS
                 ))?
-                .query_row(params![tenant, id], EventRow::read)
+                .query_row(params![tenant, id, now_ms()], EventRow::read)
                 .optional()
             })
             .await
@@ -238,6 +279,7 @@ impl EventStore for EmbeddedEvents {
         let before = query.after.map_or_else(|| "evt`".to_owned(), |a| a.to_string());
         // One extra row tells whether another page exists without a second query.
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let now = now_ms();
         let rows = self
             .db
             .reader
@@ -247,15 +289,16 @@ impl EventStore for EmbeddedEvents {
                     Some(t) => c
                         .prepare_cached(&format!(
                             "SELECT {cols} FROM events WHERE tenant = ?1 AND event_type = ?2 AND id < ?3 \
-                             ORDER BY id DESC LIMIT ?4"
+                             AND (expires_at_ms IS NULL OR expires_at_ms > ?5) ORDER BY id DESC LIMIT ?4"
                         ))?
-                        .query_map(params![tenant, t, before, fetch], EventRow::read)?
+                        .query_map(params![tenant, t, before, fetch, now], EventRow::read)?
                         .collect::<rusqlite::Result<Vec<_>>>(),
                     None => c
                         .prepare_cached(&format!(
-                            "SELECT {cols} FROM events WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                            "SELECT {cols} FROM events WHERE tenant = ?1 AND id < ?2 \
+                             AND (expires_at_ms IS NULL OR expires_at_ms > ?4) ORDER BY id DESC LIMIT ?3"
                         ))?
-                        .query_map(params![tenant, before, fetch], EventRow::read)?
+                        .query_map(params![tenant, before, fetch, now], EventRow::read)?
                         .collect::<rusqlite::Result<Vec<_>>>(),
                 }
             })
@@ -269,5 +312,140 @@ impl EventStore for EmbeddedEvents {
             .collect::<Result<Vec<_>, _>>()?;
         let last = if more { events.last().map(|e| e.id) } else { None };
         Ok(Page { events, last })
+    }
+
+    async fn feed(&self, tenant: &Tenant, query: &FeedQuery, now: OffsetDateTime) -> Result<FeedPage, FeedError> {
+        let t = tenant.as_str().to_owned();
+        let q = query.clone();
+        let now_ms = crate::feed::ms(now);
+        let raw = self
+            .db
+            .reader
+            .read(move |c| crate::feed::read_feed(c, &t, &q, now_ms))
+            .await
+            .map_err(store_unavailable)?;
+        let after = query.after;
+        let floor = u64::try_from(raw.floor).unwrap_or(0);
+        if after != 0 && after < floor {
+            return Err(FeedError::Expired { earliest_after: floor });
+        }
+        let start = after;
+        let full = raw.entries.len() >= query.limit;
+        let mut entries = Vec::with_capacity(raw.entries.len());
+        for e in raw.entries {
+            entries.push(match e {
+                crate::feed::RawEntry::Event(row) => FeedEntry::Event(Box::new((*row).decode()?)),
+                crate::feed::RawEntry::Tombstone {
+                    seq,
+                    deleted,
+                    deleted_at,
+                    event_type,
+                    expires_at_ms,
+                } => FeedEntry::Tombstone(crate::feed::RawEntry::decode_tombstone(
+                    seq,
+                    &deleted,
+                    &deleted_at,
+                    &event_type,
+                    expires_at_ms,
+                )?),
+            });
+        }
+        // A short page covered everything committed in its snapshot: continue from the
+        // snapshot's counter, past deleted and filtered-out seqs, never beyond it.
+        let next_after = match (full, entries.last()) {
+            (true, Some(last)) => last.seq(),
+            _ => u64::try_from(raw.last_seq).unwrap_or(0).max(start),
+        };
+        Ok(FeedPage { entries, next_after })
+    }
+
+    async fn delete(&self, tenant: &Tenant, id: &EventId, how: Deletion) -> Result<Option<Deleted>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        let id_s = id.to_string();
+        let now = now_ms();
+        let out = self
+            .db
+            .writer
+            .run(move |c| crate::feed::delete_event(c, &t, &id_s, &how, now))
+            .await
+            .map_err(store_unavailable)?;
+        out.map(|(seq, _, key)| crate::feed::deleted(&id.to_string(), seq, key))
+            .transpose()
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &Tenant,
+        subject: &str,
+        before: OffsetDateTime,
+        how: Deletion,
+        max: usize,
+    ) -> Result<Vec<Deleted>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        let subject = subject.to_owned();
+        let now = now_ms();
+        // Found and deleted in one writer command: nothing can slip in between.
+        let rows = self
+            .db
+            .writer
+            .run(move |c| {
+                let ids = crate::feed::subject_events(c, &t, &subject, before, now, max)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some((seq, _, key)) = crate::feed::delete_event(c, &t, &id, &how, now)? {
+                        out.push((id, seq, key));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(store_unavailable)?;
+        rows.into_iter()
+            .map(|(id, seq, key)| crate::feed::deleted(&id, seq, key))
+            .collect()
+    }
+
+    async fn put_erasure(&self, record: &ErasureRecord) -> Result<(), StoreError> {
+        let json = sluice_core::ports::store::encode_erasure(record)?;
+        let r = record.clone();
+        self.db
+            .writer
+            .run(move |c| crate::feed::put_erasure(c, &r, &json))
+            .await
+            .map_err(store_unavailable)
+    }
+
+    async fn get_erasure(&self, tenant: &Tenant, id: &str) -> Result<Option<ErasureRecord>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        let id = id.to_owned();
+        let json: Option<String> = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached("SELECT record FROM erasures WHERE tenant = ?1 AND id = ?2")?
+                    .query_row(params![t, id], |r| r.get(0))
+                    .optional()
+            })
+            .await
+            .map_err(store_unavailable)?;
+        json.as_deref()
+            .map(sluice_core::ports::store::decode_erasure)
+            .transpose()
+    }
+
+    async fn erased_until(&self, tenant: &Tenant, subject_sha256: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        let h = subject_sha256.to_owned();
+        let ns: Option<i64> = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached("SELECT until_ns FROM erased_subjects WHERE tenant = ?1 AND subject_sha256 = ?2")?
+                    .query_row(params![t, h], |r| r.get(0))
+                    .optional()
+            })
+            .await
+            .map_err(store_unavailable)?;
+        Ok(ns.and_then(|v| OffsetDateTime::from_unix_timestamp_nanos(i128::from(v)).ok()))
     }
 }

@@ -87,6 +87,20 @@ impl IdempotencyStore for EmbeddedIdempotency {
             })
             .map_err(idem_unavailable)
     }
+
+    async fn forget(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<bool, IdempotencyError> {
+        let tenant = tenant.as_str().to_owned();
+        let key = key.as_str().to_owned();
+        self.db
+            .writer
+            .run(move |c| {
+                c.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2")?
+                    .execute(params![tenant, key])
+                    .map(|n| n > 0)
+            })
+            .await
+            .map_err(idem_unavailable)
+    }
 }
 
 /// Expired records are deleted at most this often, on the caller's clock.

@@ -35,6 +35,7 @@
 
 mod claiming;
 mod events;
+mod feed;
 mod idempotency;
 mod keys;
 mod plans;

@@ -117,3 +117,44 @@ impl EmbeddedQueue {
         moved as u64
     }
 }
+
+#[async_trait::async_trait]
+impl sluice_core::ports::QueueSweep for EmbeddedQueue {
+    /// Reads the group's messages (hidden ones too) without receiving them, then deletes the
+    /// matching ones by id. A message received meanwhile is deleted all the same; its consumer's
+    /// delete then finds nothing, and the erasure marker, written first, keeps it from being
+    /// stored.
+    async fn drop_matching(
+        &self,
+        group: &str,
+        matches: &(dyn for<'m> Fn(&'m ReceivedMessage) -> bool + Send + Sync),
+    ) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let grp = group.to_owned();
+        let rows = self
+            .db
+            .reader
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {} FROM messages WHERE queue = ?1 AND grp = ?2",
+                    Row::COLUMNS
+                ))?
+                .query_map(params![&*name, grp], Row::read)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut ids = Vec::new();
+        for r in rows {
+            let count = r.receive_count;
+            let msg = r.into_message(ReceiptHandle(String::new()), count)?;
+            if matches(&msg) {
+                ids.push(msg.message_id);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.delete_ids(&ids).await
+    }
+}

@@ -87,6 +87,52 @@ const MIGRATIONS: &[&str] = &[
         quota_per_day INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // The feed (issue: events out). Every event gets its tenant's next `seq` inside the writer's
+    // transaction, so commit order is seq order and a reader's snapshot always holds a prefix
+    // of each tenant's seqs. Events already stored get seqs in id (arrival) order. `expires_at_ms`
+    // is retention (none on old rows: kept), `idempotency_key` the record a deletion forgets.
+    "
+    ALTER TABLE events ADD COLUMN seq INTEGER;
+    ALTER TABLE events ADD COLUMN expires_at_ms INTEGER;
+    ALTER TABLE events ADD COLUMN idempotency_key TEXT;
+    UPDATE events SET seq = r.n FROM (
+        SELECT tenant, id, row_number() OVER (PARTITION BY tenant ORDER BY id) AS n FROM events
+    ) AS r WHERE events.tenant = r.tenant AND events.id = r.id;
+    CREATE UNIQUE INDEX events_by_seq ON events (tenant, seq);
+    CREATE INDEX events_by_subject ON events (tenant, subject) WHERE subject IS NOT NULL;
+    CREATE INDEX events_by_expiry ON events (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+
+    CREATE TABLE feed_counters (
+        tenant TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        purged_through INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    INSERT INTO feed_counters (tenant, last_seq) SELECT tenant, MAX(seq) FROM events GROUP BY tenant;
+
+    CREATE TABLE tombstones (
+        tenant TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        deleted TEXT NOT NULL,
+        deleted_at TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        expires_at_ms INTEGER,
+        PRIMARY KEY (tenant, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX tombstones_by_expiry ON tombstones (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+
+    CREATE TABLE erasures (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE erased_subjects (
+        tenant TEXT NOT NULL,
+        subject_sha256 TEXT NOT NULL,
+        until_ns INTEGER NOT NULL,
+        PRIMARY KEY (tenant, subject_sha256)
+    ) WITHOUT ROWID;
+",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -106,7 +152,10 @@ impl StoreDb {
     /// Opens (creating and migrating if needed) the store database at `path`.
     pub fn open(path: &Path) -> Result<Arc<StoreDb>, EmbeddedError> {
         let conn = open_writer(path, MIGRATIONS)?;
-        let writer = Writer::spawn("sluice-store-writer", conn, None).map_err(EmbeddedError::Spawn)?;
+        // Retention: expired rows leave every read at once; this removes them from the file.
+        let sweep: crate::writer::Maintenance =
+            Box::new(|c| crate::feed::purge_expired(c, time::OffsetDateTime::now_utc()).map(|_| ()));
+        let writer = Writer::spawn("sluice-store-writer", conn, Some(sweep)).map_err(EmbeddedError::Spawn)?;
         let reader = ReadPool::new(path)?;
         Ok(Arc::new(StoreDb { writer, reader }))
     }
@@ -152,6 +201,16 @@ impl StoreDb {
     /// The [`TenantPlans`](sluice_core::ports::TenantPlans) on this database.
     pub fn plans(self: &Arc<Self>) -> EmbeddedPlans {
         EmbeddedPlans::new(self.clone())
+    }
+
+    /// Removes events and tombstones expired at `now` (at most a bounded number per call, as
+    /// the writer's housekeeping does every minute); how many. For tests and operators.
+    #[doc(hidden)]
+    pub async fn purge_expired(&self, now: time::OffsetDateTime) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |c| crate::feed::purge_expired(c, now))
+            .await
+            .map_err(|f: DbFailure| StoreError::Unavailable(f.reason()))
     }
 
     /// Commit counters of the writer, for tests of group commit.

@@ -62,6 +62,12 @@ pub mod vars {
     pub const OIDC_JWKS_FILE: &str = "SLUICE_OIDC_JWKS_FILE";
     /// Field names masked in log lines, comma-separated (Lambda; `[log] redact` locally).
     pub const LOG_REDACT: &str = "SLUICE_LOG_REDACT";
+    /// Partitions per tenant in the events table (the template's `EventShards`).
+    pub const EVENT_SHARDS: &str = "SLUICE_EVENT_SHARDS";
+    /// Days events are kept by default (the template's `RetentionDays`).
+    pub const RETENTION_DAYS: &str = "SLUICE_RETENTION_DAYS";
+    /// Per-type retention in days: `type=days,type=days` (the template's `RetentionByType`).
+    pub const RETENTION_BY_TYPE: &str = "SLUICE_RETENTION_BY_TYPE";
     /// The configuration file of `sluice serve`.
     pub const CONFIG: &str = "SLUICE_CONFIG";
     /// Lambda's log level (set by the Lambda service from the function's `LoggingConfig`).
@@ -156,6 +162,56 @@ pub fn aws_resources(env: Lookup<'_>) -> Result<AwsResources, EnvError> {
         keys_table: required(env, vars::KEYS_TABLE)?,
         sources_table: required(env, vars::SOURCES_TABLE)?,
     })
+}
+
+/// `SLUICE_EVENT_SHARDS`: partitions per tenant in the events table, 1 to 256 (default 1).
+pub fn event_shards(env: Lookup<'_>) -> Result<u32, EnvError> {
+    match optional(env, vars::EVENT_SHARDS) {
+        None => Ok(1),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or(EnvError::Invalid {
+                var: vars::EVENT_SHARDS,
+                reason: "a whole number from 1 to 256".into(),
+            }),
+    }
+}
+
+/// Retention: `SLUICE_RETENTION_DAYS` (default 30) and `SLUICE_RETENTION_BY_TYPE`
+/// (`type=days,...`), each from 1 to 3650 days.
+pub fn retention(env: Lookup<'_>) -> Result<sluice_core::feed::Retention, EnvError> {
+    let days = |var: &'static str, v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .map(|d| std::time::Duration::from_secs(d * 86_400))
+            .ok_or(EnvError::Invalid {
+                var,
+                reason: "days from 1 to 3650".into(),
+            })
+    };
+    let mut r = sluice_core::feed::Retention::default();
+    if let Some(v) = optional(env, vars::RETENTION_DAYS) {
+        r.default = days(vars::RETENTION_DAYS, &v)?;
+    }
+    for item in list(env, vars::RETENTION_BY_TYPE).unwrap_or_default() {
+        let invalid = || EnvError::Invalid {
+            var: vars::RETENTION_BY_TYPE,
+            reason: "type=days pairs, comma-separated".into(),
+        };
+        let (ty, d) = item.split_once('=').ok_or_else(invalid)?;
+        let ty = sluice_core::EventType::parse(ty.trim()).map_err(|_| invalid())?;
+        r.by_type.insert(ty, days(vars::RETENTION_BY_TYPE, d)?);
+    }
+    Ok(r)
+}
+
+/// The longest retention of any type: how long feed slots are kept.
+pub fn longest_retention(r: &sluice_core::feed::Retention) -> std::time::Duration {
+    r.by_type.values().copied().fold(r.default, std::cmp::max)
 }
 
 /// The JWT claim naming the tenant: `SLUICE_OIDC_TENANT_CLAIM`, default `custom:tenant`.

@@ -7,6 +7,7 @@
 //! - [`worker`]: `sluice serve`'s process step: the poller loop, its low-priority threads and the
 //!   queue-depth gauge behind ingest's backpressure (D-3).
 //! - [`env`]: every `SLUICE_*` variable, named once, and the one way to read them.
+//! - [`feed`]: the store wrapper that wakes the feed's waiting readers on `sluice serve`.
 //! - [`files`]: the schema directory and JWKS file reads, handed to the core parsed.
 //! - [`clients`]: the AWS SDK clients, built once per process for `serve --backend aws` and the
 //!   Lambda functions alike.
@@ -20,6 +21,7 @@
 
 pub mod clients;
 pub mod env;
+pub mod feed;
 pub mod files;
 pub mod metrics;
 pub mod settle;

@@ -106,7 +106,7 @@ async fn finish_one(
     now: OffsetDateTime,
 ) -> bool {
     match outcome {
-        Outcome::Stored | Outcome::Duplicate => true,
+        Outcome::Stored | Outcome::Duplicate | Outcome::Erased => true,
         Outcome::Permanent(reason) => match dlq.send(dead_letter(msg, reason, now)).await {
             Ok(_) => true,
             Err(e) => {

@@ -28,6 +28,7 @@ mod admission;
 pub mod auth;
 mod body;
 pub mod client_ip;
+pub mod feed;
 mod framing;
 mod ingest;
 pub mod openapi;
@@ -39,6 +40,7 @@ mod throttle;
 
 pub use auth::Auth;
 pub use client_ip::ClientIp;
+pub use feed::{FeedSettings, FeedState};
 pub use openapi::{OPENAPI_JSON, ROUTES, Route};
 pub use problem::{Code, Problem};
 pub use throttle::{PlanBook, TenantPlan};
@@ -194,12 +196,41 @@ fn ingest_routes(service: Arc<IngestService>, guard: &Arc<Guard>, config: &HttpC
         .with_state(state)
 }
 
-fn query_routes(service: Arc<QueryService>, guard: &Arc<Guard>) -> Router {
+/// The read side's state: the query use case and the feed routes'.
+#[derive(Clone)]
+struct ReadState {
+    query: Arc<QueryService>,
+    feed: Arc<FeedState>,
+}
+
+impl axum::extract::FromRef<ReadState> for Arc<QueryService> {
+    fn from_ref(s: &ReadState) -> Self {
+        Arc::clone(&s.query)
+    }
+}
+
+impl axum::extract::FromRef<ReadState> for Arc<FeedState> {
+    fn from_ref(s: &ReadState) -> Self {
+        Arc::clone(&s.feed)
+    }
+}
+
+fn query_routes(service: Arc<QueryService>, feed_state: Arc<FeedState>, guard: &Arc<Guard>) -> Router {
     let guarded = || GuardLayer::new(Arc::clone(guard));
     Router::new()
         .route(openapi::EVENTS, get(query::list_events).route_layer(guarded()))
-        .route(openapi::EVENT, get(query::get_event).route_layer(guarded()))
-        .with_state(service)
+        .route(
+            openapi::EVENT,
+            get(query::get_event).delete(feed::delete_event).route_layer(guarded()),
+        )
+        .route(openapi::FEED, get(feed::get_feed).route_layer(guarded()))
+        .route(openapi::FEED_STREAM, get(feed::stream_feed).route_layer(guarded()))
+        .route(openapi::ERASURES, post(feed::post_erasure).route_layer(guarded()))
+        .route(openapi::ERASURE, get(feed::get_erasure).route_layer(guarded()))
+        .with_state(ReadState {
+            query: service,
+            feed: feed_state,
+        })
 }
 
 async fn not_found() -> Problem {
@@ -243,10 +274,11 @@ pub fn ingest_router(
     finish(routes, config, false)
 }
 
-/// The query function's router: `GET /v1/events/{id}` and `GET /v1/events`.
-pub fn query_router(query: Arc<QueryService>, auth: Auth, config: &HttpConfig) -> Router {
+/// The query function's router: `GET /v1/events/{id}`, `GET /v1/events`, and the feed,
+/// deletion and erasure routes.
+pub fn query_router(query: Arc<QueryService>, feed: Arc<FeedState>, auth: Auth, config: &HttpConfig) -> Router {
     let guard = guard(auth, config);
-    finish(query_routes(query, &guard), config, false)
+    finish(query_routes(query, feed, &guard), config, false)
 }
 
 /// The webhook delivery route: no bearer guard (the signature authenticates), its own failure
@@ -278,13 +310,14 @@ fn source_routes(deliveries: Arc<DeliveryService>, config: &HttpConfig) -> Route
 pub fn app(
     ingest: Arc<IngestService>,
     query: Arc<QueryService>,
+    feed: Arc<FeedState>,
     deliveries: Arc<DeliveryService>,
     auth: Auth,
     config: &HttpConfig,
 ) -> Router {
     let guard = guard(auth, config);
     let routes = ingest_routes(ingest, &guard, config)
-        .merge(query_routes(query, &guard))
+        .merge(query_routes(query, feed, &guard))
         .merge(source_routes(deliveries, config))
         .route(openapi::HEALTHZ, get(openapi::healthz))
         .route(openapi::OPENAPI, get(openapi::serve_openapi));

@@ -24,6 +24,14 @@ pub const EVENT: &str = "/v1/events/{id}";
 pub const HEALTHZ: &str = "/healthz";
 /// `/openapi.json`.
 pub const OPENAPI: &str = "/openapi.json";
+/// `/v1/feed`.
+pub const FEED: &str = "/v1/feed";
+/// `/v1/feed/stream`.
+pub const FEED_STREAM: &str = "/v1/feed/stream";
+/// `/v1/erasures`.
+pub const ERASURES: &str = "/v1/erasures";
+/// `/v1/erasures/{id}`.
+pub const ERASURE: &str = "/v1/erasures/{id}";
 /// A webhook source's delivery URL.
 pub const SOURCE: &str = "/v1/sources/{source_id}";
 
@@ -40,6 +48,26 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: EVENT,
+    },
+    Route {
+        method: "delete",
+        path: EVENT,
+    },
+    Route {
+        method: "get",
+        path: FEED,
+    },
+    Route {
+        method: "get",
+        path: FEED_STREAM,
+    },
+    Route {
+        method: "post",
+        path: ERASURES,
+    },
+    Route {
+        method: "get",
+        path: ERASURE,
     },
     Route {
         method: "post",

@@ -39,6 +39,9 @@ pub enum Code {
     NotFound,
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 410: retention removed feed entries after `after`; the body's `earliest_after` is where
+    /// to start again.
+    FeedExpired,
     /// 408: the body did not arrive in time.
     RequestTimeout,
     /// 413: the body is larger than allowed.
@@ -65,7 +68,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::MalformedJson,
         Code::InvalidParameter,
         Code::InvalidCursor,
@@ -74,6 +77,7 @@ impl Code {
         Code::CsrfRefused,
         Code::NotFound,
         Code::MethodNotAllowed,
+        Code::FeedExpired,
         Code::RequestTimeout,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
@@ -98,6 +102,7 @@ impl Code {
             Code::CsrfRefused => "csrf_refused",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::FeedExpired => "feed_expired",
             Code::RequestTimeout => "request_timeout",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
@@ -122,6 +127,7 @@ impl Code {
             Code::CsrfRefused => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::FeedExpired => StatusCode::GONE,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -143,6 +149,7 @@ impl Code {
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
+            410 => "Gone",
             413 => "Content Too Large",
             415 => "Unsupported Media Type",
             422 => "Unprocessable Content",
@@ -183,6 +190,7 @@ pub struct Problem {
     detail: Option<String>,
     violations: Vec<Violation>,
     retry_after: Option<u64>,
+    earliest_after: Option<u64>,
 }
 
 impl Problem {
@@ -193,7 +201,14 @@ impl Problem {
             detail: None,
             violations: Vec::new(),
             retry_after: None,
+            earliest_after: None,
         }
+    }
+
+    /// Adds the `earliest_after` member of a `feed_expired` problem.
+    pub fn earliest_after(mut self, seq: u64) -> Self {
+        self.earliest_after = Some(seq);
+        self
     }
 
     /// Adds a human explanation specific to this occurrence (never internals). Details longer
@@ -250,6 +265,9 @@ impl Problem {
                     .map(|v| serde_json::json!({"pointer": v.pointer, "message": v.message}))
                     .collect::<Vec<_>>();
                 obj.insert("violations".into(), list.into());
+            }
+            if let Some(seq) = self.earliest_after {
+                obj.insert("earliest_after".into(), seq.into());
             }
         }
         serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())

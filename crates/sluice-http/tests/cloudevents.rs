@@ -299,6 +299,9 @@ async fn a_stored_event_reads_back_as_a_cloudevent_when_asked() {
     let id = EventId::new_at(now);
     h.store.inner.seed(StoredEvent {
         trace_id: None,
+        seq: 0,
+        expires_at: None,
+        idempotency_key: None,
         id,
         tenant: tenant("acme"),
         event_type: EventType::parse("order.created").unwrap(),

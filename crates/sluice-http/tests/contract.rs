@@ -203,7 +203,7 @@ async fn wrong_method_gets_405_with_allow() {
 async fn lambda_routers_serve_only_their_own_routes() {
     let h = Harness::new();
     let ingest = sluice_http::ingest_router(h.ingest.clone(), h.deliveries.clone(), h.auth(), &HttpConfig::default());
-    let query = sluice_http::query_router(h.query.clone(), h.auth(), &HttpConfig::default());
+    let query = sluice_http::query_router(h.query.clone(), h.feed.clone(), h.auth(), &HttpConfig::default());
     let r = send_partial(&ingest, post_events(&h.acme, r#"{"type":"a","data":1}"#)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = send_partial(&ingest, get_as(&h.acme, "/v1/events")).await;
@@ -224,6 +224,7 @@ async fn upstream_principal_is_trusted_and_its_absence_is_401() {
     let app = sluice_http::app(
         h.ingest.clone(),
         h.query.clone(),
+        h.feed.clone(),
         h.deliveries.clone(),
         Auth::Upstream,
         &HttpConfig::default(),

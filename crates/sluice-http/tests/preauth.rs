@@ -79,6 +79,7 @@ async fn d1_flood_of_bad_keys_is_refused_before_the_key_store() {
     let app = sluice_http::app(
         h.ingest.clone(),
         h.query.clone(),
+        h.feed.clone(),
         h.deliveries.clone(),
         Auth::api_keys(keys),
         &config,
@@ -138,6 +139,7 @@ async fn d1_failure_limit_can_be_turned_off_and_does_not_apply_upstream() {
     let upstream = sluice_http::app(
         h.ingest.clone(),
         h.query.clone(),
+        h.feed.clone(),
         h.deliveries.clone(),
         Auth::Upstream,
         &config,

@@ -320,6 +320,7 @@ async fn s7_sources_are_cached_but_a_new_secret_verifies_at_once_and_a_deletion_
     let app = sluice_http::app(
         h.ingest.clone(),
         h.query.clone(),
+        h.feed.clone(),
         deliveries,
         h.auth(),
         &HttpConfig::default(),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn i4_the_query_function_router_is_tenant_scoped_on_every_route() {
     let h = Harness::new();
-    let query = sluice_http::query_router(h.query.clone(), h.auth(), &HttpConfig::default());
+    let query = sluice_http::query_router(h.query.clone(), h.feed.clone(), h.auth(), &HttpConfig::default());
     let theirs = h.seed("evil", "secret.thing", json!({"card": "4111"}));
     h.seed("evil", "secret.thing", json!({"card": "5500"}));
     let mine = h.seed("acme", "mine", json!(1));

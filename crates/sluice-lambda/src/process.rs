@@ -40,6 +40,8 @@ pub struct ProcessConfig {
     dlq_url: String,
     signing_key_param: String,
     schemas: SchemaSource,
+    shards: u32,
+    retention: sluice_core::feed::Retention,
     /// The CloudWatch namespace of its metrics (`SLUICE_METRICS_NAMESPACE`).
     pub metrics_namespace: String,
     /// How the function logs.
@@ -48,13 +50,16 @@ pub struct ProcessConfig {
 
 impl ProcessConfig {
     /// Reads `SLUICE_TABLE`, `SLUICE_DLQ_URL`, `SLUICE_SIGNING_KEY_PARAM`, `SLUICE_SCHEMA_DIR`,
-    /// `SLUICE_REQUIRE_SCHEMA` and the log settings.
+    /// `SLUICE_REQUIRE_SCHEMA`, `SLUICE_EVENT_SHARDS`, the retention (`SLUICE_RETENTION_DAYS`,
+    /// `SLUICE_RETENTION_BY_TYPE`) and the log settings.
     pub fn from_lookup(env: Lookup<'_>) -> Result<Self, InitError> {
         Ok(Self {
             table: env::required(env, vars::TABLE)?,
             dlq_url: env::required(env, vars::DLQ_URL)?,
             signing_key_param: env::required(env, vars::SIGNING_KEY_PARAM)?,
             schemas: SchemaSource::from_lookup(env)?,
+            shards: env::event_shards(env)?,
+            retention: env::retention(env)?,
             metrics_namespace: crate::metrics::namespace(env),
             log: LogSettings::from_lambda_env(env),
         })
@@ -99,10 +104,14 @@ impl ProcessFunction {
         let secrets = SecretParameters::new(clients.ssm());
         let sealer = setup::sealer(&secrets, &config.signing_key_param).await?;
         let validator = setup::validator(&config.schemas)?;
-        let store: Arc<dyn EventStore> = Arc::new(DynamoEvents::new(clients.dynamodb(), &config.table));
+        let store: Arc<dyn EventStore> = Arc::new(
+            DynamoEvents::new(clients.dynamodb(), &config.table)
+                .with_shards(config.shards)
+                .with_slot_retention(env::longest_retention(&config.retention)),
+        );
         let dlq: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs(), &config.dlq_url));
         Ok(Self::new(
-            Processor::new(store, sealer, validator),
+            Processor::new(store, sealer, validator).with_retention(config.retention.clone()),
             dlq,
             Arc::new(SystemClock),
         ))

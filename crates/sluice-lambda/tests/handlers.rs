@@ -46,6 +46,41 @@ impl EventStore for MemStore {
     async fn list(&self, t: &Tenant, q: &ListQuery) -> Result<Page, StoreError> {
         self.0.list(t, q).await
     }
+    async fn feed(
+        &self,
+        t: &Tenant,
+        q: &sluice_core::ports::FeedQuery,
+        now: OffsetDateTime,
+    ) -> Result<sluice_core::ports::FeedPage, sluice_core::ports::FeedError> {
+        self.0.feed(t, q, now).await
+    }
+    async fn delete(
+        &self,
+        t: &Tenant,
+        id: &EventId,
+        how: sluice_core::ports::Deletion,
+    ) -> Result<Option<sluice_core::ports::Deleted>, StoreError> {
+        self.0.delete(t, id, how).await
+    }
+    async fn delete_subject(
+        &self,
+        t: &Tenant,
+        subject: &str,
+        before: OffsetDateTime,
+        how: sluice_core::ports::Deletion,
+        max: usize,
+    ) -> Result<Vec<sluice_core::ports::Deleted>, StoreError> {
+        self.0.delete_subject(t, subject, before, how, max).await
+    }
+    async fn put_erasure(&self, r: &sluice_core::ports::ErasureRecord) -> Result<(), StoreError> {
+        self.0.put_erasure(r).await
+    }
+    async fn get_erasure(&self, t: &Tenant, id: &str) -> Result<Option<sluice_core::ports::ErasureRecord>, StoreError> {
+        self.0.get_erasure(t, id).await
+    }
+    async fn erased_until(&self, t: &Tenant, h: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.0.erased_until(t, h).await
+    }
 }
 
 /// The shared in-memory queue as the dead-letter queue, which can be made to fail.
@@ -91,6 +126,7 @@ fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
     sealer()
         .seal(&Envelope {
             traceparent: None,
+            idempotency_key: None,
             v: VERSION,
             id: EventId::new_at(now),
             tenant: Tenant::parse(tenant).unwrap(),

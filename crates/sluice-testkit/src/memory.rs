@@ -16,10 +16,11 @@
 
 use async_trait::async_trait;
 use sluice_core::ports::{
-    Claim, EventStore, IdempotencyError, IdempotencyRecord, IdempotencyStore, KeyRecord, KeyStore, KeyStoreError,
-    ListQuery, MAX_BATCH, MessageAttributes, OutgoingMessage, Page, PlanError, PutOutcome, Queue, QueueDepth,
-    QueueError, ReceiptHandle, ReceivedMessage, SourceRecord, SourceSecret, SourceStore, SourceStoreError, StoreError,
-    TenantLimits, TenantPlans, check_limits,
+    Claim, Deleted, Deletion, ErasureRecord, EventStore, FeedEntry, FeedError, FeedPage, FeedQuery, IdempotencyError,
+    IdempotencyRecord, IdempotencyStore, KeyRecord, KeyStore, KeyStoreError, ListQuery, MAX_BATCH, MessageAttributes,
+    OutgoingMessage, Page, PlanError, PutOutcome, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage,
+    SourceRecord, SourceSecret, SourceStore, SourceStoreError, StoreError, TenantLimits, TenantPlans, Tombstone,
+    check_limits,
 };
 use sluice_core::{EventId, IdempotencyKey, KeyId, SourceId, StoredEvent, Tenant};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -310,10 +311,25 @@ impl Queue for MemoryQueue {
     }
 }
 
-/// An [`EventStore`] in memory: one partition per tenant, ordered by event id.
+/// One tenant's partition in [`MemoryEvents`].
+#[derive(Debug, Default)]
+struct Partition {
+    events: BTreeMap<EventId, StoredEvent>,
+    tombstones: BTreeMap<u64, Tombstone>,
+    last_seq: u64,
+}
+
+/// An [`EventStore`] in memory: one partition per tenant, ordered by event id, with its feed.
+/// Every call holds one lock, so each is atomic and the feed's guarantee holds trivially.
 #[derive(Debug, Default)]
 pub struct MemoryEvents {
-    events: Mutex<HashMap<Tenant, BTreeMap<EventId, StoredEvent>>>,
+    partitions: Mutex<HashMap<Tenant, Partition>>,
+    erasures: Mutex<HashMap<(Tenant, String), ErasureRecord>>,
+    erased: Mutex<HashMap<(Tenant, String), OffsetDateTime>>,
+}
+
+fn live(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    expires_at.is_none_or(|t| t > now)
 }
 
 impl MemoryEvents {
@@ -323,24 +339,49 @@ impl MemoryEvents {
     }
 
     /// The conditional put, without awaiting: for seeding from test code that is not async.
-    pub fn seed(&self, event: StoredEvent) -> PutOutcome {
-        let mut events = lock(&self.events);
-        let partition = events.entry(event.tenant.clone()).or_default();
-        if partition.contains_key(&event.id) {
+    pub fn seed(&self, mut event: StoredEvent) -> PutOutcome {
+        let mut partitions = lock(&self.partitions);
+        let p = partitions.entry(event.tenant.clone()).or_default();
+        if p.events.contains_key(&event.id) {
             return PutOutcome::AlreadyExists;
         }
-        partition.insert(event.id, event);
+        p.last_seq += 1;
+        event.seq = p.last_seq;
+        p.events.insert(event.id, event);
         PutOutcome::Created
     }
 
     /// How many events are stored, over all tenants.
     pub fn len(&self) -> usize {
-        lock(&self.events).values().map(BTreeMap::len).sum()
+        lock(&self.partitions).values().map(|p| p.events.len()).sum()
     }
 
     /// Whether no event is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn delete_in(p: &mut Partition, id: &EventId, how: Deletion, now: OffsetDateTime) -> Option<Deleted> {
+        if !p.events.get(id).is_some_and(|e| live(e.expires_at, now)) {
+            return None;
+        }
+        let e = p.events.remove(id)?;
+        p.last_seq += 1;
+        p.tombstones.insert(
+            p.last_seq,
+            Tombstone {
+                seq: p.last_seq,
+                deleted: e.id,
+                deleted_at: how.at,
+                event_type: e.event_type,
+                expires_at: how.tombstone_expires_at,
+            },
+        );
+        Some(Deleted {
+            id: e.id,
+            tombstone_seq: p.last_seq,
+            idempotency_key: e.idempotency_key,
+        })
     }
 }
 
@@ -351,18 +392,25 @@ impl EventStore for MemoryEvents {
     }
 
     async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(lock(&self.events).get(tenant).and_then(|p| p.get(id)).cloned())
+        let now = OffsetDateTime::now_utc();
+        Ok(lock(&self.partitions)
+            .get(tenant)
+            .and_then(|p| p.events.get(id))
+            .filter(|e| live(e.expires_at, now))
+            .cloned())
     }
 
     /// Newest first; `last` is set only when another matching event follows, as on the real
     /// stores.
     async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page, StoreError> {
         let limit = query.limit.max(1);
-        let events = lock(&self.events);
-        let mut matching = events
+        let now = OffsetDateTime::now_utc();
+        let partitions = lock(&self.partitions);
+        let mut matching = partitions
             .get(tenant)
             .into_iter()
-            .flat_map(|p| p.values().rev())
+            .flat_map(|p| p.events.values().rev())
+            .filter(|e| live(e.expires_at, now))
             .filter(|e| query.after.is_none_or(|after| e.id < after))
             .filter(|e| query.event_type.as_ref().is_none_or(|t| &e.event_type == t));
         let page: Vec<StoredEvent> = matching.by_ref().take(limit).cloned().collect();
@@ -372,6 +420,109 @@ impl EventStore for MemoryEvents {
             None
         };
         Ok(Page { events: page, last })
+    }
+
+    async fn feed(&self, tenant: &Tenant, query: &FeedQuery, now: OffsetDateTime) -> Result<FeedPage, FeedError> {
+        let partitions = lock(&self.partitions);
+        let Some(p) = partitions.get(tenant) else {
+            return Ok(FeedPage {
+                entries: Vec::new(),
+                next_after: query.after,
+            });
+        };
+        // Retention removes without purging here: expired entries are the floor.
+        let floor = p
+            .events
+            .values()
+            .filter(|e| !live(e.expires_at, now))
+            .map(|e| e.seq)
+            .chain(
+                p.tombstones
+                    .values()
+                    .filter(|t| !live(t.expires_at, now))
+                    .map(|t| t.seq),
+            )
+            .max()
+            .unwrap_or(0);
+        if query.after != 0 && query.after < floor {
+            return Err(FeedError::Expired { earliest_after: floor });
+        }
+        // `after = 0` starts at the oldest entry kept: expired ones are filtered out below.
+        let start = query.after;
+        let wanted = |ty: &sluice_core::EventType| query.event_type.as_ref().is_none_or(|t| t == ty);
+        let mut entries: Vec<FeedEntry> = p
+            .events
+            .values()
+            .filter(|e| e.seq > start && wanted(&e.event_type) && live(e.expires_at, now))
+            .cloned()
+            .map(|e| FeedEntry::Event(Box::new(e)))
+            .chain(
+                p.tombstones
+                    .range(start + 1..)
+                    .map(|(_, t)| t)
+                    .filter(|t| wanted(&t.event_type) && live(t.expires_at, now))
+                    .cloned()
+                    .map(FeedEntry::Tombstone),
+            )
+            .collect();
+        entries.sort_by_key(FeedEntry::seq);
+        let full = entries.len() >= query.limit;
+        entries.truncate(query.limit);
+        let next_after = match (full, entries.last()) {
+            (true, Some(last)) => last.seq(),
+            _ => p.last_seq.max(start),
+        };
+        Ok(FeedPage { entries, next_after })
+    }
+
+    async fn delete(&self, tenant: &Tenant, id: &EventId, how: Deletion) -> Result<Option<Deleted>, StoreError> {
+        let mut partitions = lock(&self.partitions);
+        Ok(partitions
+            .get_mut(tenant)
+            .and_then(|p| Self::delete_in(p, id, how, OffsetDateTime::now_utc())))
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &Tenant,
+        subject: &str,
+        before: OffsetDateTime,
+        how: Deletion,
+        max: usize,
+    ) -> Result<Vec<Deleted>, StoreError> {
+        let mut partitions = lock(&self.partitions);
+        let Some(p) = partitions.get_mut(tenant) else {
+            return Ok(Vec::new());
+        };
+        let now = OffsetDateTime::now_utc();
+        let ids: Vec<EventId> = p
+            .events
+            .values()
+            .filter(|e| e.subject.as_deref() == Some(subject) && e.received_at < before && live(e.expires_at, now))
+            .map(|e| e.id)
+            .take(max)
+            .collect();
+        Ok(ids.iter().filter_map(|id| Self::delete_in(p, id, how, now)).collect())
+    }
+
+    async fn put_erasure(&self, record: &ErasureRecord) -> Result<(), StoreError> {
+        lock(&self.erasures).insert((record.tenant.clone(), record.id.clone()), record.clone());
+        let mut erased = lock(&self.erased);
+        let until = erased
+            .entry((record.tenant.clone(), record.subject_sha256.clone()))
+            .or_insert(record.requested_at);
+        *until = (*until).max(record.requested_at);
+        Ok(())
+    }
+
+    async fn get_erasure(&self, tenant: &Tenant, id: &str) -> Result<Option<ErasureRecord>, StoreError> {
+        Ok(lock(&self.erasures).get(&(tenant.clone(), id.to_owned())).cloned())
+    }
+
+    async fn erased_until(&self, tenant: &Tenant, subject_sha256: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(lock(&self.erased)
+            .get(&(tenant.clone(), subject_sha256.to_owned()))
+            .copied())
     }
 }
 
@@ -400,6 +551,10 @@ impl IdempotencyStore for MemoryIdempotency {
                 Ok(Claim::Claimed)
             }
         }
+    }
+
+    async fn forget(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<bool, IdempotencyError> {
+        Ok(lock(&self.records).remove(&(tenant.clone(), key.clone())).is_some())
     }
 
     async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError> {

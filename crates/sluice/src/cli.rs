@@ -78,6 +78,8 @@ enum Command {
     /// Per-tenant plans: rate, burst and daily quota (usage plans on AWS).
     #[command(subcommand)]
     Tenants(crate::tenants::TenantsCommand),
+    /// Erase one subject's events: stored, queued and dead-lettered (data protection law).
+    Erase(crate::erase::Args),
     /// Print the queue and dead-letter queue depths.
     Status,
     /// The AWS data path without SAM: `sluice aws provision` creates its queues and tables.
@@ -234,6 +236,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tenants(cmd) => runtime()?.block_on(crate::tenants::run(&config, cmd, output)),
         Command::Admin(AdminCommand::Token(cmd)) => token_command(&config, cmd, output),
         Command::Status => runtime()?.block_on(status_command(&config, output)),
+        Command::Erase(args) => runtime()?.block_on(crate::erase::run(&config, args, output)),
         Command::Cost(_) | Command::Aws(_) | Command::Completions { .. } => Ok(()),
     }
 }

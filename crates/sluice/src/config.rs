@@ -20,6 +20,7 @@ use sluice_http::HttpConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole configuration of `sluice serve`.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,10 @@ pub struct Config {
     pub log: LogSettings,
     /// `[admin]`: the admin listener (metrics, console).
     pub admin: AdminSettings,
+    /// `[retention]`: how long events are kept (I-3).
+    pub retention: RetentionSettings,
+    /// `[feed]`: the feed's streams (D-2).
+    pub feed: FeedConfig,
     /// The AWS backend's resources, from the environment; `None` on the embedded backend.
     #[serde(skip)]
     pub aws: Option<AwsSettings>,
@@ -66,6 +71,8 @@ pub struct AwsSettings {
     pub cursor_key_param: Option<String>,
     /// The REST API's usage plans, when `SLUICE_REST_API_ID` is set.
     pub gateway: Option<GatewaySettings>,
+    /// `SLUICE_EVENT_SHARDS`: partitions per tenant in the events table (default 1).
+    pub event_shards: u32,
 }
 
 /// Where tenants' usage plans live on AWS (the REST variant's outputs).
@@ -107,6 +114,8 @@ impl Default for Config {
             auth: AuthSettings::default(),
             log: LogSettings::default(),
             admin: AdminSettings::default(),
+            retention: RetentionSettings::default(),
+            feed: FeedConfig::default(),
             aws: None,
         }
     }
@@ -125,6 +134,84 @@ impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[retention]`: events expire this long after they were received and leave every read at
+/// once; a sweeper removes them from the file. Tombstones are kept for `default_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// For types without their own (default 30 days).
+    pub default_secs: u64,
+    /// `[retention.types]`: `"<event type>" = <seconds>`.
+    pub types: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            default_secs: 30 * 86_400,
+            types: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The core's rule; an unknown type name or a zero is an error.
+    pub fn rule(&self) -> anyhow::Result<sluice_core::feed::Retention> {
+        if self.default_secs == 0 {
+            anyhow::bail!("retention.default_secs must be at least 1");
+        }
+        let mut by_type = std::collections::BTreeMap::new();
+        for (ty, secs) in &self.types {
+            let t = sluice_core::EventType::parse(ty)
+                .map_err(|e| anyhow::anyhow!("retention.types: {ty:?} is not an event type ({e})"))?;
+            if *secs == 0 {
+                anyhow::bail!("retention.types.{ty} must be at least 1");
+            }
+            by_type.insert(t, Duration::from_secs(*secs));
+        }
+        Ok(sluice_core::feed::Retention {
+            default: Duration::from_secs(self.default_secs),
+            by_type,
+        })
+    }
+}
+
+/// `[feed]`: bounds on `GET /v1/feed/stream` (D-2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Streams open at once per tenant; one more gets 429 (default 8).
+    pub max_streams_per_tenant: usize,
+    /// Seconds a stream's client may leave an entry untaken before the stream is closed
+    /// (default 10); it resumes with `Last-Event-ID`.
+    pub slow_consumer_secs: u64,
+    /// Seconds between heartbeat comments on an idle stream (default 15).
+    pub heartbeat_secs: u64,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            max_streams_per_tenant: 8,
+            slow_consumer_secs: 10,
+            heartbeat_secs: 15,
+        }
+    }
+}
+
+impl FeedConfig {
+    /// The HTTP layer's settings.
+    pub fn settings(&self) -> sluice_http::FeedSettings {
+        sluice_http::FeedSettings {
+            poll: Duration::from_millis(250),
+            max_streams_per_tenant: self.max_streams_per_tenant.max(1),
+            slow_consumer: Duration::from_secs(self.slow_consumer_secs.max(1)),
+            stream_buffer: 256,
+            heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
         }
     }
 }
@@ -301,6 +388,8 @@ const TOP_LEVEL: &[&str] = &[
     "auth",
     "log",
     "admin",
+    "retention",
+    "feed",
 ];
 
 impl Config {
@@ -346,6 +435,7 @@ impl Config {
                 resources: env::aws_resources(&lookup).context("the aws backend needs its resource names")?,
                 signing_key_param: env::optional(&lookup, vars::SIGNING_KEY_PARAM),
                 cursor_key_param: env::optional(&lookup, vars::CURSOR_KEY_PARAM),
+                event_shards: env::event_shards(&lookup)?,
                 gateway: match env::optional(&lookup, vars::REST_API_ID) {
                     Some(rest_api_id) => Some(GatewaySettings {
                         rest_api_id,

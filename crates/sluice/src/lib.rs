@@ -18,6 +18,7 @@
 //! - [`secrets`]: local signing and cursor keys.
 //! - [`sources`]: `sluice sources`, webhook sources and their secrets.
 //! - [`tenants`]: `sluice tenants limits`, per-tenant plans (usage plans on AWS).
+//! - [`erase`]: `sluice erase`, one subject's events erased on either backend.
 //!
 //! The worker loop, the settle policy, the environment's names, the file reads, the SDK clients
 //! and the redacting log subscriber are `sluice-host`'s, shared with the Lambda functions.
@@ -29,6 +30,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod erase;
 pub mod exit;
 pub mod listen;
 pub mod output;

@@ -22,6 +22,7 @@ use sluice_core::clock::{Clock, SystemClock};
 use sluice_core::cursor::CursorCodec;
 use sluice_core::deliveries::DeliveryService;
 use sluice_core::envelope::{Sealer, SigningKey};
+use sluice_core::feed::{FeedService, SweptQueue};
 use sluice_core::ingest::{Backpressure, IngestService};
 use sluice_core::keys::Authenticator;
 use sluice_core::oidc::JwtVerifier;
@@ -111,6 +112,8 @@ pub struct Ports {
     pub plans: Option<Arc<dyn TenantPlans>>,
     /// The dead-letter queue's operator tools (the console's dead-letters page).
     pub dead_letters: Arc<dyn crate::admin::dead_letters::DeadLetters>,
+    /// The queues an erasure sweeps (the embedded ones; SQS cannot be swept).
+    pub swept: Vec<sluice_core::feed::SweptQueue>,
     /// How often the backpressure gauge reads the queue depth. SQS's depth is approximate and
     /// lags, and each read is a billed request, so the AWS backend reads it less often.
     pub depth_poll: Duration,
@@ -131,16 +134,28 @@ pub async fn open_ports(config: &Config) -> anyhow::Result<Ports> {
                 main: QUEUE.to_owned(),
             });
             let queue = Arc::new(queue);
+            let dlq = Arc::new(dlq);
+            let swept = vec![
+                SweptQueue {
+                    queue: queue.clone(),
+                    dead_letter: false,
+                },
+                SweptQueue {
+                    queue: dlq.clone(),
+                    dead_letter: true,
+                },
+            ];
             Ok(Ports {
                 queue: queue.clone(),
                 claiming: Some(queue),
-                dlq: Arc::new(dlq),
+                dlq,
                 events: Arc::new(store.events()),
                 idempotency: Arc::new(queues.idempotency()),
                 keys: Arc::new(store.keys()),
                 sources: Arc::new(store.sources()),
                 plans: Some(Arc::new(store.plans())),
                 dead_letters,
+                swept,
                 depth_poll: Duration::from_millis(250),
             })
         }
@@ -192,13 +207,18 @@ pub async fn open_aws(config: &Config) -> anyhow::Result<Ports> {
         }),
         queue,
         dlq,
-        events: Arc::new(DynamoEvents::new(dynamodb.clone(), &resources.table)),
+        events: Arc::new(
+            DynamoEvents::new(dynamodb.clone(), &resources.table)
+                .with_shards(settings.event_shards)
+                .with_slot_retention(sluice_host::env::longest_retention(&config.retention.rule()?)),
+        ),
         idempotency: Arc::new(DynamoIdempotency::new(dynamodb.clone(), &resources.idempotency_table)),
         // DynamoDB and SQS have no write spanning both: ingest claims, then sends.
         claiming: None,
         keys: Arc::new(DynamoKeys::new(dynamodb.clone(), &resources.keys_table)),
         sources: Arc::new(DynamoSources::new(dynamodb, &resources.sources_table)),
         plans,
+        swept: Vec::new(),
         depth_poll: Duration::from_secs(5),
     })
 }
@@ -263,8 +283,14 @@ pub async fn run(
         sources,
         plans,
         dead_letters,
+        swept,
         depth_poll,
     } = open_ports(&config).await?;
+    // One store for the process step and the routes, so a stored entry wakes waiting readers.
+    let notifying = sluice_host::feed::NotifyingStore::new(events);
+    let feed_notify = notifying.notify();
+    let events: Arc<dyn EventStore> = Arc::new(notifying);
+    let retention = config.retention.rule()?;
     let jwt = jwt_verifier(&config)?;
     let (signing, cursor_key) = load_keys(&config).await?;
     let sealer = Arc::new(Sealer::new(signing, config.limits.max_depth)?);
@@ -274,6 +300,11 @@ pub async fn run(
     let validator = Arc::new(Validator::new(config.limits.clone(), schemas));
 
     let backpressure = Arc::new(Backpressure::new(config.queue.max_depth));
+    let feed = Arc::new(
+        FeedService::new(events.clone(), retention.clone(), clock.clone())
+            .with_idempotency(idempotency.clone())
+            .with_swept_queues(sealer.clone(), swept),
+    );
     let mut ingest = IngestService::new(
         validator.clone(),
         queue.clone(),
@@ -345,6 +376,7 @@ pub async fn run(
     let app = sluice_http::app(
         ingest,
         query,
+        sluice_http::FeedState::new(feed, Some(feed_notify), config.feed.settings()),
         deliveries,
         Auth::Local {
             keys: authenticator,
@@ -363,7 +395,7 @@ pub async fn run(
     let worker = Worker {
         queue: queue.clone(),
         dlq,
-        processor: Arc::new(Processor::new(events, sealer, validator)),
+        processor: Arc::new(Processor::new(events, sealer, validator).with_retention(retention)),
         clock,
         config: WorkerConfig {
             workers: config.worker.workers,

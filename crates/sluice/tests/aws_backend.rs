@@ -710,12 +710,14 @@ async fn r1_a_requests_trace_id_reaches_sqs_the_process_log_and_dynamodb() {
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let event = app.wait_for_event(&key, &id).await;
     assert_eq!(event["trace_id"], TRACE);
+    // The event lives in its feed slot: one shard, so `acme#f0`, sorted by its seq.
+    let seq = event["seq"].as_u64().unwrap();
     let item = moto
         .dynamodb()
         .get_item()
         .table_name(&r.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("acme".into()))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("acme#f0".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("{seq:020}")))
         .send()
         .await
         .unwrap();

@@ -370,6 +370,7 @@ async fn t2_poison_messages_among_good_ones_go_to_the_dlq_with_their_reason_and_
     let now = time::OffsetDateTime::now_utc();
     let envelope = |req: &str, data: Value| sluice_core::envelope::Envelope {
         traceparent: None,
+        idempotency_key: None,
         v: sluice_core::envelope::VERSION,
         id: sluice_core::EventId::new_at(now),
         tenant: sluice_core::Tenant::parse("acme").unwrap(),

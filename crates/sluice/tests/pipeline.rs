@@ -51,6 +51,7 @@ fn envelope(n: i64) -> Envelope {
     let now = OffsetDateTime::now_utc();
     Envelope {
         traceparent: None,
+        idempotency_key: None,
         v: VERSION,
         id: EventId::new_at(now),
         tenant: Tenant::parse("acme").unwrap(),
@@ -206,6 +207,49 @@ impl EventStore for PanickyStore {
         q: &ListQuery,
     ) -> Result<sluice_core::ports::Page, sluice_core::ports::StoreError> {
         self.0.list(t, q).await
+    }
+    async fn feed(
+        &self,
+        t: &Tenant,
+        q: &sluice_core::ports::FeedQuery,
+        now: time::OffsetDateTime,
+    ) -> Result<sluice_core::ports::FeedPage, sluice_core::ports::FeedError> {
+        self.0.feed(t, q, now).await
+    }
+    async fn delete(
+        &self,
+        t: &Tenant,
+        id: &EventId,
+        how: sluice_core::ports::Deletion,
+    ) -> Result<Option<sluice_core::ports::Deleted>, sluice_core::ports::StoreError> {
+        self.0.delete(t, id, how).await
+    }
+    async fn delete_subject(
+        &self,
+        t: &Tenant,
+        subject: &str,
+        before: time::OffsetDateTime,
+        how: sluice_core::ports::Deletion,
+        max: usize,
+    ) -> Result<Vec<sluice_core::ports::Deleted>, sluice_core::ports::StoreError> {
+        self.0.delete_subject(t, subject, before, how, max).await
+    }
+    async fn put_erasure(&self, r: &sluice_core::ports::ErasureRecord) -> Result<(), sluice_core::ports::StoreError> {
+        self.0.put_erasure(r).await
+    }
+    async fn get_erasure(
+        &self,
+        t: &Tenant,
+        id: &str,
+    ) -> Result<Option<sluice_core::ports::ErasureRecord>, sluice_core::ports::StoreError> {
+        self.0.get_erasure(t, id).await
+    }
+    async fn erased_until(
+        &self,
+        t: &Tenant,
+        h: &str,
+    ) -> Result<Option<time::OffsetDateTime>, sluice_core::ports::StoreError> {
+        self.0.erased_until(t, h).await
     }
 }
 

@@ -1,24 +1,31 @@
-//! The [`EventStore`] port on the events table.
+//! The [`EventStore`] port on the events table: how an event is encoded into its feed slot
+//! item, and the port's methods, which `feed.rs` implements (the items, the counter and the
+//! guarantee are described there).
 //!
-//! Item layout: `pk` (tenant), `sk` (event id), `type`, `data` (the payload serialised as a JSON
+//! An event's attributes in its slot: `id`, `type`, `data` (the payload serialised as a JSON
 //! string: a DynamoDB map would lose the difference between integers and floats and the order of
-//! keys), `occurred_at` and `received_at` (RFC 3339 strings), `request_id`, and, only when the
-//! event has them: `subject`, `webhook_source` and `webhook_delivery` (the source and provider
-//! delivery it came through), `extensions` (its CloudEvents extension attributes as a JSON
-//! object string, for the same reason as `data`). Items written before these existed read as
-//! having none.
+//! keys), `occurred_at` and `received_at` (RFC 3339 strings), `request_id`, `seq`, `exp` (when
+//! retention removes it, epoch seconds), and, only when the event has them: `idem` (the
+//! request's idempotency key), `subject`, `webhook_source` and `webhook_delivery` (the source and
+//! provider delivery it came through), `extensions` (its CloudEvents extension attributes as a
+//! JSON object string, for the same reason as `data`), `trace_id`.
 
-use super::{Corrupt, Item, PK, Reader, SK, string_attr, time_attr};
+use super::feed::{self, FeedLayout};
+use super::{Corrupt, Item, PK, Reader, number_attr, string_attr, time_attr};
 use crate::error::Failure;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::event::{EventType, Extensions, StoredEvent, WebhookOrigin};
 use sluice_core::ids::{EventId, RequestId, SourceId};
-use sluice_core::ports::{EventStore, ListQuery, Page, PutOutcome, StoreError};
+use sluice_core::ports::{
+    Deleted, Deletion, ErasureRecord, EventStore, FeedError, FeedPage, FeedQuery, ListQuery, Page, PutOutcome,
+    StoreError,
+};
 use sluice_core::tenant::Tenant;
+use time::OffsetDateTime;
 
-const TABLE: &str = "events";
+pub(crate) const TABLE: &str = "events";
 const TYPE: &str = "type";
 const DATA: &str = "data";
 const OCCURRED_AT: &str = "occurred_at";
@@ -33,6 +40,17 @@ const WEBHOOK_DELIVERY: &str = "webhook_delivery";
 const EXTENSIONS: &str = "extensions";
 /// Optional: the trace id of the request that carried the event.
 const TRACE_ID: &str = "trace_id";
+/// The event's feed position.
+const SEQ: &str = "seq";
+/// The event id.
+pub(crate) const ID: &str = "id";
+/// When retention removes the event from reads (epoch seconds).
+pub(crate) const EXP: &str = "exp";
+/// DynamoDB TTL: epoch seconds after which DynamoDB deletes the item (within days); reads hide
+/// it at once.
+pub(crate) const TTL: &str = "ttl";
+/// Optional: the idempotency key of the request that carried it.
+const IDEM: &str = "idem";
 
 impl From<Corrupt> for StoreError {
     fn from(c: Corrupt) -> Self {
@@ -40,15 +58,16 @@ impl From<Corrupt> for StoreError {
     }
 }
 
-fn unavailable(f: Failure) -> StoreError {
+pub(crate) fn unavailable(f: Failure) -> StoreError {
     StoreError::Unavailable(f.to_string())
 }
 
-fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
+/// The event's attributes, keys not included (the caller adds its slot's).
+pub(crate) fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
     let data = serde_json::to_string(&e.data).map_err(|_| Corrupt::new(TABLE, "the payload cannot be serialised"))?;
     let mut item = Item::from([
-        (PK.to_owned(), string_attr(e.tenant.as_str())),
-        (SK.to_owned(), string_attr(e.id.to_string())),
+        (SEQ.to_owned(), number_attr(e.seq)),
+        (ID.to_owned(), string_attr(e.id.to_string())),
         (TYPE.to_owned(), string_attr(e.event_type.as_str())),
         (DATA.to_owned(), string_attr(data)),
         (OCCURRED_AT.to_owned(), time_attr(TABLE, e.occurred_at)?),
@@ -70,15 +89,48 @@ fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
     if let Some(t) = &e.trace_id {
         item.insert(TRACE_ID.to_owned(), string_attr(t.as_str()));
     }
+    if let Some(t) = e.expires_at {
+        item.insert(EXP.to_owned(), number_attr(t.unix_timestamp()));
+    }
+    if let Some(k) = &e.idempotency_key {
+        item.insert(IDEM.to_owned(), string_attr(k.as_str()));
+    }
     Ok(item)
 }
 
-fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
+/// Whether the item's `attr` (epoch seconds) is at or before `now`.
+pub(crate) fn past(item: &Item, attr: &str, now: OffsetDateTime) -> bool {
+    matches!(item.get(attr), Some(AttributeValue::N(v)) if v.parse::<i64>().is_ok_and(|t| t <= now.unix_timestamp()))
+}
+
+/// Whether an item's `ttl` has passed: DynamoDB deletes expired items within days, reads hide
+/// them at once.
+pub(crate) fn expired(item: &Item, now: OffsetDateTime) -> bool {
+    past(item, TTL, now)
+}
+
+pub(crate) fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
     let r = Reader::new(TABLE, item);
+    let tenant_of_pk = |pk: &str| Tenant::parse(pk.split_once('#').map_or(pk, |(t, _)| t));
     Ok(StoredEvent {
+        seq: u64::try_from(r.i128(SEQ)?).map_err(|_| Corrupt::new(TABLE, "a negative seq"))?,
+        expires_at: match item.get(EXP) {
+            None => None,
+            Some(_) => Some(
+                OffsetDateTime::from_unix_timestamp(
+                    i64::try_from(r.i128(EXP)?).map_err(|_| Corrupt::new(TABLE, "a bad exp"))?,
+                )
+                .map_err(|_| Corrupt::new(TABLE, "a bad exp"))?,
+            ),
+        },
+        idempotency_key: r
+            .opt_str(IDEM)?
+            .map(sluice_core::IdempotencyKey::parse)
+            .transpose()
+            .map_err(|_| Corrupt::new(TABLE, "a bad idem"))?,
         trace_id: r.opt_str(TRACE_ID)?.map(str::to_owned),
-        id: r.parsed(SK, EventId::parse)?,
-        tenant: r.parsed(PK, Tenant::parse)?,
+        id: r.parsed(ID, EventId::parse)?,
+        tenant: r.parsed(PK, tenant_of_pk)?,
         event_type: r.parsed(TYPE, EventType::parse)?,
         data: r.parsed(DATA, |v| serde_json::from_str::<serde_json::Value>(v))?,
         occurred_at: r.time(OCCURRED_AT)?,
@@ -103,20 +155,23 @@ fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
 /// The [`EventStore`] port on one DynamoDB events table. Cheap to clone: the client is shared.
 #[derive(Debug, Clone)]
 pub struct DynamoEvents {
-    client: Client,
-    table: String,
-    query_page_size: i32,
-    max_query_pages: usize,
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    pub(crate) query_page_size: i32,
+    pub(crate) max_query_pages: usize,
+    pub(crate) layout: FeedLayout,
 }
 
 impl DynamoEvents {
-    /// The events in `table`, reached through `client` (build the client once and share it).
+    /// The events in `table`, reached through `client` (build the client once and share it),
+    /// with one shard (see [`DynamoEvents::with_shards`]).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
             query_page_size: 1000,
             max_query_pages: 64,
+            layout: FeedLayout::default(),
         }
     }
 
@@ -129,121 +184,80 @@ impl DynamoEvents {
         self.query_page_size = i32::try_from(n.clamp(1, 1000)).unwrap_or(1000);
         self
     }
+
+    /// Spreads each tenant's items over `n` partitions (1 to 256; every writer and reader of a
+    /// table must use the same count). See `feed.rs` for the arithmetic.
+    pub fn with_shards(mut self, n: u32) -> Self {
+        self.layout.shards = n.clamp(1, 256);
+        self
+    }
+
+    /// How long a feed slot may stay unwritten after it was handed out before a reader fills
+    /// it with a void (default 5 s): see `feed.rs`.
+    pub fn with_hole_grace(mut self, grace: std::time::Duration) -> Self {
+        self.layout.grace = grace;
+        self
+    }
+
+    /// The longest retention of any event type: how long items are kept (default 30 days).
+    pub fn with_slot_retention(mut self, keep: std::time::Duration) -> Self {
+        self.layout.slot_retention = keep;
+        self
+    }
 }
 
 #[async_trait]
 impl EventStore for DynamoEvents {
     async fn put_if_absent(&self, event: &StoredEvent) -> Result<PutOutcome, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(encode(event)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(PutOutcome::AlreadyExists)
-            }
-            Err(e) => Err(unavailable(Failure::classify("DynamoDB", "PutItem", &e))),
-        }
+        self.put_batch_if_absent(std::slice::from_ref(event))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the store gave no answer".into())))
+    }
+
+    /// One block of seqs per tenant in the batch (one counter update), then each event
+    /// concurrently. See `feed.rs`.
+    async fn put_batch_if_absent(&self, events: &[StoredEvent]) -> Vec<Result<PutOutcome, StoreError>> {
+        feed::put_batch(self, events).await
     }
 
     async fn get(&self, tenant: &Tenant, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, string_attr(tenant.as_str()))
-            .key(SK, string_attr(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
-        match out.item() {
-            None => Ok(None),
-            Some(item) => {
-                let event = decode(item)?;
-                if &event.tenant != tenant || &event.id != id {
-                    return Err(Corrupt::new(TABLE, "the item's key does not match its attributes").into());
-                }
-                Ok(Some(event))
-            }
-        }
+        feed::get(self, tenant, id, OffsetDateTime::now_utc()).await
     }
 
-    /// Queries newest first, one page of up to the configured page size at a time, until
-    /// `limit + 1` matching events are found or the partition ends. DynamoDB applies `Limit`
-    /// *before* the type filter, so a filtered page can come back short (even empty) with more
-    /// to read; looping hides that. Reading one extra event makes `last` exact: it is set only
-    /// when another event really follows. After `max_query_pages` queries the page is returned
-    /// short with `last` set to DynamoDB's `LastEvaluatedKey`, which bounds the work one call
-    /// does on a partition where the filter rarely matches (D-4).
     async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.limit.max(1);
-        let mut events: Vec<StoredEvent> = Vec::new();
-        let mut start: Option<Item> = None;
-        for _ in 0..self.max_query_pages {
-            let want = limit + 1 - events.len();
-            // With a filter most evaluated items may be dropped: read ahead to save round trips.
-            let page = if query.event_type.is_some() {
-                want.saturating_mul(4)
-            } else {
-                want
-            };
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX).min(self.query_page_size))
-                .expression_attribute_values(":pk", string_attr(tenant.as_str()))
-                .set_exclusive_start_key(start.take());
-            // A key condition rather than an `ExclusiveStartKey` for `after`: it needs no item
-            // with that id to exist (moto, unlike DynamoDB, ignores a start key it cannot find).
-            q = match &query.after {
-                Some(after) => q
-                    .key_condition_expression("pk = :pk AND sk < :after")
-                    .expression_attribute_values(":after", string_attr(after.to_string())),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            if let Some(ty) = &query.event_type {
-                q = q
-                    .filter_expression("#type = :type")
-                    .expression_attribute_names("#type", TYPE)
-                    .expression_attribute_values(":type", string_attr(ty.as_str()));
-            }
-            let out = q
-                .send()
-                .await
-                .map_err(|e| unavailable(Failure::classify("DynamoDB", "Query", &e)))?;
-            for item in out.items() {
-                events.push(decode(item)?);
-            }
-            if events.len() > limit {
-                events.truncate(limit);
-                let last = events.last().map(|e| e.id);
-                return Ok(Page { events, last });
-            }
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(Page { events, last: None }),
-            }
-        }
-        // The read budget is spent: continue after the last item DynamoDB evaluated.
-        let last = match start.as_ref().and_then(|k| k.get(SK)) {
-            Some(AttributeValue::S(sk)) => {
-                Some(EventId::parse(sk).map_err(|_| Corrupt::new(TABLE, "LastEvaluatedKey is not an event id"))?)
-            }
-            _ => events.last().map(|e| e.id),
-        };
-        Ok(Page { events, last })
+        feed::list(self, tenant, query, OffsetDateTime::now_utc()).await
+    }
+
+    async fn feed(&self, tenant: &Tenant, query: &FeedQuery, now: OffsetDateTime) -> Result<FeedPage, FeedError> {
+        feed::read(self, tenant, query, now).await
+    }
+
+    async fn delete(&self, tenant: &Tenant, id: &EventId, how: Deletion) -> Result<Option<Deleted>, StoreError> {
+        feed::delete(self, tenant, id, how).await
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &Tenant,
+        subject: &str,
+        before: OffsetDateTime,
+        how: Deletion,
+        max: usize,
+    ) -> Result<Vec<Deleted>, StoreError> {
+        feed::delete_subject(self, tenant, subject, before, how, max).await
+    }
+
+    async fn put_erasure(&self, record: &ErasureRecord) -> Result<(), StoreError> {
+        feed::put_erasure(self, record).await
+    }
+
+    async fn get_erasure(&self, tenant: &Tenant, id: &str) -> Result<Option<ErasureRecord>, StoreError> {
+        feed::get_erasure(self, tenant, id).await
+    }
+
+    async fn erased_until(&self, tenant: &Tenant, subject_sha256: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        feed::erased_until(self, tenant, subject_sha256).await
     }
 }
 
@@ -258,6 +272,9 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_000_000_001).unwrap();
         let e = StoredEvent {
             trace_id: None,
+            seq: 0,
+            expires_at: None,
+            idempotency_key: None,
             id: EventId::new_at(now),
             tenant: Tenant::parse("acme").unwrap(),
             event_type: EventType::parse("order.created").unwrap(),
@@ -269,8 +286,12 @@ mod tests {
             webhook: None,
             extensions: Default::default(),
         };
-        assert_eq!(decode(&encode(&e).unwrap()).unwrap(), e);
-        let mut bad = encode(&e).unwrap();
+        let with_key = |mut item: Item| {
+            item.insert(PK.to_owned(), string_attr("acme#f0"));
+            item
+        };
+        assert_eq!(decode(&with_key(encode(&e).unwrap())).unwrap(), e);
+        let mut bad = with_key(encode(&e).unwrap());
         bad.insert(DATA.to_owned(), string_attr("{"));
         assert!(decode(&bad).is_err());
     }

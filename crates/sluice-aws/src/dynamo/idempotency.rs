@@ -173,6 +173,19 @@ impl IdempotencyStore for DynamoIdempotency {
             Err(e) => Err(unavailable(Failure::classify("DynamoDB", "UpdateItem", &e))),
         }
     }
+
+    async fn forget(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<bool, IdempotencyError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, string_attr(pk(tenant, key)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| unavailable(Failure::classify("DynamoDB", "DeleteItem", &e)))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,11 @@
 //! here.
 //!
 //! Four tables, each with a string partition key `pk`:
-//! - events: `pk` = tenant, sort key `sk` = event id (`evt_<ULID>`, so the sort order is time
-//!   order); attributes `type`, `data` (the payload as a JSON string, so it round-trips exactly), `occurred_at`, `received_at` (RFC 3339) and `request_id`.
+//! - events: `pk` = `<tenant>#e<shard>`, sort key `sk` = event id (`evt_<ULID>`, so the sort
+//!   order is time order); attributes `type`, `data` (the payload as a JSON string, so it
+//!   round-trips exactly), `occurred_at`, `received_at` (RFC 3339), `request_id`, `seq`, `ttl`.
+//!   The same table holds each tenant's feed: its counter, slots and erasure records, under
+//!   other `pk` prefixes (see `feed.rs`).
 //! - idempotency: `pk` = `tenant#key` (a tenant name cannot contain `#`, so this is unambiguous),
 //!   with a `ttl` number attribute for DynamoDB TTL.
 //! - keys: `pk` = key id.
@@ -24,6 +27,7 @@
 //! it, and the idempotency protocol depends on it), and the items read are small.
 
 mod events;
+mod feed;
 mod idempotency;
 mod keys;
 mod sources;

@@ -61,6 +61,10 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// a lost mark costs only a resend of the same events under the same ids by a later retry,
     /// which the store keeps once. A claim made after it returns must see it.
     async fn complete(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<(), IdempotencyError>;
+
+    /// Removes the record for `(tenant, key)`, so a retry no longer answers with the ids of
+    /// events since deleted; whether there was one.
+    async fn forget(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<bool, IdempotencyError>;
 }
 
 /// A queue that keeps idempotency claims beside its messages, so a claim and its send are one

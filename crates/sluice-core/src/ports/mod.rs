@@ -17,8 +17,11 @@ pub use keys::{KeyRecord, KeyStore, KeyStoreError};
 pub use plans::{PlanError, TenantLimits, TenantPlans, check_limits, usage_key};
 pub use queue::{
     ENVELOPE_HEADROOM, MAX_ATTRIBUTES, MAX_BATCH, MAX_GROUP_LEN, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT,
-    MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, ReceiptHandle, ReceivedMessage, check_group,
-    check_receive, check_send_batch, check_visibility, message_size, valid_group,
+    MessageAttributes, OutgoingMessage, Queue, QueueDepth, QueueError, QueueSweep, ReceiptHandle, ReceivedMessage,
+    check_group, check_receive, check_send_batch, check_visibility, message_size, valid_group,
 };
 pub use sources::{SourceRecord, SourceSecret, SourceStore, SourceStoreError};
-pub use store::{EventStore, ListQuery, Page, PutOutcome, StoreError};
+pub use store::{
+    Deleted, Deletion, ErasureRecord, ErasureStatus, EventStore, FeedEntry, FeedError, FeedPage, FeedQuery, ListQuery,
+    Page, PutOutcome, StoreError, Tombstone,
+};

@@ -231,3 +231,16 @@ pub trait Queue: Send + Sync + 'static {
             .ok_or_else(|| QueueError::Unavailable("the queue returned no message id".into()))
     }
 }
+
+/// A queue whose messages can be removed by what they say, without receiving them: the
+/// embedded queue. An erasure uses it to drop a subject's messages from the queue and the
+/// dead-letter queue at once (SQS has no such call: see [`crate::feed::SweptQueue`]).
+#[async_trait]
+pub trait QueueSweep: Send + Sync + 'static {
+    /// Deletes every message of `group` (hidden or not) for which `matches` holds; how many.
+    async fn drop_matching(
+        &self,
+        group: &str,
+        matches: &(dyn for<'m> Fn(&'m ReceivedMessage) -> bool + Send + Sync),
+    ) -> Result<u64, QueueError>;
+}

@@ -111,6 +111,48 @@ impl EventStore for MemStore {
         }
         self.inner.list(tenant, q).await
     }
+    async fn feed(
+        &self,
+        tenant: &Tenant,
+        q: &sluice_core::ports::FeedQuery,
+        now: OffsetDateTime,
+    ) -> Result<sluice_core::ports::FeedPage, sluice_core::ports::FeedError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(SECRET_REASON.into()).into());
+        }
+        self.inner.feed(tenant, q, now).await
+    }
+    async fn delete(
+        &self,
+        tenant: &Tenant,
+        id: &EventId,
+        how: sluice_core::ports::Deletion,
+    ) -> Result<Option<sluice_core::ports::Deleted>, StoreError> {
+        self.inner.delete(tenant, id, how).await
+    }
+    async fn delete_subject(
+        &self,
+        tenant: &Tenant,
+        subject: &str,
+        before: OffsetDateTime,
+        how: sluice_core::ports::Deletion,
+        max: usize,
+    ) -> Result<Vec<sluice_core::ports::Deleted>, StoreError> {
+        self.inner.delete_subject(tenant, subject, before, how, max).await
+    }
+    async fn put_erasure(&self, r: &sluice_core::ports::ErasureRecord) -> Result<(), StoreError> {
+        self.inner.put_erasure(r).await
+    }
+    async fn get_erasure(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<sluice_core::ports::ErasureRecord>, StoreError> {
+        self.inner.get_erasure(tenant, id).await
+    }
+    async fn erased_until(&self, tenant: &Tenant, h: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.inner.erased_until(tenant, h).await
+    }
 }
 
 /// The shared in-memory key store, with a switch that makes lookups fail.
@@ -154,6 +196,7 @@ pub struct Harness {
     pub backpressure: Arc<Backpressure>,
     pub ingest: Arc<IngestService>,
     pub query: Arc<QueryService>,
+    pub feed: Arc<sluice_http::FeedState>,
     pub authenticator: Arc<Authenticator>,
     pub sources: Arc<MemorySources>,
     pub deliveries: Arc<DeliveryService>,
@@ -193,6 +236,15 @@ impl Harness {
             .with_backpressure(backpressure.clone()),
         );
         let query = Arc::new(QueryService::new(store.clone(), CursorCodec::new(vec![9; 32])));
+        let feed = sluice_http::FeedState::new(
+            Arc::new(sluice_core::feed::FeedService::new(
+                store.clone(),
+                sluice_core::feed::Retention::default(),
+                clock.clone(),
+            )),
+            None,
+            sluice_http::FeedSettings::default(),
+        );
         let authenticator = Arc::new(Authenticator::new(keys.clone(), clock.clone(), Duration::ZERO));
         let sources = Arc::new(MemorySources::new());
         let deliveries = Arc::new(DeliveryService::new(sources.clone(), ingest.clone(), clock));
@@ -203,6 +255,7 @@ impl Harness {
             backpressure,
             ingest,
             query,
+            feed,
             authenticator,
             sources,
             deliveries,
@@ -224,6 +277,7 @@ impl Harness {
         sluice_http::app(
             self.ingest.clone(),
             self.query.clone(),
+            self.feed.clone(),
             self.deliveries.clone(),
             self.auth(),
             config,
@@ -236,6 +290,9 @@ impl Harness {
         let id = EventId::new_at(now);
         let e = StoredEvent {
             trace_id: None,
+            seq: 0,
+            expires_at: None,
+            idempotency_key: None,
             id,
             tenant: tenant(t),
             event_type: EventType::parse(ty).unwrap(),

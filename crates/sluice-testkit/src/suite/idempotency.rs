@@ -95,3 +95,23 @@ pub async fn idempotency_keys_are_per_tenant<F: Factory>(f: &F) {
         Claim::Claimed
     );
 }
+
+/// Forgetting a record removes it (the next claim of its key is new) and says whether there was
+/// one; another tenant's record of the same key stays.
+pub async fn idempotency_forget_removes_the_record<F: Factory>(f: &F) {
+    let store = f.idempotency_store().await;
+    let tenant = fresh_tenant();
+    let other = fresh_tenant();
+    let now = now_seconds();
+    let first = record(&tenant, "key-1", "ab", now + Duration::days(1));
+    let theirs = record(&other, "key-1", "ab", now + Duration::days(1));
+    assert_eq!(store.claim(&first, now).await.unwrap(), Claim::Claimed);
+    assert_eq!(store.claim(&theirs, now).await.unwrap(), Claim::Claimed);
+    assert!(store.forget(&tenant, &first.key).await.unwrap());
+    assert!(!store.forget(&tenant, &first.key).await.unwrap(), "gone already");
+    assert_eq!(store.claim(&first, now).await.unwrap(), Claim::Claimed, "claimed anew");
+    assert_eq!(
+        store.claim(&theirs, now).await.unwrap(),
+        Claim::Existing(theirs.clone())
+    );
+}

@@ -339,6 +339,7 @@ pub fn envelope(
         webhook: None,
         extensions: Default::default(),
         traceparent: None,
+        idempotency_key: None,
     }
 }
 
