@@ -41,11 +41,13 @@ pub struct FeedSettings {
     pub stream_buffer: usize,
     /// Comment lines that keep an idle stream open through proxies.
     pub heartbeat: Duration,
+    /// The longest a long-poll waits, whatever `wait` asks (at most 20 s).
+    pub max_wait: Duration,
 }
 
 impl Default for FeedSettings {
     /// Poll every 250 ms, 8 streams per tenant, 10 s to take an entry, 256 buffered, a
-    /// heartbeat every 15 s.
+    /// heartbeat every 15 s, long-polls of up to 20 s.
     fn default() -> Self {
         Self {
             poll: Duration::from_millis(250),
@@ -53,6 +55,7 @@ impl Default for FeedSettings {
             slow_consumer: Duration::from_secs(10),
             stream_buffer: 256,
             heartbeat: Duration::from_secs(15),
+            max_wait: Duration::from_secs(sluice_core::feed::MAX_WAIT_SECS),
         }
     }
 }
@@ -190,7 +193,7 @@ pub(crate) async fn get_feed(
         wait: p.get("wait").map(String::as_str),
     })
     .map_err(|e| feed_problem(e, &request_id))?;
-    let deadline = Instant::now() + read.wait;
+    let deadline = Instant::now() + read.wait.min(state.settings.max_wait);
     let page = state
         .read_until(&principal.tenant, &read.query, deadline)
         .await

@@ -191,6 +191,9 @@ pub struct FeedConfig {
     pub slow_consumer_secs: u64,
     /// Seconds between heartbeat comments on an idle stream (default 15).
     pub heartbeat_secs: u64,
+    /// The longest a `GET /v1/feed?wait=` long-poll waits, whatever it asks (default and at
+    /// most 20).
+    pub max_wait_secs: u64,
 }
 
 impl Default for FeedConfig {
@@ -199,6 +202,7 @@ impl Default for FeedConfig {
             max_streams_per_tenant: 8,
             slow_consumer_secs: 10,
             heartbeat_secs: 15,
+            max_wait_secs: sluice_core::feed::MAX_WAIT_SECS,
         }
     }
 }
@@ -212,6 +216,7 @@ impl FeedConfig {
             slow_consumer: Duration::from_secs(self.slow_consumer_secs.max(1)),
             stream_buffer: 256,
             heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
+            max_wait: Duration::from_secs(self.max_wait_secs.min(sluice_core::feed::MAX_WAIT_SECS)),
         }
     }
 }
