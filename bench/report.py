@@ -215,6 +215,31 @@ if e2e:
         w(f"\nTarget: p99 under 100 ms at half the peak rate: {f(half['p99_ms'], 1)} ms → {ok(half['p99_ms'] < 100 and half['stored'] == half['accepted'])}"
           f" (every accepted event stored: {half['stored'] == half['accepted']}).\n")
 
+# --- feed ---------------------------------------------------------------------------------------
+feed_sse = by("feed_sse")
+feed_read = by("feed_read")
+if feed_sse or feed_read:
+    w("## 2b. Events out: the feed\n")
+    w("`sluice-bench feed-sse` opens one `GET /v1/feed/stream` at the feed's head and posts single events "
+      "open-loop at half the end-to-end peak stored rate (section 2); each id's latency is from its 202 to the "
+      "moment its entry arrived on the stream. `sluice-bench feed-read` fills a tenant's feed with batches of "
+      "100 and, once all are stored, pages through them with `GET /v1/feed?limit=1000` (one consumer, three "
+      "passes, the median reported).\n")
+    if feed_sse:
+        w("| offered req/s | accepted | missing on the stream | p50 ms 202→on the stream | p99 ms | max ms |")
+        w("|---:|---:|---:|---:|---:|---:|")
+        for r in feed_sse:
+            w(f"| {f(r['offered_per_sec'])} | {r['accepted']} | {r['missing']} | {f(r['p50_ms'], 1)} | {f(r['p99_ms'], 1)} | {f(r['max_ms'], 1)} |")
+        r = feed_sse[-1]
+        w(f"\nTarget: p99 under 50 ms at half the peak: {f(r['p99_ms'], 1)} ms → {ok((r['p99_ms'] or 1e9) < 50 and r['missing'] == 0)}.\n")
+    if feed_read:
+        w("| entries | page | entries/s (median) | min | max |")
+        w("|---:|---:|---:|---:|---:|")
+        for r in feed_read:
+            w(f"| {r['entries']} | {r['page']} | {f(r['entries_per_sec'])} | {f(r['min_entries_per_sec'])} | {f(r['max_entries_per_sec'])} |")
+        r = feed_read[-1]
+        w(f"\nTarget: at least 20,000 entries/s for one consumer: {f(r['entries_per_sec'])} → {ok((r['entries_per_sec'] or 0) >= 20000)}.\n")
+
 # --- process ------------------------------------------------------------------------------------
 proc = by("process")
 if proc:

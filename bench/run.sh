@@ -14,7 +14,7 @@ ROOT=$(pwd)
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
-if ((QUICK)); then SECS=3; RUNS=3; PROC_EVENTS=5000; E2E_SECS=5; CALL_N=(5 25); REPS=1; else SECS=10; RUNS=7; PROC_EVENTS=20000; E2E_SECS=10; CALL_N=(10 60); REPS=3; fi
+if ((QUICK)); then SECS=3; RUNS=3; PROC_EVENTS=5000; E2E_SECS=5; CALL_N=(5 25); REPS=1; FEED_EVENTS=20000; else SECS=10; RUNS=7; PROC_EVENTS=20000; E2E_SECS=10; CALL_N=(10 60); REPS=3; FEED_EVENTS=50000; fi
 CONNS=(1 16 64 256)
 OUT=target/bench
 mkdir -p "$OUT"
@@ -192,6 +192,16 @@ data=$(mktemp -d)/data; start_serve "$data"
 at_half=$($BENCH e2e --url http://127.0.0.1:18380 --store "$data/store.db" --conns 32 --secs "$E2E_SECS" --rate "$half")
 stop_serve >/dev/null; rm -rf "$(dirname "$data")"
 record "$(echo "$at_half" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["phase"]="half_peak"; print(json.dumps(d))')"
+
+# --- 2b. the feed -------------------------------------------------------------------------------------
+log "feed: 202 to visible on an open SSE stream at half the peak, and one consumer's read rate"
+data=$(mktemp -d)/data; start_serve "$data"
+record "$($BENCH feed-sse --url http://127.0.0.1:18380 --rate "$half" --secs "$E2E_SECS" --conns 32)"
+stop_serve >/dev/null; rm -rf "$(dirname "$data")"
+data=$(mktemp -d)/data; start_serve "$data"
+record "$($BENCH feed-read --url http://127.0.0.1:18380 --events "$FEED_EVENTS" --runs 3)"
+stop_serve >/dev/null; rm -rf "$(dirname "$data")"
+tail -2 "$RESULTS" >&2
 
 # --- 3. process step ----------------------------------------------------------------------------------
 log "process step: embedded (speed) and moto (correctness)"

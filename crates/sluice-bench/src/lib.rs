@@ -21,6 +21,7 @@ pub mod coldstart;
 pub mod cpu;
 pub mod disk;
 pub mod e2e;
+pub mod feed;
 pub mod intake;
 pub mod process;
 pub mod stats;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_bench::{bare, coldstart, cpu, disk, e2e, intake, process};
+use sluice_bench::{bare, coldstart, cpu, disk, e2e, feed, intake, process};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,6 +82,39 @@ enum Cmd {
         /// Total requests per second (open loop); omit for closed loop.
         #[arg(long)]
         rate: Option<f64>,
+    },
+    /// 202 to visible on an open `GET /v1/feed/stream`, posting single events open-loop.
+    FeedSse {
+        /// Base URL of the server.
+        #[arg(long)]
+        url: String,
+        /// API key.
+        #[arg(long, env = "SLUICE_KEY")]
+        key: String,
+        /// Total requests per second.
+        #[arg(long)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Connections.
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+    },
+    /// One consumer paging `GET /v1/feed?limit=1000` through `--events` stored events.
+    FeedRead {
+        /// Base URL of the server.
+        #[arg(long)]
+        url: String,
+        /// API key.
+        #[arg(long, env = "SLUICE_KEY")]
+        key: String,
+        /// Events to fill the feed with (in batches of 100).
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        /// Passes over them.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// 1 KiB events as fast as answers come, with an API key (`--key`) or as signed Standard
     /// Webhooks deliveries (`--source` and `--secret`).
@@ -194,6 +227,14 @@ fn main() -> anyhow::Result<()> {
             rate,
             settle: Duration::from_secs(30),
         }))?,
+        Cmd::FeedSse {
+            url,
+            key,
+            rate,
+            secs,
+            conns,
+        } => rt.block_on(feed::sse_latency(&url, &key, rate, secs, conns))?,
+        Cmd::FeedRead { url, key, events, runs } => rt.block_on(feed::read_rate(&url, &key, events, runs))?,
         Cmd::Intake {
             url,
             key,

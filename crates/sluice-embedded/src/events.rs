@@ -73,14 +73,16 @@ pub(crate) struct EventRow {
 fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
     // The conflict target is the key only: a clash on (tenant, seq) would be a bug, and must
     // fail the group rather than pass as a duplicate. The seq is the counter's next value; the
-    // counter moves only when the row went in.
+    // counter moves only when the row went in. A deleted event's redelivery finds its tombstone
+    // and is a duplicate: a deletion stays.
     let n = c
         .prepare_cached(
             "INSERT INTO events \
              (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id, \
               expires_at_ms, idempotency_key, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-              (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM feed_counters WHERE tenant = ?1)) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+              (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM feed_counters WHERE tenant = ?1) \
+             WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE tenant = ?1 AND deleted = ?2) \
              ON CONFLICT (tenant, id) DO NOTHING",
         )?
         .execute(params![

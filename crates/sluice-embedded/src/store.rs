@@ -133,6 +133,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, subject_sha256)
     ) WITHOUT ROWID;
 ",
+    // A deleted event's tombstone by its id: a redelivery of the deleted event finds it and
+    // stores nothing.
+    "CREATE INDEX tombstones_by_deleted ON tombstones (tenant, deleted);",
 ];
 
 /// One SQLite file holding events, idempotency records and API keys (one DynamoDB account's
@@ -260,6 +263,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((e.subject, e.webhook), (None, None));
+        // The migration gave the old row its tenant's first seq, and no expiry: it is kept.
+        assert_eq!((e.seq, e.expires_at), (1, None));
         assert!(e.extensions.is_empty());
         assert_eq!(e.data, serde_json::json!(1));
     }

@@ -342,7 +342,7 @@ impl MemoryEvents {
     pub fn seed(&self, mut event: StoredEvent) -> PutOutcome {
         let mut partitions = lock(&self.partitions);
         let p = partitions.entry(event.tenant.clone()).or_default();
-        if p.events.contains_key(&event.id) {
+        if p.events.contains_key(&event.id) || p.tombstones.values().any(|t| t.deleted == event.id) {
             return PutOutcome::AlreadyExists;
         }
         p.last_seq += 1;

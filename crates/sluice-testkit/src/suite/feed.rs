@@ -159,6 +159,9 @@ pub async fn feed_deletion_leaves_a_tombstone<F: Factory>(f: &F) {
         "deleted once"
     );
     assert_eq!(store.get(&tenant, &gone.id).await.unwrap(), None);
+    // A late redelivery of the deleted event does not bring it back.
+    assert_eq!(store.put_if_absent(&gone).await.unwrap(), PutOutcome::AlreadyExists);
+    assert_eq!(store.get(&tenant, &gone.id).await.unwrap(), None);
     let listed = store
         .list(
             &tenant,
