@@ -68,24 +68,35 @@ pub(crate) struct EventRow {
     idempotency_key: Option<String>,
 }
 
-/// The conditional put, inside the writer's transaction. OR IGNORE is the condition: an existing
-/// (tenant, id) is left untouched.
-fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutcome> {
-    // The conflict target is the key only: a clash on (tenant, seq) would be a bug, and must
-    // fail the group rather than pass as a duplicate. The seq is the counter's next value; the
-    // counter moves only when the row went in. A deleted event's redelivery finds its tombstone
-    // and is a duplicate: a deletion stays.
-    let n = c
-        .prepare_cached(
-            "INSERT INTO events \
-             (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id, \
-              expires_at_ms, idempotency_key, seq) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-              (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM feed_counters WHERE tenant = ?1) \
-             WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE tenant = ?1 AND deleted = ?2) \
-             ON CONFLICT (tenant, id) DO NOTHING",
-        )?
-        .execute(params![
+/// The conditional puts of one writer command, inside the writer's transaction: each row is
+/// inserted unless its (tenant, id) exists, and takes its tenant's next seq when it goes in.
+///
+/// Each tenant's counter is read once per command and written back once, not per row: the
+/// command holds the write lock, so nothing else moves it meanwhile. The conflict target is the
+/// key only: a clash on (tenant, seq) would be a bug, and must fail the group rather than pass as
+/// a duplicate. A deleted event's redelivery finds its tombstone and is a duplicate: a deletion
+/// stays.
+fn insert_all_if_absent(c: &Connection, rows: &[EventRow]) -> rusqlite::Result<Vec<PutOutcome>> {
+    let mut next: std::collections::HashMap<&str, (i64, bool)> = std::collections::HashMap::new();
+    let mut counter = c.prepare_cached("SELECT last_seq FROM feed_counters WHERE tenant = ?1")?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO events \
+         (tenant, id, event_type, data, occurred_at, received_at, request_id, subject, webhook, extensions, trace_id, \
+          expires_at_ms, idempotency_key, seq) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+         WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE tenant = ?1 AND deleted = ?2) \
+         ON CONFLICT (tenant, id) DO NOTHING",
+    )?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq = match next.get_mut(row.tenant.as_str()) {
+            Some(s) => s,
+            None => {
+                let last: i64 = counter.query_row([&row.tenant], |r| r.get(0)).optional()?.unwrap_or(0);
+                next.entry(row.tenant.as_str()).or_insert((last, false))
+            }
+        };
+        let n = insert.execute(params![
             row.tenant,
             row.id,
             row.event_type,
@@ -98,14 +109,26 @@ fn insert_if_absent(c: &Connection, row: &EventRow) -> rusqlite::Result<PutOutco
             row.extensions,
             row.trace_id,
             row.expires_at_ms,
-            row.idempotency_key
+            row.idempotency_key,
+            seq.0 + 1
         ])?;
-    Ok(if n == 1 {
-        crate::feed::next_seq(c, &row.tenant)?;
-        PutOutcome::Created
-    } else {
-        PutOutcome::AlreadyExists
-    })
+        if n == 1 {
+            *seq = (seq.0 + 1, true);
+            outcomes.push(PutOutcome::Created);
+        } else {
+            outcomes.push(PutOutcome::AlreadyExists);
+        }
+    }
+    let mut save = c.prepare_cached(
+        "INSERT INTO feed_counters (tenant, last_seq) VALUES (?1, ?2) \
+         ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+    )?;
+    for (tenant, (last, moved)) in next {
+        if moved {
+            save.execute(params![tenant, last])?;
+        }
+    }
+    Ok(outcomes)
 }
 
 impl EventRow {
@@ -209,7 +232,10 @@ impl EventStore for EmbeddedEvents {
         let row = EventRow::encode(event)?;
         self.db
             .writer
-            .run(move |c| insert_if_absent(c, &row))
+            .run(move |c| {
+                insert_all_if_absent(c, std::slice::from_ref(&row))
+                    .map(|o| o.first().copied().unwrap_or(PutOutcome::AlreadyExists))
+            })
             .await
             .map_err(store_unavailable)
     }
@@ -231,14 +257,7 @@ impl EventStore for EmbeddedEvents {
         let written = if rows.is_empty() {
             Ok(Vec::new())
         } else {
-            self.db
-                .writer
-                .run(move |c| {
-                    rows.iter()
-                        .map(|row| insert_if_absent(c, row))
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await
+            self.db.writer.run(move |c| insert_all_if_absent(c, &rows)).await
         };
         let mut written = written.map(Vec::into_iter);
         refused
