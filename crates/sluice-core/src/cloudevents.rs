@@ -278,10 +278,18 @@ pub fn to_structured(e: &StoredEvent) -> Value {
     for (name, value) in &e.extensions {
         obj.entry(name.clone()).or_insert_with(|| value.clone());
     }
+    // The event's place in its tenant's feed, as an extension of Sluice's own: a client's own
+    // extension of that name (the contract keeps them as sent) is not overwritten.
+    if e.seq > 0 {
+        obj.entry(SEQ_EXTENSION.to_owned()).or_insert_with(|| e.seq.into());
+    }
     obj.insert("datacontenttype".into(), "application/json".into());
     obj.insert("data".into(), e.data.clone());
     Value::Object(obj)
 }
+
+/// The extension attribute that carries a stored event's `seq` in its CloudEvent form.
+pub const SEQ_EXTENSION: &str = "sluiceseq";
 
 fn required_string(
     obj: &Map<String, Value>,
@@ -545,6 +553,13 @@ mod tests {
         let ce = to_structured(&e);
         assert_eq!((ce["traceparent"].clone(), ce["n"].clone()), (json!("00-1"), json!(2)));
         assert_eq!(ce["specversion"], "1.0");
+        assert!(ce.get(SEQ_EXTENSION).is_none(), "an event not stored yet has no seq");
+        // A stored event carries its feed position; a client's own `sluiceseq` is kept as sent.
+        let stored = StoredEvent { seq: 7, ..e.clone() };
+        assert_eq!(to_structured(&stored)[SEQ_EXTENSION], json!(7));
+        let mut theirs = stored.clone();
+        theirs.extensions.insert(SEQ_EXTENSION.into(), json!("mine"));
+        assert_eq!(to_structured(&theirs)[SEQ_EXTENSION], json!("mine"));
     }
 
     #[test]

@@ -72,9 +72,14 @@ fn read_feed_in_snapshot(c: &Connection, tenant: &str, q: &FeedQuery, now_ms: i6
         .unwrap_or((0, 0));
     let expired: i64 = c
         .prepare_cached(
+            // INDEXED BY: left to itself SQLite answers MAX(seq) by walking the tenant's whole
+            // seq index backwards until an expired row turns up, so a read cost the tenant's
+            // size; the expiry index visits only the expired rows not yet purged.
             "SELECT MAX(m) FROM ( \
-               SELECT MAX(seq) AS m FROM events WHERE tenant = ?1 AND expires_at_ms <= ?2 \
-               UNION ALL SELECT MAX(seq) FROM tombstones WHERE tenant = ?1 AND expires_at_ms <= ?2)",
+               SELECT MAX(seq) AS m FROM events INDEXED BY events_by_expiry \
+                 WHERE tenant = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2 \
+               UNION ALL SELECT MAX(seq) FROM tombstones INDEXED BY tombstones_by_expiry \
+                 WHERE tenant = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2)",
         )?
         .query_row(params![tenant, now_ms], |r| r.get::<_, Option<i64>>(0))?
         .unwrap_or(0);
@@ -226,22 +231,37 @@ pub(crate) fn deleted(id: &str, seq: i64, key: Option<String>) -> Result<Deleted
 }
 
 /// Removes events and tombstones expired at `now`, recording the highest seq removed per
-/// tenant as its `purged_through` (reads answer 410 for an `after` below it).
+/// tenant as its `purged_through` (reads answer 410 for an `after` below it); at most
+/// [`PURGE_BATCH`] rows a call, tenant by tenant through each table's expiry index.
 pub(crate) fn purge_expired(c: &Connection, now: OffsetDateTime) -> rusqlite::Result<u64> {
     let now_ms = ms(now);
+    let tenants: Vec<String> = c
+        .prepare_cached("SELECT tenant FROM feed_counters")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut removed = 0u64;
-    for table in ["events", "tombstones"] {
-        let gone: Vec<(String, i64)> = c
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE (tenant, seq) IN \
-                 (SELECT tenant, seq FROM {table} WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING tenant, seq"
-            ))?
-            .query_map(params![now_ms, PURGE_BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        removed += gone.len() as u64;
-        for (tenant, seq) in gone {
-            c.prepare_cached("UPDATE feed_counters SET purged_through = MAX(purged_through, ?2) WHERE tenant = ?1")?
-                .execute(params![tenant, seq])?;
+    for tenant in tenants {
+        for (table, index) in [("events", "events_by_expiry"), ("tombstones", "tombstones_by_expiry")] {
+            let budget = PURGE_BATCH - i64::try_from(removed).unwrap_or(PURGE_BATCH);
+            if budget <= 0 {
+                return Ok(removed);
+            }
+            let gone: Vec<i64> = c
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE tenant = ?1 AND seq IN \
+                     (SELECT seq FROM {table} INDEXED BY {index} \
+                      WHERE tenant = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2 LIMIT ?3) \
+                     RETURNING seq"
+                ))?
+                .query_map(params![tenant, now_ms, budget], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            removed += gone.len() as u64;
+            if let Some(top) = gone.iter().max() {
+                c.prepare_cached(
+                    "UPDATE feed_counters SET purged_through = MAX(purged_through, ?2) WHERE tenant = ?1",
+                )?
+                .execute(params![tenant, top])?;
+            }
         }
     }
     Ok(removed)

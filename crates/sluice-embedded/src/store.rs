@@ -100,7 +100,7 @@ const MIGRATIONS: &[&str] = &[
     ) AS r WHERE events.tenant = r.tenant AND events.id = r.id;
     CREATE UNIQUE INDEX events_by_seq ON events (tenant, seq);
     CREATE INDEX events_by_subject ON events (tenant, subject) WHERE subject IS NOT NULL;
-    CREATE INDEX events_by_expiry ON events (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+    CREATE INDEX events_by_expiry ON events (tenant, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
     CREATE TABLE feed_counters (
         tenant TEXT PRIMARY KEY,
@@ -118,7 +118,7 @@ const MIGRATIONS: &[&str] = &[
         expires_at_ms INTEGER,
         PRIMARY KEY (tenant, seq)
     ) WITHOUT ROWID;
-    CREATE INDEX tombstones_by_expiry ON tombstones (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+    CREATE INDEX tombstones_by_expiry ON tombstones (tenant, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
     CREATE TABLE erasures (
         tenant TEXT NOT NULL,

@@ -696,3 +696,48 @@ async fn a_group_with_only_hidden_messages_is_passed_over() {
     assert_eq!(groups_of(&got), ["b"; 5]);
     assert!(q.receive(10, Duration::ZERO, LONG).await.unwrap().is_empty());
 }
+
+/// Retention's sweeper removes expired events from the file, not only from reads, and the
+/// feed still answers 410 below what it removed: the purge leaves `purged_through` behind.
+#[tokio::test]
+async fn i3_the_sweeper_purges_expired_events_and_the_feed_remembers_where() {
+    use sluice_core::ports::{EventStore, FeedError, FeedQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = StoreDb::open(&path).unwrap();
+    let events = store.events();
+    let tenant = Tenant::parse("acme").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut batch: Vec<StoredEvent> = (0..5).map(|n| event("acme", n)).collect();
+    for e in &mut batch[1..3] {
+        e.expires_at = Some(now - time::Duration::seconds(1));
+    }
+    for r in events.put_batch_if_absent(&batch).await {
+        r.unwrap();
+    }
+    // Another tenant's expired event is purged too; its live ones are not.
+    let mut other = event("other", 9);
+    other.expires_at = Some(now - time::Duration::seconds(1));
+    events.put_if_absent(&other).await.unwrap();
+    // The writer's own housekeeping may already have run after the first commit.
+    assert!(store.purge_expired(now).await.unwrap() <= 3);
+    assert_eq!(store.purge_expired(now).await.unwrap(), 0, "nothing left to purge");
+    let count: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 3, "the rows are gone from the file");
+    let q = |after| FeedQuery {
+        after,
+        limit: 100,
+        event_type: None,
+    };
+    match events.feed(&tenant, &q(1), now).await {
+        Err(FeedError::Expired { earliest_after }) => assert_eq!(earliest_after, 3),
+        other => panic!("below a purged entry: {other:?}"),
+    }
+    let rest = events.feed(&tenant, &q(3), now).await.unwrap();
+    assert_eq!(rest.entries.len(), 2);
+    let all = events.feed(&tenant, &q(0), now).await.unwrap();
+    assert_eq!(all.entries.iter().map(|e| e.seq()).collect::<Vec<_>>(), vec![1, 4, 5]);
+}
