@@ -358,7 +358,13 @@ async fn put_one_inner(
     let id = &event.id;
     let mut seq = taken.first().copied().ok_or_else(|| corrupt("no seq to store at"))?;
     let mut claimed = false;
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = 0;
+    // Waiting on another delivery of the same event is bounded by the grace period: past it,
+    // that delivery's slot is voided and this one takes over.
+    let patience =
+        OffsetDateTime::now_utc() + time::Duration::try_from(s.layout.grace * 2).unwrap_or(time::Duration::SECOND);
+    while attempts < MAX_ATTEMPTS {
+        attempts += 1;
         let now = OffsetDateTime::now_utc();
         if !claimed {
             let mut ptr = key(s.layout.pointer_pk(tenant, id), id.to_string());
@@ -389,10 +395,16 @@ async fn put_one_inner(
                     }
                     Some(_) => {}
                     None => {
-                        // Still empty: another delivery may be writing it right now.
+                        // Still empty: another delivery (SQS may hand out the same message twice
+                        // at once) may be writing it right now. Wait for it, a little at a time.
                         let age = now_ms(now) - num(&existing, AT).unwrap_or(0);
                         if age < i64::try_from(s.layout.grace.as_millis()).unwrap_or(i64::MAX) {
-                            return Err(StoreError::Unavailable("another delivery is storing this event".into()));
+                            if now > patience {
+                                return Err(StoreError::Unavailable("another delivery is storing this event".into()));
+                            }
+                            attempts -= 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
                         }
                         if !void(s, tenant, old).await? {
                             continue;
@@ -991,19 +1003,10 @@ pub(crate) async fn get_erasure(
     tenant: &Tenant,
     id: &str,
 ) -> Result<Option<ErasureRecord>, StoreError> {
-    let out = s
-        .client
-        .get_item()
-        .table_name(&s.table)
-        .key(PK, string_attr(erasure_pk(tenant)))
-        .key(SK, string_attr(format!("job#{id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
-    out.item()
+    get_item(s, key(erasure_pk(tenant), format!("job#{id}")))
+        .await?
         .map(|item| {
-            text(item, RECORD)
+            text(&item, RECORD)
                 .ok_or_else(|| corrupt("an erasure without its record"))
                 .and_then(decode_erasure)
         })
@@ -1016,18 +1019,8 @@ pub(crate) async fn erased_until(
     tenant: &Tenant,
     subject_sha256: &str,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
-    let out = s
-        .client
-        .get_item()
-        .table_name(&s.table)
-        .key(PK, string_attr(erasure_pk(tenant)))
-        .key(SK, string_attr(format!("sub#{subject_sha256}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| unavailable(Failure::classify("DynamoDB", "GetItem", &e)))?;
-    Ok(out
-        .item()
+    Ok(get_item(s, key(erasure_pk(tenant), format!("sub#{subject_sha256}")))
+        .await?
         .and_then(|i| match i.get(UNTIL) {
             Some(AttributeValue::N(v)) => v.parse::<i128>().ok(),
             _ => None,
