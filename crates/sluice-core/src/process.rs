@@ -124,21 +124,28 @@ impl Processor {
     /// first comes back as a duplicate, which is a success).
     pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let mut events = Vec::with_capacity(batch.len());
-        let mut positions = Vec::with_capacity(batch.len());
+        let mut prepared = Vec::with_capacity(batch.len());
         for (i, msg) in batch.iter().enumerate() {
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(msg))) {
-                Ok(Ok(event)) => match self.erased(&event).await {
-                    Ok(false) => {
-                        events.push(event);
-                        positions.push(i);
-                    }
-                    // The record's own log line says `erased`.
-                    Ok(true) => outcomes[i] = Some(Outcome::Erased),
-                    Err(e) => outcomes[i] = Some(put_outcome(Err(e))),
-                },
+                Ok(Ok(event)) => prepared.push((i, event)),
                 Ok(Err(outcome)) => outcomes[i] = Some(outcome),
                 Err(_) => outcomes[i] = Some(panicked()),
+            }
+        }
+        // The erasure markers of the batch's subjects, read together: on DynamoDB each is a
+        // round trip, and one after another they would add up on every batch.
+        let erased = futures::future::join_all(prepared.iter().map(|(_, e)| self.erased(e))).await;
+        let mut events = Vec::with_capacity(prepared.len());
+        let mut positions = Vec::with_capacity(prepared.len());
+        for ((i, event), erased) in prepared.into_iter().zip(erased) {
+            match erased {
+                Ok(false) => {
+                    events.push(event);
+                    positions.push(i);
+                }
+                // The record's own log line says `erased`.
+                Ok(true) => outcomes[i] = Some(Outcome::Erased),
+                Err(e) => outcomes[i] = Some(put_outcome(Err(e))),
             }
         }
         if !events.is_empty() {

@@ -390,7 +390,7 @@ impl EventStore for EmbeddedEvents {
             .run(move |c| crate::feed::delete_event(c, &t, &id_s, &how, now))
             .await
             .map_err(store_unavailable)?;
-        out.map(|(seq, _, key)| crate::feed::deleted(&id.to_string(), seq, key))
+        out.map(|(seq, key)| crate::feed::deleted(&id.to_string(), seq, key))
             .transpose()
     }
 
@@ -413,7 +413,7 @@ impl EventStore for EmbeddedEvents {
                 let ids = crate::feed::subject_events(c, &t, &subject, before, now, max)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some((seq, _, key)) = crate::feed::delete_event(c, &t, &id, &how, now)? {
+                    if let Some((seq, key)) = crate::feed::delete_event(c, &t, &id, &how, now)? {
                         out.push((id, seq, key));
                     }
                 }

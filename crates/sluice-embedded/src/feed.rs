@@ -167,7 +167,7 @@ pub(crate) fn delete_event(
     id: &str,
     how: &Deletion,
     now_ms: i64,
-) -> rusqlite::Result<Option<(i64, String, Option<String>)>> {
+) -> rusqlite::Result<Option<(i64, Option<String>)>> {
     let found: Option<(String, Option<String>)> = c
         .prepare_cached(
             "DELETE FROM events WHERE tenant = ?1 AND id = ?2 AND (expires_at_ms IS NULL OR expires_at_ms > ?3) \
@@ -192,7 +192,7 @@ pub(crate) fn delete_event(
         event_type,
         how.tombstone_expires_at.map(ms)
     ])?;
-    Ok(Some((seq, event_type, key)))
+    Ok(Some((seq, key)))
 }
 
 /// The ids of `tenant`'s unexpired events about `subject` received before `before`, at most `max`.

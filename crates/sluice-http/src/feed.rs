@@ -155,8 +155,9 @@ fn feed_problem(e: FeedServiceError, request_id: &RequestId) -> Problem {
     }
 }
 
-/// The query parameters named in `allowed`, each at most once, no others.
-fn params(
+/// The query parameters named in `allowed`, each at most once, no others (the list and feed
+/// routes share it).
+pub(crate) fn params(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     allowed: &[&'static str],
 ) -> Result<HashMap<&'static str, String>, Problem> {
@@ -165,10 +166,12 @@ fn params(
     let mut out = HashMap::new();
     for (name, value) in pairs {
         let Some(&known) = allowed.iter().find(|a| **a == name) else {
-            return Err(invalid(format!(
-                "unknown query parameter; the parameters are {}",
-                allowed.join(", ")
-            )));
+            let names = match allowed.split_last() {
+                Some((last, [])) => (*last).to_owned(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return Err(invalid(format!("unknown query parameter; the parameters are {names}")));
         };
         if out.insert(known, value).is_some() {
             return Err(invalid("each query parameter may appear at most once".into()));

@@ -83,36 +83,6 @@ fn wants_cloudevent(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The list parameters, each at most once, no others.
-#[derive(Default)]
-struct ListParams {
-    ty: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-fn list_params(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<ListParams, Problem> {
-    let invalid = |detail: &str| Problem::new(Code::InvalidParameter).detail(detail.to_owned());
-    let Query(pairs) = query.map_err(|_| invalid("the query string is not valid UTF-8 form encoding"))?;
-    let mut params = ListParams::default();
-    for (name, value) in pairs {
-        let slot = match name.as_str() {
-            "type" => &mut params.ty,
-            "limit" => &mut params.limit,
-            "cursor" => &mut params.cursor,
-            _ => {
-                return Err(invalid(
-                    "unknown query parameter; the parameters are type, limit and cursor",
-                ));
-            }
-        };
-        if slot.replace(value).is_some() {
-            return Err(invalid("each query parameter may appear at most once"));
-        }
-    }
-    Ok(params)
-}
-
 /// `GET /v1/events?type=&limit=&cursor=`.
 pub(crate) async fn list_events(
     State(service): State<Arc<QueryService>>,
@@ -121,13 +91,13 @@ pub(crate) async fn list_events(
 ) -> Result<Response, Problem> {
     let principal = principal(req.extensions_mut())?;
     let request_id = request_id(req.extensions_mut());
-    let p = list_params(query)?;
+    let p = crate::feed::params(query, &["type", "limit", "cursor"])?;
     match service
         .list(
             &principal.tenant,
-            p.ty.as_deref(),
-            p.limit.as_deref(),
-            p.cursor.as_deref(),
+            p.get("type").map(String::as_str),
+            p.get("limit").map(String::as_str),
+            p.get("cursor").map(String::as_str),
         )
         .await
     {

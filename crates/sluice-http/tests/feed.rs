@@ -212,3 +212,32 @@ async fn i3_erasure_requests_are_checked_before_anything_changes() {
         assert_eq!(r.status, 404, "{id}");
     }
 }
+
+#[tokio::test]
+async fn i3_a_stream_asked_to_start_below_expired_entries_is_410_not_an_empty_stream() {
+    let h = Harness::new();
+    let t = common::tenant("acme");
+    let now = OffsetDateTime::now_utc();
+    for (ms, expires_at) in [(0, None), (1, Some(now - time::Duration::seconds(1))), (2, None)] {
+        let mut e = sluice_testkit::event(
+            &t,
+            "a",
+            now - time::Duration::minutes(1) + time::Duration::milliseconds(ms),
+        );
+        e.expires_at = expires_at;
+        h.store.inner.seed(e);
+    }
+    let app = streaming_app(&h, FeedSettings::default());
+    let r = send(
+        &app,
+        req("GET", "/v1/feed/stream")
+            .header("authorization", bearer(&h.acme))
+            .header("last-event-id", "1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert_eq!(r.code(), "feed_expired");
+    assert_eq!(r.json()["earliest_after"], 2);
+}

@@ -276,13 +276,21 @@ async fn pointer(s: &DynamoEvents, tenant: &Tenant, id: &EventId) -> Result<Opti
     get_item(s, key(s.layout.pointer_pk(tenant, id), id.to_string())).await
 }
 
-/// Moves the id's pointer from seq `from` to seq `to`; whether it still pointed at `from`.
-async fn move_pointer(s: &DynamoEvents, tenant: &Tenant, id: &EventId, from: u64, to: u64) -> Result<bool, StoreError> {
-    let result = s
-        .client
+/// An update of the id's pointer item, its condition and expressions left to the caller.
+fn pointer_update(
+    s: &DynamoEvents,
+    tenant: &Tenant,
+    id: &EventId,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    s.client
         .update_item()
         .table_name(&s.table)
         .set_key(Some(key(s.layout.pointer_pk(tenant, id), id.to_string())))
+}
+
+/// Moves the id's pointer from seq `from` to seq `to`; whether it still pointed at `from`.
+async fn move_pointer(s: &DynamoEvents, tenant: &Tenant, id: &EventId, from: u64, to: u64) -> Result<bool, StoreError> {
+    let result = pointer_update(s, tenant, id)
         .update_expression("SET #seq = :to, #at = :at")
         .condition_expression("#seq = :from AND attribute_not_exists(#deleted)")
         .expression_attribute_names("#seq", SEQ)
@@ -828,11 +836,7 @@ pub(crate) async fn delete(
     };
     let already = ptr.contains_key(DELETED);
     if !already {
-        let marked = s
-            .client
-            .update_item()
-            .table_name(&s.table)
-            .set_key(Some(key(s.layout.pointer_pk(tenant, id), id.to_string())))
+        let marked = pointer_update(s, tenant, id)
             // The subject goes with the event: an erasure must not leave it behind.
             .update_expression("SET #deleted = :t REMOVE #subject")
             .condition_expression("#seq = :seq AND attribute_not_exists(#deleted)")
@@ -875,10 +879,7 @@ pub(crate) async fn delete(
                     "the tombstone's feed slots kept being voided".into(),
                 ));
             }
-            s.client
-                .update_item()
-                .table_name(&s.table)
-                .set_key(Some(key(s.layout.pointer_pk(tenant, id), id.to_string())))
+            pointer_update(s, tenant, id)
                 .update_expression("SET #tomb = :t")
                 .expression_attribute_names("#tomb", TOMB)
                 .expression_attribute_values(":t", number_attr(t))
