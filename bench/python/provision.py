@@ -29,6 +29,7 @@ def table(name, sort):
 table("bench-events", True)
 table("bench-idempotency", False)
 table("bench-keys", False)
+table("bench-sources", False)
 
 secret = bytes(range(32))
 ring = "k1:" + base64.b64encode(secret).decode()
@@ -38,6 +39,7 @@ for name in ("/sluice/bench/signing", "/sluice/bench/cursor"):
 env = {
     "SLUICE_QUEUE_URL": queue, "SLUICE_DLQ_URL": dlq, "SLUICE_TABLE": "bench-events",
     "SLUICE_IDEMPOTENCY_TABLE": "bench-idempotency", "SLUICE_KEYS_TABLE": "bench-keys",
+    "SLUICE_SOURCES_TABLE": "bench-sources",
     "SLUICE_SIGNING_KEY_PARAM": "/sluice/bench/signing", "SLUICE_CURSOR_KEY_PARAM": "/sluice/bench/cursor",
     "AWS_ENDPOINT_URL": endpoint,
     # The Python references' names for the same things.

@@ -16,11 +16,12 @@
 //!   address `localhost:8080` and stay verbatim; the test fails at once, saying so, when something
 //!   else holds that port. Only this test uses port 8080.
 //! - The AWS data path block runs whole, as one script: moto on 127.0.0.1:5000 (only this test
-//!   uses that port), the provisioning and the server (its listener moved off 8080 by
-//!   `SLUICE_LISTEN`); an event then goes through it to DynamoDB and back.
+//!   uses that port), the provisioning and the server (its listeners moved off 8080 and 9464 by
+//!   `SLUICE_LISTEN` and `SLUICE_ADMIN__LISTEN`); an event then goes through it to DynamoDB and back.
 //! - The configuration block (the ```toml block under "Operating it") is saved as `sluice.toml`
-//!   and passed with `--config`; there `SLUICE_LISTEN=127.0.0.1:0` (the environment layer over the
-//!   file, as the README describes) moves the listener off 8080 so both tests can run at once.
+//!   and passed with `--config`; there `SLUICE_LISTEN=127.0.0.1:0` and `SLUICE_ADMIN__LISTEN`
+//!   (the environment layer over the file, as the README describes) move the listeners off 8080
+//!   and the admin port 9464, so the three tests can run at once (they raced for 9464 before).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -342,7 +343,8 @@ fn readme_configuration_block_starts_the_server() {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--config", "sluice.toml"])
         .current_dir(dir.path())
-        .env("SLUICE_LISTEN", "127.0.0.1:0");
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_ADMIN__LISTEN", "127.0.0.1:0");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SLUICE_")) {
         cmd.env_remove(k);
     }
@@ -430,8 +432,8 @@ fn readme_aws_data_path_on_moto_works_as_written() {
     }
 
     // The block as one script, as a reader pastes it: the exports and the eval reach the server.
-    // Only its listener moves off 8080 (the environment layer over the defaults), so this test
-    // and the first one can run at once.
+    // Only its listeners move off 8080 and 9464 (the environment layer over the defaults), so
+    // this test and the first one can run at once.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
     let log_file = std::fs::File::create(&log).unwrap();
@@ -439,7 +441,10 @@ fn readme_aws_data_path_on_moto_works_as_written() {
     let child = bash(
         dir.path(),
         &format!("set -e\n{}", script.join("\n")),
-        &[("SLUICE_LISTEN".to_owned(), "127.0.0.1:0".to_owned())],
+        &[
+            ("SLUICE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SLUICE_ADMIN__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ],
     )
     .stdout(log_file.try_clone().unwrap())
     .stderr(log_file)
