@@ -33,8 +33,19 @@ fi
 step "Lambda functions: cargo lambda build --release --x86-64"
 bash scripts/build-lambdas.sh
 
+if [[ "${SLUICE_FREE_TEST_BINARIES:-0}" == 1 ]]; then
+  # The zipped-up bootstraps live in target/lambda; the release intermediates beside them (the
+  # largest directory the run makes) are read by no later step.
+  step "freeing the Lambda build's intermediates (SLUICE_FREE_TEST_BINARIES=1)"
+  rm -rf "$TARGET/x86_64-unknown-linux-gnu"
+  du -sh "$TARGET" || true
+fi
+
 step "infra: cfn-lint, sam validate, checkov, cfn-guard, template vs code"
 bash scripts/check-infra.sh
+
+step "per-event instruction counts against bench/instructions.toml (callgrind)"
+bash scripts/check-instructions.sh
 
 step "bad-input fuzzing of the running API (schemathesis)"
 bash scripts/fuzz-api.sh

@@ -34,11 +34,12 @@ pub fn run(dir: &Path, conns: usize, per_request: usize, duration: Duration) -> 
          CREATE INDEX messages_by_visibility ON messages (queue, visible_at_ms);",
     )?;
     // A real sealed envelope, so rows are as large as the queue's.
-    let sealer = crate::cpu::sealer()?;
+    let sealer = sluice_cpu::sealer()?;
     let validator = sluice_core::validate::Validator::default();
-    let sample = crate::cpu::ingest_work(
+    let sample = sluice_cpu::ingest_work(
         &validator,
         &sealer,
+        &sluice_cpu::context()?,
         br#"{"type":"bench.event","data":{"n":1,"user":"u-123","tags":["a","b"],"amount":12.5}}"#,
     )?
     .pop()

@@ -13,12 +13,11 @@
 //! - [`intake`] — signed-webhook intake next to bearer-key ingest, with the same client.
 //! - [`coldstart`] — a minimal Lambda Runtime API that times a function from exec to its first
 //!   response and reads its peak memory.
-//! - [`cpu`] — the work of validation and envelope sealing per event, for `callgrind`.
+//! - `cpu` (the `sluice-cpu` crate) — the work of validation and envelope sealing per event, for `callgrind`.
 //! - [`stats`] — percentiles.
 
 pub mod bare;
 pub mod coldstart;
-pub mod cpu;
 pub mod disk;
 pub mod e2e;
 pub mod feed;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_bench::{bare, coldstart, cpu, disk, e2e, feed, intake, process};
+use sluice_bench::{bare, coldstart, disk, e2e, feed, intake, process};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -275,7 +275,7 @@ fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(20),
             }))?
         }
-        Cmd::Cpu { size, iterations } => cpu::run(size, iterations)?,
+        Cmd::Cpu { size, iterations } => sluice_cpu::run(size, iterations)?,
     };
     println!("{report}");
     Ok(())

@@ -32,7 +32,7 @@ fn messages(sealer: &Sealer, n: usize) -> anyhow::Result<(Vec<EventId>, Vec<Outg
             id,
             tenant: tenant.clone(),
             event_type: sluice_core::event::EventType::parse("bench.event").map_err(|e| anyhow::anyhow!("{e}"))?,
-            data: serde_json::json!({"n": i, "user": "u-123", "tags": ["a", "b"], "amount": 12.5}),
+            data: serde_json::json!({"n": i, "user": "u-123", "tags": ["a", "b"], "amount": 12.5}).into(),
             occurred_at: now,
             received_at: now,
             request_id: RequestId::generate(),
@@ -144,7 +144,7 @@ pub async fn embedded(
     ));
     let dlq: Arc<dyn Queue> = Arc::new(qdb.queue("events-dlq", QueueConfig::default()));
     let store = Arc::new(StoreDb::open(&dir.join("store.db"))?.events());
-    let sealer = Arc::new(crate::cpu::sealer()?);
+    let sealer = Arc::new(sluice_cpu::sealer()?);
     let (ids, msgs) = messages(&sealer, events)?;
     fill(&queue, msgs).await?;
     let (secs, dead) = drain(
@@ -175,7 +175,7 @@ pub async fn moto(events: usize, workers: usize, batch_size: usize) -> anyhow::R
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(moto.sqs(), res.queue_url.clone()));
     let dlq: Arc<dyn Queue> = Arc::new(SqsQueue::new(moto.sqs(), res.dlq_url.clone()));
     let store = Arc::new(DynamoEvents::new(moto.dynamodb(), &res.table));
-    let sealer = Arc::new(crate::cpu::sealer()?);
+    let sealer = Arc::new(sluice_cpu::sealer()?);
     let (ids, msgs) = messages(&sealer, events)?;
     fill(&queue, msgs).await?;
     let (secs, dead) = drain(

@@ -127,7 +127,7 @@ impl CloudEvents {
                     e.occurred_at.map(|t| t.unix_timestamp_nanos().to_string()),
                     e.subject,
                     e.extensions,
-                    e.data,
+                    e.data.to_value(),
                 ])
             })
             .collect();
@@ -284,7 +284,7 @@ pub fn to_structured(e: &StoredEvent) -> Value {
         obj.entry(SEQ_EXTENSION.to_owned()).or_insert_with(|| e.seq.into());
     }
     obj.insert("datacontenttype".into(), "application/json".into());
-    obj.insert("data".into(), e.data.clone());
+    obj.insert("data".into(), e.data.to_value().unwrap_or(Value::Null));
     Value::Object(obj)
 }
 
@@ -542,7 +542,7 @@ mod tests {
             id: crate::ids::EventId::new_at(now),
             tenant: crate::tenant::Tenant::parse("acme").unwrap(),
             event_type: crate::event::EventType::parse("a.b").unwrap(),
-            data: json!(1),
+            data: json!(1).into(),
             occurred_at: now,
             received_at: now,
             request_id: crate::ids::RequestId::parse("r-1").unwrap(),
@@ -638,7 +638,7 @@ mod tests {
             id: crate::ids::EventId::new_at(at),
             tenant: crate::tenant::Tenant::parse("acme").unwrap_or_else(|_| unreachable!()),
             event_type: crate::event::EventType::parse("order.created").unwrap_or_else(|_| unreachable!()),
-            data: json!({"amount": 1}),
+            data: json!({"amount": 1}).into(),
             occurred_at: at,
             received_at: at,
             request_id: crate::ids::RequestId::generate(),

@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::event::{Extensions, NewEvent, WebhookOrigin};
 use crate::ids::{IdempotencyKey, RequestId, SourceId};
 use crate::ingest::{Accepted, Idempotent, IngestContext, IngestError, IngestService};
+use crate::payload::Payload;
 use crate::ports::{SourceRecord, SourceStore, SourceStoreError};
 use crate::webhook::{self, WebhookError};
 use futures::FutureExt as _;
@@ -152,7 +153,13 @@ impl DeliveryService {
         if let Some(challenge) = verified.challenge {
             return Ok(Delivered::Challenge(challenge));
         }
-        if let Err(violations) = validator.recheck(&verified.event_type, &verified.data) {
+        // The body passed the strict reader, so its text is the payload as sent; the parsed
+        // tree was only for the provider's fields.
+        let data = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| Payload::from_json(text.to_owned()).ok())
+            .unwrap_or_else(|| Payload::from_value(&verified.data));
+        if let Err(violations) = validator.recheck(&verified.event_type, &data) {
             let first = violations
                 .first()
                 .map(|v| format!("{} {}", v.pointer, v.message))
@@ -184,7 +191,7 @@ impl DeliveryService {
         };
         let event = NewEvent {
             event_type: verified.event_type,
-            data: verified.data,
+            data,
             occurred_at,
             subject: None,
             webhook: Some(WebhookOrigin {

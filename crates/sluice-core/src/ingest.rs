@@ -147,6 +147,55 @@ impl Backpressure {
     }
 }
 
+/// Gives `events`, received at `now`, consecutive ids and seals each into a queue message: the
+/// CPU work of ingest between the validated body and the queue, and all of it (the per-event CPU
+/// benchmark runs exactly this).
+pub fn seal_all(
+    sealer: &Sealer,
+    ctx: &IngestContext,
+    events: Vec<NewEvent>,
+    idempotency_key: Option<&IdempotencyKey>,
+    now: OffsetDateTime,
+) -> Result<(Vec<EventId>, Vec<OutgoingMessage>), IngestError> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut next = EventId::new_at(now);
+    let mut messages = Vec::with_capacity(events.len());
+    let traceparent = ctx.trace.as_ref().map(crate::trace::TraceContext::traceparent);
+    // By value: each event's payload moves into its envelope instead of being deep-copied.
+    for e in events {
+        let id = next;
+        next = id.successor().unwrap_or_else(|| EventId::new_at(now));
+        ids.push(id);
+        let env = Envelope {
+            v: VERSION,
+            id,
+            tenant: ctx.tenant.clone(),
+            event_type: e.event_type,
+            data: e.data,
+            occurred_at: e.occurred_at.unwrap_or(now),
+            received_at: now,
+            request_id: ctx.request_id.clone(),
+            source_ip: ctx.source_ip.clone(),
+            subject: e.subject,
+            webhook: e.webhook,
+            extensions: e.extensions,
+            traceparent: traceparent.clone(),
+            idempotency_key: idempotency_key.cloned(),
+        };
+        let message = sealer.seal(&env).map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        // Measured before anything is sent: a message the queue would refuse is the client's to
+        // fix (413), never an outage to retry (T-1).
+        if message_size(&message) > MAX_MESSAGE_BYTES {
+            return Err(IngestError::TooLarge {
+                what: "an event",
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        messages.push(message);
+    }
+    Ok((ids, messages))
+}
+
 /// The ingest use case.
 pub struct IngestService {
     validator: Arc<Validator>,
@@ -254,44 +303,7 @@ impl IngestService {
         {
             return Err(IngestError::Overloaded);
         }
-        let mut ids = Vec::with_capacity(events.len());
-        let mut next = EventId::new_at(now);
-        let mut messages = Vec::with_capacity(events.len());
-        // By value: each event's payload moves into its envelope instead of being deep-copied.
-        for e in events {
-            let id = next;
-            next = id.successor().unwrap_or_else(|| EventId::new_at(now));
-            ids.push(id);
-            let env = Envelope {
-                v: VERSION,
-                id,
-                tenant: ctx.tenant.clone(),
-                event_type: e.event_type,
-                data: e.data,
-                occurred_at: e.occurred_at.unwrap_or(now),
-                received_at: now,
-                request_id: ctx.request_id.clone(),
-                source_ip: ctx.source_ip.clone(),
-                subject: e.subject,
-                webhook: e.webhook,
-                extensions: e.extensions,
-                traceparent: ctx.trace.as_ref().map(crate::trace::TraceContext::traceparent),
-                idempotency_key: idempotent.as_ref().map(|i| i.key.clone()),
-            };
-            let message = self
-                .sealer
-                .seal(&env)
-                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-            // Measured before anything is sent: a message the queue would refuse is the
-            // client's to fix (413), never an outage to retry (T-1).
-            if message_size(&message) > MAX_MESSAGE_BYTES {
-                return Err(IngestError::TooLarge {
-                    what: "an event",
-                    limit: MAX_MESSAGE_BYTES,
-                });
-            }
-            messages.push(message);
-        }
+        let (ids, messages) = seal_all(&self.sealer, ctx, events, idempotent.as_ref().map(|i| &i.key), now)?;
         let accepted = match (single, ids.first()) {
             (true, Some(id)) => Accepted::One { id: *id },
             _ => Accepted::Many { ids },

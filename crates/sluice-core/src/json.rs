@@ -2,9 +2,10 @@
 //!
 //! `serde_json` alone keeps the last of two duplicate keys and allows 128 levels of nesting. Both are
 //! attack surface (T-1, E-2): a duplicate key lets two parsers in one pipeline disagree about what an
-//! event says, and deep nesting costs stack and CPU downstream. This reader builds the same
-//! [`serde_json::Value`] but rejects duplicate keys and anything deeper than a configured limit,
-//! reporting where, as a JSON Pointer.
+//! event says, and deep nesting costs stack and CPU downstream. This reader walks the bytes once
+//! without building anything and rejects duplicate keys and anything deeper than a configured
+//! limit, reporting where, as a JSON Pointer; what passes can then be read as a
+//! [`serde_json::Value`] or borrowed as it stands.
 //!
 //! It also refuses numbers it could not give back as sent (data integrity): an integer beyond 64
 //! bits, or a decimal that an IEEE 754 double does not hold exactly as written (say
@@ -12,9 +13,12 @@
 //! values belong in a string. The check only runs over bodies that hold a non-integer number,
 //! so integer-only bodies pay nothing for it.
 
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::fmt;
 
 /// Why bytes were refused as JSON.
@@ -80,141 +84,196 @@ impl State {
     }
 }
 
-struct Seed<'s> {
+/// Walks one JSON value without building it: every check of [`check_strict`], no tree.
+struct Check<'s> {
     state: &'s State,
     depth: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for Seed<'_> {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+impl<'de> DeserializeSeed<'de> for Check<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Seed<'_> {
-    type Value = Value;
+impl Check<'_> {
+    fn deeper<E: serde::de::Error>(&self) -> Result<usize, E> {
+        let depth = self.depth + 1;
+        if depth > self.state.max_depth {
+            return Err(self.state.fail(JsonError::TooDeep {
+                max: self.state.max_depth,
+            }));
+        }
+        Ok(depth)
+    }
+}
+
+impl<'de> Visitor<'de> for Check<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
         self.state.saw_float.set(true);
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let depth = self.depth + 1;
-        if depth > self.state.max_depth {
-            return Err(self.state.fail(JsonError::TooDeep {
-                max: self.state.max_depth,
-            }));
-        }
-        let mut out = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.deeper()?;
+        let mut index = 0usize;
         loop {
-            let next = seq.next_element_seed(Seed {
-                state: self.state,
-                depth,
-            });
-            match next {
-                Ok(Some(v)) => out.push(v),
-                Ok(None) => break,
-                Err(e) => {
-                    self.state.prefix_pointer(&out.len().to_string());
-                    return Err(e);
-                }
-            }
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let depth = self.depth + 1;
-        if depth > self.state.max_depth {
-            return Err(self.state.fail(JsonError::TooDeep {
-                max: self.state.max_depth,
-            }));
-        }
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(self.state.fail(JsonError::DuplicateKey {
-                    pointer: String::new(),
-                    key,
-                }));
-            }
-            match map.next_value_seed(Seed {
+            match seq.next_element_seed(Check {
                 state: self.state,
                 depth,
             }) {
-                Ok(value) => {
-                    out.insert(key, value);
-                }
+                Ok(Some(())) => index += 1,
+                Ok(None) => return Ok(()),
                 Err(e) => {
-                    self.state.prefix_pointer(&key);
+                    self.state.prefix_pointer(&index.to_string());
                     return Err(e);
                 }
             }
         }
-        Ok(Value::Object(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.deeper()?;
+        // Keys borrow from the body unless they hold an escape; a few are compared in a list,
+        // a wide object's through a set.
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut wide: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let repeated = if wide.is_empty() && keys.len() < WIDE {
+                keys.contains(&key)
+            } else {
+                wide.extend(keys.drain(..));
+                wide.contains(&key)
+            };
+            if repeated {
+                return Err(self.state.fail(JsonError::DuplicateKey {
+                    pointer: String::new(),
+                    key: key.into_owned(),
+                }));
+            }
+            if let Err(e) = map.next_value_seed(Check {
+                state: self.state,
+                depth,
+            }) {
+                self.state.prefix_pointer(&key);
+                return Err(e);
+            }
+            if wide.is_empty() {
+                keys.push(key);
+            } else {
+                wide.insert(key);
+            }
+        }
+        Ok(())
     }
 }
 
-/// Parses `bytes` as one JSON document, refusing duplicate keys and nesting deeper than `max_depth`
-/// (an array or object at the top level is depth 1).
-pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+/// Objects with more members than this check for duplicates through a hash set.
+const WIDE: usize = 16;
+
+/// An object key, borrowed from the body where it can be.
+pub(crate) struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// Checks that `bytes` are one JSON document this system accepts: valid UTF-8 and syntax, no
+/// duplicate key, nesting at most `max_depth` deep (an array or object at the top level is depth
+/// 1), and every number one that comes back as sent. Builds nothing, so a body can be checked
+/// once and its parts then borrowed as they stand (see [`crate::payload`]). Returns the text.
+pub fn check_strict(bytes: &[u8], max_depth: usize) -> Result<&str, JsonError> {
+    // UTF-8 once over the whole body, a word at a time, instead of string by string inside the
+    // reader; the error then points where the reader would have.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        return match serde::de::IgnoredAny::deserialize(&mut de).and_then(|_| de.end()) {
+            Err(e) => Err(syntax_or_depth(&e, max_depth)),
+            Ok(()) => Err(JsonError::Syntax { line: 1, column: 1 }),
+        };
+    };
     let state = State {
         failure: RefCell::new(None),
         max_depth,
         saw_float: Cell::new(false),
     };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result = Seed {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = Check {
         state: &state,
         depth: 0,
     }
     .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    .and_then(|()| de.end());
     match result {
-        Ok(v) if state.saw_float.get() => check_numbers(bytes).map(|()| v),
-        Ok(v) => Ok(v),
+        Ok(()) if state.saw_float.get() => check_numbers(bytes).map(|()| text),
+        Ok(()) => Ok(text),
         Err(e) => {
             if let Some(f) = state.failure.into_inner() {
                 return Err(f);
             }
-            // serde_json's own recursion guard (128) can trip before ours when the limit is set higher.
-            if e.to_string().starts_with("recursion limit exceeded") {
-                return Err(JsonError::TooDeep {
-                    max: max_depth.min(128),
-                });
-            }
-            Err(JsonError::Syntax {
-                line: e.line(),
-                column: e.column(),
-            })
+            Err(syntax_or_depth(&e, max_depth))
         }
     }
+}
+
+/// A serde_json error as ours: its own recursion guard (128) can trip before our depth limit
+/// when that is set higher.
+fn syntax_or_depth(e: &serde_json::Error, max_depth: usize) -> JsonError {
+    if e.to_string().starts_with("recursion limit exceeded") {
+        return JsonError::TooDeep {
+            max: max_depth.min(128),
+        };
+    }
+    JsonError::Syntax {
+        line: e.line(),
+        column: e.column(),
+    }
+}
+
+/// Parses `bytes` as one JSON document, refusing what [`check_strict`] refuses.
+pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    check_strict(bytes, max_depth)?;
+    serde_json::from_slice(bytes).map_err(|e| syntax_or_depth(&e, max_depth))
 }
 
 /// Refuses any number literal in `bytes` (valid JSON) that would not come back as sent.
@@ -235,8 +294,9 @@ fn check_numbers(bytes: &[u8]) -> Result<(), JsonError> {
                 while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
                     i += 1;
                 }
-                let token = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
-                if !is_exact(token) {
+                let token = &bytes[start..i];
+                if !plainly_exact(token) && !is_exact(std::str::from_utf8(token).unwrap_or_default()) {
+                    let token = std::str::from_utf8(token).unwrap_or_default();
                     let mut number = token.to_owned();
                     crate::text::truncate_at_char_boundary(&mut number, 40);
                     return Err(JsonError::InexactNumber { number });
@@ -246,6 +306,43 @@ fn check_numbers(bytes: &[u8]) -> Result<(), JsonError> {
         }
     }
     Ok(())
+}
+
+/// Whether the number literal `token` (valid JSON) is exact without parsing it: an integer of at
+/// most 18 digits fits an `i64`, and a decimal of at most 15 significant digits (a double's
+/// guaranteed decimal precision) with a modest exponent comes back as the same value, since no two
+/// such decimals are close enough to share a double. Most numbers take this path; the rest are
+/// judged by [`is_exact`].
+fn plainly_exact(token: &[u8]) -> bool {
+    let (mantissa, exponent) = match token.iter().position(|b| matches!(b, b'e' | b'E')) {
+        Some(at) => (&token[..at], Some(&token[at + 1..])),
+        None => (token, None),
+    };
+    let mut digits = 0usize;
+    let mut leading = true;
+    let mut fraction = false;
+    for &b in mantissa {
+        match b {
+            b'.' => fraction = true,
+            b'0' if leading => {}
+            b'0'..=b'9' => {
+                leading = false;
+                digits += 1;
+            }
+            _ => {}
+        }
+    }
+    // A short mantissa and at most two exponent digits keep the value well inside a double's
+    // normal range (no leading zeros can push it towards subnormals).
+    let modest = mantissa.len() <= 40;
+    match exponent {
+        None if !fraction => digits <= 18,
+        None => digits <= 15 && modest,
+        Some(e) => {
+            let e = e.strip_prefix(b"+").or_else(|| e.strip_prefix(b"-")).unwrap_or(e);
+            digits <= 15 && modest && !e.is_empty() && e.len() <= 2
+        }
+    }
 }
 
 /// Whether the number literal `token` survives the round trip through `serde_json::Value`: an
@@ -396,6 +493,20 @@ mod tests {
         fn accepts_whatever_serde_json_writes(v in arb_json()) {
             let bytes = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(parse_strict(&bytes, 64), Ok(v));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_number_judged_exact_without_parsing_is_exact(
+            int in "-?(0|[1-9][0-9]{0,19})",
+            frac in proptest::option::of("[0-9]{1,20}"),
+            exp in proptest::option::of("[eE][+-]?[0-9]{1,3}"),
+        ) {
+            let token = format!("{int}{}{}", frac.map(|f| format!(".{f}")).unwrap_or_default(), exp.unwrap_or_default());
+            if plainly_exact(token.as_bytes()) {
+                prop_assert!(is_exact(&token), "{token}");
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`cursor`]: opaque, signed list cursors bound to one tenant.
 //! - [`keys`]: API keys: generation, hashing, constant-time verification.
 //! - [`metrics`]: the metric names both hosts export (Prometheus, CloudWatch EMF).
+//! - [`payload`]: an event's `data` as the JSON text it was accepted as, sealed and stored without re-printing.
 //! - [`oidc`]: JWT bearer tokens from an OIDC issuer (Cognito, or a JWKS file), for user-facing clients.
 //! - [`ports`]: the narrow traits adapters implement: queue (SQS semantics), event store (DynamoDB
 //!   semantics), idempotency store and key store.
@@ -41,6 +42,7 @@ pub mod json;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
+pub mod payload;
 pub mod ports;
 pub mod process;
 pub mod query;

@@ -6,8 +6,11 @@
 //! A batch is all or nothing: one bad event refuses the whole request.
 
 use crate::event::{EventType, Extensions, NewEvent, check_subject};
-use crate::json::{JsonError, escape_pointer_token, parse_strict};
-use serde_json::Value;
+use crate::json::{JsonError, check_strict, escape_pointer_token};
+use crate::payload::Payload;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -127,10 +130,18 @@ impl Schemas {
     }
 
     /// Checks `data` against `t`'s schema; `base` builds the event's pointer, only for a violation.
-    fn check(&self, t: &EventType, data: &Value, base: impl Fn() -> String, out: &mut Vec<Violation>) {
+    /// The payload is read as a tree only here, and only for a type that has a schema.
+    fn check(&self, t: &EventType, data: &Payload, base: impl Fn() -> String, out: &mut Vec<Violation>) {
         match self.by_type.get(t) {
             Some(v) => {
-                for e in v.iter_errors(data).take(MAX_VIOLATIONS) {
+                let Some(data) = data.to_value() else {
+                    out.push(Violation {
+                        pointer: format!("{}/data", base()),
+                        message: "nests too deep to check against the type's schema".into(),
+                    });
+                    return;
+                };
+                for e in v.iter_errors(&data).take(MAX_VIOLATIONS) {
                     let mut message = e.to_string();
                     truncate(&mut message, 200);
                     out.push(Violation {
@@ -201,13 +212,20 @@ impl Validator {
         &self.limits
     }
 
-    /// Validates a whole request body received at `now`.
+    /// Validates a whole request body received at `now`. The body is checked strictly once and
+    /// then read only as far as each event's own members: `data` stays the slice of the body it
+    /// was sent as (see [`crate::payload`]).
     pub fn parse_body(&self, body: &[u8], now: OffsetDateTime) -> Result<Submission, ValidationError> {
-        let value = parse_strict(body, self.limits.max_depth)?;
+        let text = check_strict(body, self.limits.max_depth)?;
         let mut violations = Vec::new();
-        let submission = match value {
-            Value::Object(_) => self.parse_event(value, None, now, &mut violations).map(Submission::One),
-            Value::Array(items) => {
+        let submission = match text.trim_start().as_bytes().first() {
+            Some(b'{') => {
+                let fields = read::<Members<'_>>(text)?;
+                self.parse_members(fields, None, now, &mut violations, &NATIVE)
+                    .map(Submission::One)
+            }
+            Some(b'[') => {
+                let items = read::<Vec<&RawValue>>(text)?;
                 if items.is_empty() {
                     violations.push(violation("", "a batch holds at least one event"));
                 } else if items.len() > self.limits.max_batch {
@@ -219,7 +237,14 @@ impl Validator {
                 let mut events = Vec::with_capacity(items.len());
                 if violations.is_empty() {
                     for (i, item) in items.into_iter().enumerate() {
-                        if let Some(e) = self.parse_event(item, Some(i), now, &mut violations) {
+                        let parsed = if item.get().starts_with('{') {
+                            let fields = read::<Members<'_>>(item.get())?;
+                            self.parse_members(fields, Some(i), now, &mut violations, &NATIVE)
+                        } else {
+                            violations.push(violation(&format!("/{i}"), NATIVE.not_an_object));
+                            None
+                        };
+                        if let Some(e) = parsed {
                             events.push(e);
                         }
                         if violations.len() >= MAX_VIOLATIONS {
@@ -245,20 +270,34 @@ impl Validator {
 
     /// Re-checks an event that came back from the queue: type and schema, but not the time window,
     /// which was judged at ingest.
-    pub fn recheck(&self, t: &EventType, data: &Value) -> Result<(), Vec<Violation>> {
+    pub fn recheck(&self, t: &EventType, data: &Payload) -> Result<(), Vec<Violation>> {
         let mut out = Vec::new();
         self.schemas.check(t, data, String::new, &mut out);
         if out.is_empty() { Ok(()) } else { Err(out) }
     }
 
-    fn parse_event(
+    /// One event object read as its members (each a slice of the body): the small ones are
+    /// read as values, `data` is kept as sent.
+    fn parse_members(
         &self,
-        value: Value,
+        members: Members<'_>,
         index: Option<usize>,
         now: OffsetDateTime,
         out: &mut Vec<Violation>,
+        shape: &Shape,
     ) -> Option<NewEvent> {
-        self.parse_event_as(value, index, now, out, &NATIVE)
+        let mut obj = Map::new();
+        let mut data = None;
+        for (name, raw) in members.0 {
+            if name == "data" {
+                data = Some(Payload::from_raw(raw));
+            } else {
+                // Already checked strictly, so reading it again cannot fail.
+                let value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+                obj.insert(name.into_owned(), value);
+            }
+        }
+        self.parse_fields(obj, data, index, now, out, shape)
     }
 
     /// Parses one event object of the given [`Shape`]; `index` is its place in a batch.
@@ -270,13 +309,28 @@ impl Validator {
         out: &mut Vec<Violation>,
         shape: &Shape,
     ) -> Option<NewEvent> {
+        let Value::Object(mut obj) = value else {
+            let base = index.map_or_else(String::new, |i| format!("/{i}"));
+            out.push(violation(&base, shape.not_an_object));
+            return None;
+        };
+        let data = obj.remove("data").map(|d| Payload::from_value(&d));
+        self.parse_fields(obj, data, index, now, out, shape)
+    }
+
+    /// The checks every shape shares, on an event's members other than `data`, and `data` apart.
+    fn parse_fields(
+        &self,
+        mut obj: Map<String, Value>,
+        data: Option<Payload>,
+        index: Option<usize>,
+        now: OffsetDateTime,
+        out: &mut Vec<Violation>,
+        shape: &Shape,
+    ) -> Option<NewEvent> {
         // The event's pointer in the body ("" or "/3"), built only where a violation or a schema
         // check needs it: most events in a batch never do.
         let base = || index.map_or_else(String::new, |i| format!("/{i}"));
-        let Value::Object(mut obj) = value else {
-            out.push(violation(&base(), shape.not_an_object));
-            return None;
-        };
         let before = out.len();
         let mut extension_names = Vec::new();
         for key in obj.keys() {
@@ -328,8 +382,6 @@ impl Validator {
                 None
             }
         };
-        // Moved out, not cloned: the payload goes on into the envelope as it is.
-        let data = obj.remove("data");
         if data.is_none() {
             out.push(violation(&format!("{}/data", base()), "is required"));
         }
@@ -392,6 +444,38 @@ impl Validator {
             _ => None,
         }
     }
+}
+
+/// An object's members in order, each value the slice of the body it stands in.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key_seed(crate::json::Key)? {
+                    members.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads a part of a body that already passed [`check_strict`]; an error here would be a fault
+/// of the check, reported as the syntax error it would be.
+fn read<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, JsonError> {
+    serde_json::from_str(text).map_err(|e| JsonError::Syntax {
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 /// How one kind of event object names its members: Sluice's own shape, or a CloudEvent.

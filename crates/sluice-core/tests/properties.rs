@@ -275,7 +275,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
             id: EventId::new_at(now()),
             tenant: Tenant::parse(&tenant).unwrap(),
             event_type: EventType::parse(&t).unwrap(),
-            data,
+            data: data.into(),
             occurred_at: now(),
             received_at: now(),
             request_id: RequestId::parse(&rid).unwrap(),

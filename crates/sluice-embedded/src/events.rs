@@ -9,6 +9,7 @@ use crate::sqlite::DbFailure;
 use crate::store::StoreDb;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::payload::Payload;
 use sluice_core::ports::{Deleted, Deletion, ErasureRecord, FeedEntry, FeedError, FeedPage, FeedQuery};
 use sluice_core::ports::{EventStore, ListQuery, Page, PutOutcome, StoreError};
 use sluice_core::{EventId, EventType, IdempotencyKey, RequestId, StoredEvent, Tenant};
@@ -159,8 +160,7 @@ impl EventRow {
             tenant: e.tenant.as_str().to_owned(),
             id: e.id.to_string(),
             event_type: e.event_type.as_str().to_owned(),
-            data: serde_json::to_string(&e.data)
-                .map_err(|_| StoreError::Unavailable("event data cannot be encoded".into()))?,
+            data: e.data.get().to_owned(),
             occurred_at: rfc3339(e.occurred_at)?,
             received_at: rfc3339(e.received_at)?,
             request_id: e.request_id.as_str().to_owned(),
@@ -204,7 +204,7 @@ impl EventRow {
             id: EventId::parse(&self.id).map_err(|_| corrupt("id"))?,
             tenant: Tenant::parse(&self.tenant).map_err(|_| corrupt("tenant"))?,
             event_type: EventType::parse(&self.event_type).map_err(|_| corrupt("type"))?,
-            data: serde_json::from_str(&self.data).map_err(|_| corrupt("data"))?,
+            data: Payload::from_json(self.data).map_err(|_| corrupt("data"))?,
             occurred_at: OffsetDateTime::parse(&self.occurred_at, &Rfc3339).map_err(|_| corrupt("occurred_at"))?,
             received_at: OffsetDateTime::parse(&self.received_at, &Rfc3339).map_err(|_| corrupt("received_at"))?,
             request_id: RequestId::parse(&self.request_id).map_err(|_| corrupt("request_id"))?,

@@ -67,7 +67,7 @@ fn event(tenant: &str, n: i64) -> StoredEvent {
         id: EventId::new_at(now),
         tenant: Tenant::parse(tenant).unwrap(),
         event_type: EventType::parse("t").unwrap(),
-        data: json!({ "n": n }),
+        data: json!({ "n": n }).into(),
         occurred_at: now,
         received_at: now,
         request_id: RequestId::generate(),
@@ -315,7 +315,7 @@ async fn a_full_store_answers_unavailable_and_recovers() {
     let store = StoreDb::open(&dir.path().join("store.db")).unwrap();
     store.limit_pages(Some(0)).await.unwrap();
     let mut e = event("acme", 1);
-    e.data = json!("z".repeat(100 * 1024));
+    e.data = json!("z".repeat(100 * 1024)).into();
     assert!(matches!(store.events().put_if_absent(&e).await, Err(StoreError::Unavailable(r)) if r == "disk full"));
     store.limit_pages(None).await.unwrap();
     assert_eq!(store.events().put_if_absent(&e).await.unwrap(), PutOutcome::Created);
@@ -343,7 +343,7 @@ async fn a_batch_put_on_a_full_store_fails_every_event_and_stores_none() {
     let batch: Vec<StoredEvent> = (1..=3)
         .map(|n| {
             let mut e = event("acme", n);
-            e.data = json!("z".repeat(50 * 1024));
+            e.data = json!("z".repeat(50 * 1024)).into();
             e
         })
         .collect();

@@ -305,7 +305,7 @@ async fn a_stored_event_reads_back_as_a_cloudevent_when_asked() {
         id,
         tenant: tenant("acme"),
         event_type: EventType::parse("order.created").unwrap(),
-        data: json!({"amount": 3}),
+        data: json!({"amount": 3}).into(),
         occurred_at: now,
         received_at: now,
         request_id: RequestId::generate(),

@@ -131,7 +131,7 @@ fn sealed(tenant: &str, amount: i64) -> OutgoingMessage {
             id: EventId::new_at(now),
             tenant: Tenant::parse(tenant).unwrap(),
             event_type: EventType::parse("order.created").unwrap(),
-            data: json!({"amount": amount}),
+            data: json!({"amount": amount}).into(),
             occurred_at: now,
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),

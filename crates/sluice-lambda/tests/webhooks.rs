@@ -213,7 +213,7 @@ async fn s6_stripe_and_github_deliveries_reach_the_store_once_through_the_functi
         .unwrap()
         .expect("the Stripe event is stored");
     assert_eq!(stored.event_type.as_str(), "stripe.invoice.paid");
-    assert_eq!(stored.data["data"]["object"]["amount_paid"], 2000);
+    assert_eq!(stored.data.to_value().unwrap()["data"]["object"]["amount_paid"], 2000);
     assert_eq!(stored.occurred_at.unix_timestamp(), created, "Stripe's `created`");
     assert_eq!(
         stored.webhook,
@@ -228,7 +228,7 @@ async fn s6_stripe_and_github_deliveries_reach_the_store_once_through_the_functi
         .unwrap()
         .expect("the GitHub event is stored");
     assert_eq!(stored.event_type.as_str(), "github.issues.opened");
-    assert_eq!(stored.data["issue"]["number"], 7);
+    assert_eq!(stored.data.to_value().unwrap()["issue"]["number"], 7);
     assert_eq!(
         stored.webhook.unwrap().delivery_id,
         "72d3162e-cc78-11e3-81ab-4c9367dc0958"

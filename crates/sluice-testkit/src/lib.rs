@@ -122,7 +122,7 @@ pub fn event(tenant: &Tenant, event_type: &str, at: OffsetDateTime) -> StoredEve
         id: EventId::new_at(at),
         tenant: tenant.clone(),
         event_type: EventType::parse(event_type).expect("test event types are valid"),
-        data: serde_json::json!({ "n": 1 }),
+        data: serde_json::json!({ "n": 1 }).into(),
         occurred_at: at,
         received_at: at,
         request_id: RequestId::generate(),

@@ -106,16 +106,30 @@ async fn t1_a_body_exactly_at_the_limit_is_stored_and_one_byte_more_gets_413() {
 
 #[tokio::test]
 async fn t1_an_event_that_does_not_fit_a_queue_message_once_sealed_gets_413_and_nothing_is_queued() {
-    // The largest body limit the server starts with, and a body whose numbers grow when sealed:
-    // `1E15` (4 bytes) is written back as `1000000000000000.0` (18).
+    // The largest body limit the server starts with, and a structured CloudEvent whose numbers
+    // grow when sealed: its `data` is read as a value among the context attributes and printed
+    // again, so `1E15` (4 bytes) is written back as `1000000000000000.0` (18).
     let app = TestApp::spawn_with(&[
         ("SLUICE_LIMITS__MAX_BODY_BYTES", "983040"),
         ("SLUICE_WORKER__WORKERS", "0"),
     ]);
-    let numbers = vec!["1E15"; 190_000].join(",");
-    let body = format!(r#"{{"type":"grows","data":[{numbers}]}}"#);
+    let cloudevent = |n: usize| {
+        format!(
+            r#"{{"specversion":"1.0","id":"big-{n}","source":"/tests","type":"grows","data":[{}]}}"#,
+            vec!["1E15"; n].join(",")
+        )
+    };
+    let post = |body: String| {
+        app.client
+            .post(app.url("/v1/events"))
+            .bearer_auth(&app.key)
+            .header("content-type", "application/cloudevents+json")
+            .body(body)
+            .send()
+    };
+    let body = cloudevent(190_000);
     assert!(body.len() < 983_040);
-    let r = app.post(&app.key, &body).await;
+    let r = post(body).await.unwrap();
     assert_eq!(r.status(), 413);
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["code"], "payload_too_large");
@@ -123,9 +137,11 @@ async fn t1_an_event_that_does_not_fit_a_queue_message_once_sealed_gets_413_and_
     let status = common::sluice(&app.data_dir, &["status", "--output", "json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["queue"]["visible"], 0, "nothing was queued");
-    // The same numbers in a body that fits once sealed are accepted.
-    let fits = format!(r#"{{"type":"grows","data":[{}]}}"#, vec!["1E15"; 1000].join(","));
-    assert_eq!(app.post(&app.key, &fits).await.status(), 202);
+    // The same numbers in a CloudEvent that fits once sealed are accepted, and a native event's
+    // `data` is sealed as sent, so there the same 190,000 numbers fit as they are.
+    assert_eq!(post(cloudevent(1000)).await.unwrap().status(), 202);
+    let native = format!(r#"{{"type":"grows","data":[{}]}}"#, vec!["1E15"; 190_000].join(","));
+    assert_eq!(app.post(&app.key, &native).await.status(), 202);
 }
 
 #[tokio::test]
@@ -274,4 +290,27 @@ async fn d2_a_client_that_writes_its_whole_oversized_body_before_reading_sees_th
         started.elapsed() < Duration::from_secs(4),
         "answered without waiting for a body"
     );
+}
+
+#[tokio::test]
+async fn an_events_data_comes_back_byte_for_byte_as_it_was_sent() {
+    // Member order, spacing and number spelling as the client wrote them: the payload is sealed,
+    // stored and returned as the slice of the body it was, never re-printed.
+    let app = TestApp::spawn();
+    let data = r#"{ "zeta": 1E15, "alpha": [0.10, -0, "é\u00e9"],"nested" : {"b":true, "a":null} }"#;
+    let r = app
+        .post(&app.key, &format!(r#"{{"type":"order.created","data":{data}}}"#))
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.wait_for_event(&app.key, &id, Duration::from_secs(10)).await;
+    let text = app
+        .get(&app.key, &format!("/v1/events/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(&format!(r#""data":{data}"#)), "{text}");
+    let listed = app.get(&app.key, "/v1/feed?after=0").await.text().await.unwrap();
+    assert!(listed.contains(data), "{listed}");
 }

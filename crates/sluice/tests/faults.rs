@@ -375,7 +375,7 @@ async fn t2_poison_messages_among_good_ones_go_to_the_dlq_with_their_reason_and_
         id: sluice_core::EventId::new_at(now),
         tenant: sluice_core::Tenant::parse("acme").unwrap(),
         event_type: sluice_core::EventType::parse("order.created").unwrap(),
-        data,
+        data: data.into(),
         occurred_at: now,
         received_at: now,
         request_id: sluice_core::RequestId::parse(req).unwrap(),

@@ -64,12 +64,11 @@ pub(crate) fn unavailable(f: Failure) -> StoreError {
 
 /// The event's attributes, keys not included (the caller adds its slot's).
 pub(crate) fn encode(e: &StoredEvent) -> Result<Item, Corrupt> {
-    let data = serde_json::to_string(&e.data).map_err(|_| Corrupt::new(TABLE, "the payload cannot be serialised"))?;
     let mut item = Item::from([
         (SEQ.to_owned(), number_attr(e.seq)),
         (ID.to_owned(), string_attr(e.id.to_string())),
         (TYPE.to_owned(), string_attr(e.event_type.as_str())),
-        (DATA.to_owned(), string_attr(data)),
+        (DATA.to_owned(), string_attr(e.data.get())),
         (OCCURRED_AT.to_owned(), time_attr(TABLE, e.occurred_at)?),
         (RECEIVED_AT.to_owned(), time_attr(TABLE, e.received_at)?),
         (REQUEST_ID.to_owned(), string_attr(e.request_id.as_str())),
@@ -132,7 +131,7 @@ pub(crate) fn decode(item: &Item) -> Result<StoredEvent, Corrupt> {
         id: r.parsed(ID, EventId::parse)?,
         tenant: r.parsed(PK, tenant_of_pk)?,
         event_type: r.parsed(TYPE, EventType::parse)?,
-        data: r.parsed(DATA, |v| serde_json::from_str::<serde_json::Value>(v))?,
+        data: r.parsed(DATA, |v| sluice_core::payload::Payload::from_json(v.to_owned()))?,
         occurred_at: r.time(OCCURRED_AT)?,
         received_at: r.time(RECEIVED_AT)?,
         request_id: r.parsed(REQUEST_ID, RequestId::parse)?,
@@ -278,7 +277,7 @@ mod tests {
             id: EventId::new_at(now),
             tenant: Tenant::parse("acme").unwrap(),
             event_type: EventType::parse("order.created").unwrap(),
-            data: json!({"z": 1, "a": [1.5, -0.0, 1e300, "é\u{0}"], "n": null, "big": 18446744073709551615u64}),
+            data: json!({"z": 1, "a": [1.5, -0.0, 1e300, "é\u{0}"], "n": null, "big": 18446744073709551615u64}).into(),
             occurred_at: now,
             received_at: now,
             request_id: RequestId::parse("r-1").unwrap(),

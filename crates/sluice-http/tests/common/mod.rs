@@ -296,7 +296,7 @@ impl Harness {
             id,
             tenant: tenant(t),
             event_type: EventType::parse(ty).unwrap(),
-            data,
+            data: data.into(),
             occurred_at: now,
             received_at: now,
             request_id: RequestId::generate(),

@@ -29,7 +29,7 @@ pub async fn store_put_if_absent_is_conditional<F: Factory>(f: &F) {
     assert_eq!(store.put_if_absent(&e).await.unwrap(), PutOutcome::Created);
     assert_eq!(store.put_if_absent(&e).await.unwrap(), PutOutcome::AlreadyExists);
     let mut other = e.clone();
-    other.data = serde_json::json!({ "overwritten": true });
+    other.data = serde_json::json!({ "overwritten": true }).into();
     assert_eq!(store.put_if_absent(&other).await.unwrap(), PutOutcome::AlreadyExists);
     assert_eq!(store.get(&tenant, &e.id).await.unwrap().map(unseq), Some(e));
 }
@@ -83,7 +83,7 @@ pub async fn store_put_batch_if_absent_answers_per_event<F: Factory>(f: &F) {
     let existing = event(&tenant, "order.created", times[0]);
     store.put_if_absent(&existing).await.unwrap();
     let mut rewritten = existing.clone();
-    rewritten.data = serde_json::json!({ "overwritten": true });
+    rewritten.data = serde_json::json!({ "overwritten": true }).into();
     let fresh: Vec<StoredEvent> = times[1..].iter().map(|t| event(&tenant, "order.paid", *t)).collect();
     let batch = [vec![rewritten], fresh.clone()].concat();
     let outcomes: Vec<PutOutcome> = store
@@ -117,7 +117,8 @@ pub async fn store_round_trips_every_field<F: Factory>(f: &F) {
         "amount": 12.5, "small": 0.1, "big": 9_007_199_254_740_991_i64, "neg": -3,
         "text": "ünïcode 🚀 \"quoted\" \n newline", "none": null, "flag": false,
         "nested": { "list": [1, "two", { "three": [] }], "empty": {} }
-    });
+    })
+    .into();
     e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     store.put_if_absent(&e).await.unwrap();
     assert_eq!(store.get(&tenant, &e.id).await.unwrap().map(unseq), Some(e));
@@ -141,7 +142,7 @@ pub async fn store_same_id_in_two_tenants_is_two_events<F: Factory>(f: &F) {
     let ea = event(&a, "t", OffsetDateTime::now_utc());
     let mut eb = ea.clone();
     eb.tenant = b.clone();
-    eb.data = serde_json::json!("b's");
+    eb.data = serde_json::json!("b's").into();
     assert_eq!(store.put_if_absent(&ea).await.unwrap(), PutOutcome::Created);
     assert_eq!(store.put_if_absent(&eb).await.unwrap(), PutOutcome::Created);
     assert_eq!(store.get(&a, &ea.id).await.unwrap().map(unseq), Some(ea));

@@ -330,7 +330,7 @@ pub fn envelope(
         id: sluice_core::EventId::new_at(now),
         tenant: sluice_core::Tenant::parse(tenant).unwrap(),
         event_type: sluice_core::EventType::parse(event_type).unwrap(),
-        data,
+        data: data.into(),
         occurred_at: now,
         received_at: now,
         request_id: sluice_core::RequestId::parse(request_id).unwrap(),
