@@ -98,14 +98,26 @@ total = int(m.group(1))
 bad = int((re.search(r"Non-2xx or 3xx responses: (\d+)", text) or [0, 0])[1])
 errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
 ok = total - bad
+# The server's CPU (all its threads, user + system) over the run, per request answered.
+try:
+    ticks, hz = (int(x) for x in open(path + ".cpu").read().split())
+    cpu_us = ticks / hz / max(total, 1) * 1e6
+except (OSError, ValueError):
+    cpu_us = None
 print(json.dumps({"bench": "ingest", "system": system, "per_request": per, "conns": conns, "rep": rep,
                   "requests_per_sec": ok / secs, "events_per_sec": ok * per / secs, "refused": bad,
-                  "socket_errors": errors, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "peak_rss_kib": rss}))
+                  "socket_errors": errors, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "peak_rss_kib": rss,
+                  "cpu_us_per_request": cpu_us}))
 PY
 }
-run_wrk() { # $1 connections, $2 lua script, $3 url, $4 out file
-  local threads=2; (($1 < 2)) && threads=1
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system CPU of a process, in clock ticks
+run_wrk() { # $1 connections, $2 lua script, $3 url, $4 out file, $5 the server's pid (its CPU goes to $4.cpu)
+  local threads=2 before=""; (($1 < 2)) && threads=1
+  [[ -n "${5:-}" ]] && before=$(ticks "$5")
   wrk -t"$threads" -c"$1" -d"${SECS}s" --timeout 10s --latency -s "$2" "$3" > "$4"
+  rm -f "$4.cpu"
+  [[ -n "$before" ]] && echo "$(($(ticks "$5") - before)) $(getconf CLK_TCK)" > "$4.cpu"
+  return 0
 }
 
 # --- machine --------------------------------------------------------------------------------------
@@ -137,17 +149,17 @@ for per in 1 100; do
     for rep in $(seq "$reps"); do
       data=$(mktemp -d)/data
       start_serve "$data"
-      run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-sluice.txt"
+      run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-sluice.txt" "$SERVE_PID"
       rss=$(stop_serve); rm -rf "$(dirname "$data")"
       record "$(wrk_json sluice "$per" "$c" "$OUT/wrk-sluice.txt" "$rss" "$rep")"
       # The intake alone: the process step paused, as when the ingest function runs apart from the
       # process function on AWS. The same durable 202; only the consumer's share of the 2 cores is gone.
       data=$(mktemp -d)/data
       start_serve "$data" 0
-      run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-intake.txt"
+      run_wrk "$c" "$lua" http://127.0.0.1:18380/v1/events "$OUT/wrk-intake.txt" "$SERVE_PID"
       rss=$(stop_serve); rm -rf "$(dirname "$data")"
       record "$(wrk_json sluice_intake "$per" "$c" "$OUT/wrk-intake.txt" "$rss" "$rep")"
-      run_wrk "$c" "$lua" http://127.0.0.1:18381/v1/events "$OUT/wrk-bare.txt"
+      run_wrk "$c" "$lua" http://127.0.0.1:18381/v1/events "$OUT/wrk-bare.txt" "$BARE_PID"
       record "$(wrk_json bare_http "$per" "$c" "$OUT/wrk-bare.txt" "" "$rep")"
       tail -3 "$RESULTS" | python3 -c 'import sys,json; [print(" ", json.loads(l)["system"], json.loads(l)["rep"], round(json.loads(l)["events_per_sec"])) for l in sys.stdin]' >&2
     done
@@ -180,6 +192,34 @@ for rep in $(seq "$REPS"); do
     tail -1 "$RESULTS" | python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(" ", d["mode"], d["rep"], round(d["events_per_sec"]))' >&2
   done
 done
+
+# --- 1c. latency at fixed offered rates, open loop ------------------------------------------------------
+log "open-loop latency: a quarter, half and three quarters of the ingest peak, from intended send times"
+# The peak is section 1's median sluice events/s (process step running, one event per request, 64
+# connections). wrk is closed loop: a connection waiting on a slow answer sends nothing meanwhile, so a
+# stall shows as one slow request (coordinated omission). `sluice-bench openloop` sends on a fixed
+# schedule instead, measuring each latency from the request's intended send time. A fresh server each.
+ingest_peak=$(python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+v = [r["events_per_sec"] for r in rows if r.get("bench") == "ingest" and r.get("system") == "sluice"
+     and r.get("per_request") == 1 and r.get("conns") == 64 and r.get("events_per_sec")]
+print(statistics.median(v) if v else 0)
+PY
+)
+if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$ingest_peak"; then
+  for frac in 0.25 0.5 0.75; do
+    rate=$(python3 -c 'import sys; print(float(sys.argv[1]) * float(sys.argv[2]))' "$ingest_peak" "$frac")
+    data=$(mktemp -d)/data
+    start_serve "$data"
+    r=$($BENCH openloop --url http://127.0.0.1:18380 --rate "$rate" --secs "$SECS" --conns 64)
+    rss=$(stop_serve); rm -rf "$(dirname "$data")"
+    record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['fraction']=$frac; d['peak']=$ingest_peak; d['peak_rss_kib']=$rss; print(json.dumps(d))")"
+    tail -1 "$RESULTS" | python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); print(" ", d["fraction"], round(d["rate"]), "req/s: p50", round(d["p50_ms"], 2), "p99", round(d["p99_ms"], 2), "p99.9", round(d["p999_ms"], 2), "ms")' >&2
+  done
+else
+  log "no sluice ingest peak recorded: skipping the open-loop runs"
+fi
 
 # --- 2. end to end ------------------------------------------------------------------------------------
 log "end to end: peak rate, then p99 202-to-readable at half of it"

@@ -11,6 +11,8 @@
 //! - [`process`] — records per second of the process step alone, embedded and on moto.
 //! - [`e2e`] — events per second from HTTP to the store, and the time from 202 to readable.
 //! - [`intake`] — signed-webhook intake next to bearer-key ingest, with the same client.
+//! - [`openloop`] — request latency at a fixed offered rate, from each request's intended send
+//!   time (free of coordinated omission, as `wrk2`).
 //! - [`coldstart`] — a minimal Lambda Runtime API that times a function from exec to its first
 //!   response and reads its peak memory.
 //! - `cpu` (the `sluice-cpu` crate) — the work of validation and envelope sealing per event, for `callgrind`.
@@ -22,5 +24,6 @@ pub mod disk;
 pub mod e2e;
 pub mod feed;
 pub mod intake;
+pub mod openloop;
 pub mod process;
 pub mod stats;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice_bench::{bare, coldstart, disk, e2e, feed, intake, process};
+use sluice_bench::{bare, coldstart, disk, e2e, feed, intake, openloop, process};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,6 +138,25 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
     },
+    /// Request latency at a fixed offered rate, open loop: single events on a fixed schedule, each
+    /// latency from the request's intended send time (free of coordinated omission).
+    Openloop {
+        /// Base URL of the server.
+        #[arg(long)]
+        url: String,
+        /// API key.
+        #[arg(long, env = "SLUICE_KEY")]
+        key: String,
+        /// Offered load: total requests per second.
+        #[arg(long)]
+        rate: f64,
+        /// Seconds of schedule.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        conns: usize,
+    },
     /// Cold start of a Lambda function under the local Runtime API emulator.
     ColdStart {
         /// Label.
@@ -255,6 +274,19 @@ fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs_f64(secs),
             }))?
         }
+        Cmd::Openloop {
+            url,
+            key,
+            rate,
+            secs,
+            conns,
+        } => rt.block_on(openloop::run(openloop::Params {
+            url,
+            key,
+            rate,
+            duration: Duration::try_from_secs_f64(secs).context("--secs must be a positive number of seconds")?,
+            conns,
+        }))?,
         Cmd::ColdStart {
             name,
             event,

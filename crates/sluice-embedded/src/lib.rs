@@ -29,7 +29,9 @@
 //! offer, so ingest claims then sends there.
 //!
 //! Both files run in WAL mode with `synchronous=FULL`: a write that returned `Ok` survives a power
-//! cut. To keep that affordable, each file has one writer thread that commits concurrent writes
+//! cut. (A queue's receipts, deletions and visibility changes, whose loss only hands a message out
+//! again, commit without an fsync of their own when no durable write shares their group: they
+//! still survive any crash of the process.) To keep that affordable, each file has one writer thread that commits concurrent writes
 //! together (group commit, see `writer`). Nothing here blocks the async runtime: writes wait on a
 //! channel, reads run on the blocking pool.
 

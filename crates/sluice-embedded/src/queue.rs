@@ -406,7 +406,8 @@ impl EmbeddedQueue {
         let out = self
             .db
             .writer
-            .run(move |c| receive_tx(c, &name, &config, max, visibility, rotation))
+            // A receipt lost with the power only hands the message out again (see `writer`).
+            .run_relaxed(move |c| receive_tx(c, &name, &config, max, visibility, rotation))
             .await
             .map_err(unavailable)??;
         if !out.messages.is_empty() {
@@ -517,7 +518,7 @@ impl Queue for EmbeddedQueue {
         let receipt = receipt.clone();
         self.db
             .writer
-            .run(move |c| delete_tx(c, &name, &receipt))
+            .run_relaxed(move |c| delete_tx(c, &name, &receipt))
             .await
             .map_err(unavailable)?
     }
@@ -532,10 +533,12 @@ impl Queue for EmbeddedQueue {
         let n = receipts.len();
         // One command, so the batch costs one job and one reply; a stale receipt is an answer
         // for that entry, not a failure of the group.
+        // Deletes follow the stored event: one lost with the power redelivers a duplicate, which
+        // the store's conditional put answers as such.
         let applied = self
             .db
             .writer
-            .run(move |c| {
+            .run_relaxed(move |c| {
                 owned
                     .iter()
                     .map(|receipt| delete_tx(c, &name, receipt))
@@ -557,7 +560,7 @@ impl Queue for EmbeddedQueue {
         let receipt = receipt.clone();
         self.db
             .writer
-            .run(move |c| {
+            .run_relaxed(move |c| {
                 Ok(match check_receipt(c, &name, &receipt)? {
                     Ok(Some(seq)) if visibility.is_zero() => {
                         // Released at once: back to its place in send order, not behind every

@@ -6,6 +6,14 @@
 //! them all in one transaction, commits once and only then answers each caller. A caller that got
 //! `Ok` therefore knows its write is on disk, and a hundred concurrent callers share one fsync.
 //!
+//! Not every write needs its own fsync. A message's receipt, its deletion after its event is
+//! stored, a visibility change: if a power failure loses one, the message is only handed out
+//! again, which SQS semantics allow and the store's conditional put absorbs. Such writes go
+//! through [`Writer::run_relaxed`]; a group made only of them commits with `synchronous=NORMAL`,
+//! which in WAL mode still survives any crash of the process and never reorders or tears
+//! transactions (only the last few can be lost with the machine's power). A group holding one
+//! durable write commits with `synchronous=FULL`, as every group did before.
+//!
 //! A group is all or nothing: if any statement or the commit fails (disk full, busy, read-only),
 //! the transaction is rolled back and every command in the group gets the same failure. Commands
 //! report refusals that must not undo their neighbours (a stale receipt, say) as values inside
@@ -56,6 +64,8 @@ trait Job: Send {
     fn is_abandoned(&self) -> bool;
     /// Runs the command inside the group's transaction.
     fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Whether its caller is told it is on disk (an fsync'd commit), not only committed.
+    fn durable(&self) -> bool;
     /// Answers the caller once the group's fate is known.
     fn finish(self: Box<Self>, outcome: Result<(), DbFailure>);
 }
@@ -64,6 +74,7 @@ struct Typed<T, F> {
     f: Option<F>,
     out: Option<T>,
     reply: oneshot::Sender<Result<T, DbFailure>>,
+    durable: bool,
 }
 
 impl<T, F> Job for Typed<T, F>
@@ -73,6 +84,10 @@ where
 {
     fn is_abandoned(&self) -> bool {
         self.reply.is_closed()
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
@@ -101,6 +116,10 @@ where
     F: FnOnce(&Connection) -> rusqlite::Result<()> + Send,
 {
     fn is_abandoned(&self) -> bool {
+        false
+    }
+
+    fn durable(&self) -> bool {
         false
     }
 
@@ -138,8 +157,27 @@ impl Writer {
         Ok(Self { tx, counters })
     }
 
-    /// Applies `f` in the next group and resolves once that group committed (or failed).
+    /// Applies `f` in the next group and resolves once that group committed (or failed) and is
+    /// on disk.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, DbFailure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run_with(f, true).await
+    }
+
+    /// Like [`Writer::run`] for a write whose loss with the machine's power costs only a message
+    /// handed out again (see the module's documentation): it shares no fsync it does not need.
+    pub(crate) async fn run_relaxed<T, F>(&self, f: F) -> Result<T, DbFailure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run_with(f, false).await
+    }
+
+    async fn run_with<T, F>(&self, f: F, durable: bool) -> Result<T, DbFailure>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -149,6 +187,7 @@ impl Writer {
             f: Some(f),
             out: None,
             reply,
+            durable,
         });
         self.tx.send(job).map_err(|_| DbFailure("database writer stopped"))?;
         rx.await.unwrap_or(Err(DbFailure("database writer stopped")))
@@ -184,6 +223,8 @@ fn run(
 ) {
     // Housekeeping is due right away, so leftovers from a previous run go at startup.
     let mut last_maintenance: Option<Instant> = None;
+    // The connection opens with synchronous=FULL.
+    let mut full = true;
     loop {
         let first = match rx.recv_timeout(MAINTENANCE_INTERVAL) {
             Ok(job) => Some(job),
@@ -201,7 +242,8 @@ fn run(
             }
             group.retain(|job| !job.is_abandoned());
             if !group.is_empty() {
-                let outcome = apply_group(conn, &mut group);
+                let outcome = sync_for(conn, &mut full, group.iter().any(|job| job.durable()))
+                    .and_then(|()| apply_group(conn, &mut group));
                 match outcome {
                     Ok(()) => {
                         counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -221,12 +263,23 @@ fn run(
         let due = last_maintenance.is_none_or(|t| t.elapsed() >= MAINTENANCE_INTERVAL);
         if let (Some(m), true) = (maintenance.as_mut(), due) {
             last_maintenance = Some(Instant::now());
-            if let Err(f) = in_transaction(conn, |c| m(c)) {
+            if let Err(f) = sync_for(conn, &mut full, true).and_then(|()| in_transaction(conn, |c| m(c))) {
                 tracing::warn!(reason = f.0, "database housekeeping failed; will retry later");
             }
         }
     }
     tracing::debug!("database writer stopped");
+}
+
+/// Sets `synchronous` for the next transaction, FULL when it holds a durable write, where it is
+/// not already so (`full` tracks the connection's setting).
+fn sync_for(conn: &Connection, full: &mut bool, durable: bool) -> Result<(), DbFailure> {
+    if *full != durable {
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+            .map_err(|e| DbFailure::from_sqlite(&e))?;
+        *full = durable;
+    }
+    Ok(())
 }
 
 fn apply_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), DbFailure> {
@@ -264,4 +317,26 @@ fn in_transaction(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Re
         tracing::error!(error = %e, "rollback failed");
     }
     Err(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(c: &Connection) -> rusqlite::Result<i64> {
+        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+    }
+
+    #[tokio::test]
+    async fn a_relaxed_group_commits_without_an_fsync_and_a_durable_one_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::sqlite::open_writer(&dir.path().join("w.db"), &[]).unwrap();
+        let writer = Writer::spawn("test-queue-writer", conn, None).unwrap();
+        // 2 is FULL (an fsync per commit), 1 NORMAL; each group reads its own setting.
+        assert_eq!(writer.run_relaxed(synchronous).await.unwrap(), 1);
+        assert_eq!(writer.run(synchronous).await.unwrap(), 2);
+        assert_eq!(writer.run_relaxed(synchronous).await.unwrap(), 1);
+        assert_eq!(writer.run(synchronous).await.unwrap(), 2);
+        assert_eq!(writer.stats().commits, 4);
+    }
 }
