@@ -345,17 +345,14 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallRecorder {
 
 /// The IAM action that authorizes an SDK operation: the service prefix in lower case and the
 /// operation, except SQS's batch operations, which IAM authorizes with their single-message
-/// action (`SendMessageBatch` needs `sqs:SendMessage`), and DynamoDB's `TransactWriteItems`,
-/// which IAM authorizes item by item: every transaction Sluice makes puts an item (an event and
-/// its feed slot, or a tombstone), and the other item actions in them (the deletion's
-/// `UpdateItem` and `DeleteItem`) are ones the same function also calls directly.
+/// action (`SendMessageBatch` needs `sqs:SendMessage`). (The DynamoDB feed makes no
+/// transactions: each write is one conditional item operation, authorized as itself.)
 pub fn iam_action(service: &str, operation: &str) -> String {
     let prefix = service.to_ascii_lowercase();
     let action = match (prefix.as_str(), operation) {
         ("sqs", "SendMessageBatch") => "SendMessage",
         ("sqs", "DeleteMessageBatch") => "DeleteMessage",
         ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
-        ("dynamodb", "TransactWriteItems") => "PutItem",
         _ => operation,
     };
     format!("{prefix}:{action}")

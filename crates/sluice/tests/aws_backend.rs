@@ -834,3 +834,178 @@ async fn the_consoles_dead_letters_work_over_sqs() {
     let missing = app.get(&key, &format!("/v1/events/{}", ids[1])).await;
     assert_eq!(missing.status(), 404, "the dropped event was never stored");
 }
+
+/// Every entry of the key's feed after `after` on the AWS backend, following `next_after`.
+async fn drain_feed(app: &Server, key: &str) -> Vec<Value> {
+    let (mut out, mut after) = (Vec::new(), 0u64);
+    loop {
+        let r = app.get(key, &format!("/v1/feed?after={after}&limit=1000")).await;
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        let entries = page["entries"].as_array().unwrap().clone();
+        let next = page["next_after"].as_u64().unwrap();
+        if entries.is_empty() && next == after {
+            return out;
+        }
+        out.extend(entries);
+        after = next;
+    }
+}
+
+/// Moves the message of event `id` from one SQS queue to another, as SQS's dead-lettering (or a
+/// redrive's message move task) does: the same body and attributes.
+async fn move_message(from: &SqsQueue, to: &SqsQueue, id: &str) {
+    let start = Instant::now();
+    loop {
+        let got = from
+            .receive(10, Duration::from_secs(1), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut moved = false;
+        for m in got {
+            if m.attributes.get("event_id").map(String::as_str) == Some(id) {
+                to.send_batch(vec![OutgoingMessage {
+                    group: m.group.clone(),
+                    body: m.body.clone(),
+                    attributes: m.attributes.clone(),
+                }])
+                .await
+                .unwrap();
+                from.delete(&m.receipt).await.unwrap();
+                moved = true;
+            } else {
+                from.change_visibility(&m.receipt, Duration::ZERO).await.unwrap();
+            }
+        }
+        if moved {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "event {id} never came out of its queue");
+    }
+}
+
+/// The feed on the AWS backend: a long poll answers as soon as an entry is stored; a tenant never
+/// sees another's entries or tombstones; an erasure deletes the subject's stored events, and its
+/// events still queued or dead-lettered when it ran are never stored, even after a redrive
+/// (SQS cannot be swept: the process step drops them by the tenant's erasure marker), while an
+/// event accepted after it is kept.
+#[tokio::test]
+async fn i3_feed_long_polls_isolates_tenants_and_erasure_reaches_queued_and_dead_lettered_events_on_aws() {
+    let (moto, r, dir) = fresh().await;
+    let data_dir = dir.path().join("data");
+    let acme = create_key(moto, &r, &data_dir, "acme");
+    let other = create_key(moto, &r, &data_dir, "other");
+    let app = Server::spawn(moto, &r, &data_dir);
+
+    let poll = {
+        let client = app.client.clone();
+        let url = format!("{}/v1/feed?after=0&wait=20", app.base);
+        let key = acme.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let page: Value = client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (start.elapsed(), page)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let post = |key: String, subject: &'static str, n: u32| {
+        let app = &app;
+        async move {
+            let body = json!({"type": "user.seen", "subject": subject, "data": {"n": n}}).to_string();
+            let r = app.post(&key, &body, None).await;
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let stored = post(acme.clone(), "user-1", 1).await;
+    let (took, page) = poll.await.unwrap();
+    assert!(took < Duration::from_secs(15), "the long poll waited {took:?}");
+    assert_eq!(page["entries"][0]["id"], stored.as_str(), "{page}");
+    let kept = post(acme.clone(), "user-2", 2).await;
+    let theirs = post(other.clone(), "user-1", 3).await;
+    for (k, id) in [(&acme, &kept), (&other, &theirs)] {
+        app.wait_for_event(k, id).await;
+    }
+    drop(app);
+    // moto finishes the killed server's pending long polls (1 s) and would hand them what is
+    // sent meanwhile: let them end first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The process step paused: one event stays queued, one is dead-lettered as SQS would.
+    let paused = Server::spawn_with(moto, &r, &data_dir, &[("SLUICE_WORKER__WORKERS", "0")]);
+    let post = |key: String, n: u32| {
+        let app = &paused;
+        async move {
+            let body = json!({"type": "user.seen", "subject": "user-1", "data": {"n": n}}).to_string();
+            let r = app.post(&key, &body, None).await;
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let queued = post(acme.clone(), 4).await;
+    let dead = post(acme.clone(), 5).await;
+    let (main, dlq) = (
+        SqsQueue::new(moto.sqs(), &r.queue_url),
+        SqsQueue::new(moto.sqs(), &r.dlq_url),
+    );
+    move_message(&main, &dlq, &dead).await;
+    let receipt: Value = paused
+        .client
+        .post(format!("{}/v1/erasures", paused.base))
+        .bearer_auth(&acme)
+        .header("content-type", "application/json")
+        .body(json!({"subject": "user-1"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["status"], "completed", "{receipt}");
+    assert_eq!(receipt["events_deleted"], 1, "{receipt}");
+    // The redrive: the dead letter goes back to the main queue. And one accepted after the erasure.
+    move_message(&dlq, &main, &dead).await;
+    let after = post(acme.clone(), 6).await;
+    drop(paused);
+
+    let app = Server::spawn(moto, &r, &data_dir);
+    app.wait_for_event(&acme, &after).await;
+    // Both erased records (the queued one and the redriven one) are dropped, not stored.
+    let start = Instant::now();
+    while app
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("\"outcome\":\"erased\""))
+        .count()
+        < 2
+    {
+        assert!(start.elapsed() < WAIT, "{:#?}", app.logs.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in [&stored, &queued, &dead] {
+        assert_eq!(app.get(&acme, &format!("/v1/events/{id}")).await.status(), 404, "{id}");
+    }
+    assert_eq!(app.get(&other, &format!("/v1/events/{theirs}")).await.status(), 200);
+    let entries = drain_feed(&app, &acme).await;
+    let tombstones: Vec<&Value> = entries.iter().filter(|e| e.get("deleted").is_some()).collect();
+    assert_eq!(tombstones.len(), 1, "{entries:#?}");
+    assert_eq!(tombstones[0]["deleted"], stored.as_str());
+    let ids: Vec<&str> = entries.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, vec![kept.as_str(), after.as_str()], "in seq order");
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The other tenant's feed: its own event, none of acme's entries or tombstones.
+    let mine = drain_feed(&app, &other).await;
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0]["id"], theirs.as_str());
+}
