@@ -365,7 +365,7 @@ pub(crate) async fn delete_event(
     let principal = principal(req.extensions_mut())?;
     let request_id = request_id(req.extensions_mut());
     let Ok(Path(id)) = id else {
-        return Err(Problem::new(Code::NotFound).detail("no event with this id"));
+        return Err(crate::query::not_found());
     };
     match state.service.delete(&principal.tenant, &id).await {
         Ok(d) => {
@@ -375,7 +375,7 @@ pub(crate) async fn delete_event(
             );
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Err(FeedServiceError::NotFound) => Err(Problem::new(Code::NotFound).detail("no event with this id")),
+        Err(FeedServiceError::NotFound) => Err(crate::query::not_found()),
         Err(e) => Err(feed_problem(e, &request_id)),
     }
 }
@@ -391,18 +391,7 @@ struct ErasureRequest {
 pub(crate) async fn post_erasure(State(state): State<Arc<FeedState>>, mut req: Request) -> Result<Response, Problem> {
     let principal = principal(req.extensions_mut())?;
     let request_id = request_id(req.extensions_mut());
-    let is_json = req
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return Err(Problem::new(Code::UnsupportedMediaType).detail("send application/json"));
-    }
+    crate::body::require_json(req.headers())?;
     let body = axum::body::to_bytes(req.into_body(), MAX_ERASURE_BODY)
         .await
         .map_err(|_| Problem::new(Code::PayloadTooLarge).detail("an erasure request is at most 4 KiB"))?;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 /// Seconds a client should wait after a 503 from the store.
 const STORE_RETRY_AFTER: u64 = 5;
 
-fn not_found() -> Problem {
+/// The 404 of an event that is absent or another tenant's: the same answer either way (I-3).
+pub(crate) fn not_found() -> Problem {
     Problem::new(Code::NotFound).detail("no event with this id")
 }
 

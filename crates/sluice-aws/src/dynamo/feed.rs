@@ -48,7 +48,7 @@
 //! of 10). The lower of the two is the ceiling: 10,000 events/s at 16 shards and batches of 10.
 
 use super::events::{DynamoEvents, EXP, ID, TTL, decode, encode, expired, past, unavailable};
-use super::{Item, PK, SK, number_attr, string_attr};
+use super::{Item, PK, SK, number_attr, query_all, string_attr};
 use crate::error::Failure;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use sluice_core::event::{EventType, StoredEvent};
@@ -639,30 +639,16 @@ async fn slots_in(
     let shards = u64::from(s.layout.shards).min(to.saturating_sub(from) + 1);
     let queries = (0..shards).map(|k| {
         let pk = s.layout.slot_pk(tenant, from + k);
-        async move {
-            let mut items = Vec::new();
-            let mut start: Option<Item> = None;
-            loop {
-                let out = s
-                    .client
-                    .query()
-                    .table_name(&s.table)
-                    .consistent_read(true)
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":pk", string_attr(pk.as_str()))
-                    .expression_attribute_values(":from", string_attr(slot_sk(from)))
-                    .expression_attribute_values(":to", string_attr(slot_sk(to)))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(Failure::classify("DynamoDB", "Query", &e)))?;
-                items.extend(out.items().iter().cloned());
-                match out.last_evaluated_key() {
-                    Some(k) if !k.is_empty() => start = Some(k.clone()),
-                    _ => return Ok::<_, StoreError>(items),
-                }
-            }
-        }
+        let query = s
+            .client
+            .query()
+            .table_name(&s.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", string_attr(pk.as_str()))
+            .expression_attribute_values(":from", string_attr(slot_sk(from)))
+            .expression_attribute_values(":to", string_attr(slot_sk(to)));
+        async move { query_all(query).await.map_err(unavailable) }
     });
     let mut out = BTreeMap::new();
     for items in futures::future::try_join_all(queries).await? {
@@ -921,31 +907,20 @@ pub(crate) async fn delete_subject(
 ) -> Result<Vec<Deleted>, StoreError> {
     let mut ids = Vec::new();
     for pk in s.layout.pointer_pks(tenant) {
-        let mut start: Option<Item> = None;
-        loop {
-            let out = s
-                .client
-                .query()
-                .table_name(&s.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk")
-                .filter_expression("#s = :s AND attribute_not_exists(#deleted)")
-                .expression_attribute_names("#s", SUBJECT)
-                .expression_attribute_names("#deleted", DELETED)
-                .expression_attribute_values(":pk", string_attr(pk.as_str()))
-                .expression_attribute_values(":s", string_attr(subject))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable(Failure::classify("DynamoDB", "Query", &e)))?;
-            for item in out.items() {
-                if let Some(id) = text(item, SK).and_then(|v| EventId::parse(v).ok()) {
-                    ids.push(id);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+        let query = s
+            .client
+            .query()
+            .table_name(&s.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("#s = :s AND attribute_not_exists(#deleted)")
+            .expression_attribute_names("#s", SUBJECT)
+            .expression_attribute_names("#deleted", DELETED)
+            .expression_attribute_values(":pk", string_attr(pk.as_str()))
+            .expression_attribute_values(":s", string_attr(subject));
+        for item in query_all(query).await.map_err(unavailable)? {
+            if let Some(id) = text(&item, SK).and_then(|v| EventId::parse(v).ok()) {
+                ids.push(id);
             }
         }
     }

@@ -139,6 +139,27 @@ pub(crate) async fn scan_all(
     }
 }
 
+/// Every item a query returns, following `LastEvaluatedKey` page after page.
+pub(crate) async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<Item>, crate::error::Failure> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| crate::error::Failure::classify("DynamoDB", "Query", &e))?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// An item that is not what Sluice writes (T-3).
 #[derive(Debug, thiserror::Error)]
 #[error("{table} item: {what}")]
