@@ -48,16 +48,16 @@ cargo build --release --locked -q -p sluice -p sluice-bench
 SLUICE=target/release/sluice
 BENCH=target/release/sluice-bench
 LAMBDA_BINS=(sluice-authorizer sluice-ingest sluice-process sluice-query)
-lambda_path() { # the cargo-lambda build of scripts/build-lambdas.sh, else a host release build
+lambda_path() { # the cargo-lambda build of scripts/build-lambdas.sh, else a host build of its profile
   if [[ -x target/lambda/$1/bootstrap ]]; then echo "target/lambda/$1/bootstrap";
-  elif [[ -x target/release/$1 ]]; then echo "target/release/$1"; fi
+  elif [[ -x target/aws-lambda/$1 ]]; then echo "target/aws-lambda/$1"; fi
 }
 if [[ -z "$(lambda_path sluice-ingest)" && -d crates/sluice-lambda ]]; then
   if [[ -f scripts/build-lambdas.sh ]]; then
     log "building the Lambda binaries (scripts/build-lambdas.sh)"; bash scripts/build-lambdas.sh || true
   fi
   if [[ -z "$(lambda_path sluice-ingest)" ]]; then
-    log "building the Lambda binaries for the host (release)"; cargo build --release --locked -q -p sluice-lambda || true
+    log "building the Lambda binaries for the host (profile aws-lambda)"; cargo build --profile aws-lambda --locked -q -p sluice-lambda || true
   fi
 fi
 

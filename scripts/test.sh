@@ -30,7 +30,7 @@ if [[ "${SLUICE_FREE_TEST_BINARIES:-0}" == 1 ]]; then
   du -sh "$TARGET" || true
 fi
 
-step "Lambda functions: cargo lambda build --release --x86-64"
+step "Lambda functions: cargo lambda build --profile aws-lambda --x86-64, each under 10 MiB"
 bash scripts/build-lambdas.sh
 
 if [[ "${SLUICE_FREE_TEST_BINARIES:-0}" == 1 ]]; then

@@ -47,6 +47,6 @@ pub mod sqs;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{AwsResources, build_sdk_config, retry_config, sdk_config, timeout_config};
+pub use config::{AwsResources, build_sdk_config, lambda_sdk_config, retry_config, sdk_config, timeout_config};
 pub use dynamo::{DynamoEvents, DynamoIdempotency, DynamoKeys, DynamoSources};
 pub use sqs::SqsQueue;

@@ -407,6 +407,49 @@ async fn sdk_config_honours_aws_endpoint_url() {
     assert!(status.success(), "the child check failed: {status}");
 }
 
+/// `lambda_sdk_config()` reads what the Lambda runtime sets (region, the role's credentials with
+/// a session token) and `AWS_ENDPOINT_URL`, and works end to end against moto. The profile and
+/// config file named are ones that do not exist: nothing may need them.
+#[tokio::test]
+async fn lambda_sdk_config_reads_the_lambda_runtimes_variables() {
+    const CHILD: &str = "SLUICE_AWS_LAMBDA_CONFIG_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let config = sluice_aws::lambda_sdk_config();
+        let expected = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        assert_eq!(config.endpoint_url(), Some(expected.as_str()));
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert!(config.retry_config().is_some_and(|r| r.max_attempts() == 5));
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        sqs.create_queue().queue_name("lambda-config").send().await.unwrap();
+        let urls = sqs.list_queues().send().await.unwrap();
+        assert!(
+            urls.queue_urls().iter().any(|u| u.contains("lambda-config")),
+            "{urls:?}"
+        );
+        return;
+    }
+    let m = moto().await;
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lambda_sdk_config_reads_the_lambda_runtimes_variables",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("AWS_ENDPOINT_URL", m.endpoint())
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SESSION_TOKEN", "testing")
+        .env("AWS_PROFILE", "no-such-profile")
+        .env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .env(sluice_aws::testing::MOTO_URL_VAR, m.endpoint())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child check failed: {status}");
+}
+
 #[tokio::test]
 async fn moto_start_failures_are_errors_that_say_what_to_install() {
     let err = Moto::start_with("/nonexistent/python3").await.unwrap_err();

@@ -31,6 +31,12 @@ impl Clients {
         Self::new(sluice_aws::sdk_config().await)
     }
 
+    /// Clients inside a Lambda function: the runtime's variables only
+    /// ([`sluice_aws::lambda_sdk_config`]), with the same retry and timeout policy.
+    pub fn from_lambda_env() -> Self {
+        Self::new(sluice_aws::lambda_sdk_config())
+    }
+
     /// The shared SDK configuration (region, credentials, endpoint).
     pub fn sdk(&self) -> &SdkConfig {
         &self.sdk

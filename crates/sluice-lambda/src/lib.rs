@@ -31,8 +31,9 @@
 //! are in `functions.toml` beside this crate's manifest (a test proves both lists exact). Secrets
 //! (the envelope signing key ring, the cursor key) are `SecureString` parameters in SSM Parameter
 //! Store named by `SLUICE_SIGNING_KEY_PARAM` and `SLUICE_CURSOR_KEY_PARAM`; see
-//! [`sluice_aws::secrets`] for their format and rotation. The standard AWS variables (region,
-//! credentials, `AWS_ENDPOINT_URL`) are read by the SDK.
+//! [`sluice_aws::secrets`] for their format and rotation. The SDK reads the variables the Lambda
+//! runtime sets (region, the execution role's credentials) and `AWS_ENDPOINT_URL`, and nothing else
+//! ([`sluice_aws::lambda_sdk_config`]: no profile, SSO or metadata lookups to link or to run).
 //!
 //! # Idempotency on AWS
 //! Two kinds of retry reach Sluice, and neither stores an event twice:

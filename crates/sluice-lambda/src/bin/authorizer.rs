@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
     let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "authorizer")?;
-    let authorizer = std::sync::Arc::new(Authorizer::init(&config, &Clients::from_env().await).await?);
+    let authorizer = std::sync::Arc::new(Authorizer::init(&config, &Clients::from_lambda_env()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let authorizer = authorizer.clone();
         async move {

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
     let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "process")?;
-    let function = std::sync::Arc::new(ProcessFunction::init(&config, &Clients::from_env().await).await?);
+    let function = std::sync::Arc::new(ProcessFunction::init(&config, &Clients::from_lambda_env()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let function = function.clone();
         async move {

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     // First, so nothing is ever logged unredacted (I-1).
     sluice_host::telemetry::init_lambda(&config.log)?;
     let emf = sluice_lambda::metrics::install(&config.metrics_namespace, "query")?;
-    let service = query::init(&config, &Clients::from_env().await).await?;
+    let service = query::init(&config, &Clients::from_lambda_env()).await?;
     lambda_http::run(sluice_lambda::metrics::flushing(
         query::router(service, &config.tenant_claim),
         emf,
