@@ -330,19 +330,20 @@ if cold:
       "loopback time. The Python references are the same two handlers written the usual way with Powertools "
       "for AWS Lambda (`bench/python/`, pinned in `requirements.txt`), run by `awslambdaric`, the runtime "
       "interface client AWS's own Python images use. Median of the runs, fresh process each run.\n")
-    w("| function | language | binary | runs | init ms (p50) | first response ms (p50) | peak RSS MiB | first outcome |")
-    w("|---|---|---|---:|---:|---:|---:|---|")
+    w("| function | language | binary | size MiB | runs | init ms (p50) | first response ms (p50) | peak RSS MiB | first outcome |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---|")
+    size = lambda r: f((r["binary_bytes"]) / 1048576, 1) if r.get("binary_bytes") else "–"  # noqa: E731
     for r in cold:
         if r.get("missing"):
-            w(f"| {r['name']} | rust | not built | 0 | – | – | – | – |")
+            w(f"| {r['name']} | rust | not built | – | 0 | – | – | – | – |")
             continue
         outcomes = sorted({d["outcome"] for d in r.get("detail", [])})
         if not measured(r):
             # Not one run reached the Runtime API: nothing was measured, and zeros would read as fast.
-            w(f"| {r.get('function', r['name'])} | {r.get('language', '?')} | `{r.get('binary', 'python3 -m awslambdaric')}` | {r['runs']} | "
+            w(f"| {r.get('function', r['name'])} | {r.get('language', '?')} | `{r.get('binary', 'python3 -m awslambdaric')}` | {size(r)} | {r['runs']} | "
               f"– | – | – | {', '.join(outcomes)} (did not start) |")
             continue
-        w(f"| {r.get('function', r['name'])} | {r.get('language', '?')} | `{r.get('binary', 'python3 -m awslambdaric')}` | {r['runs']} | "
+        w(f"| {r.get('function', r['name'])} | {r.get('language', '?')} | `{r.get('binary', 'python3 -m awslambdaric')}` | {size(r)} | {r['runs']} | "
           f"{f(r['init_ms_p50'], 1)} | {f(r['first_response_ms_p50'], 1)} | {f((r.get('peak_rss_kib') or 0) / 1024, 1)} | {', '.join(outcomes)} |")
     w("")
     for fn in ("ingest", "process"):
@@ -355,6 +356,11 @@ if cold:
               f"memory {f((py.get('peak_rss_kib') or 0) / max(rs.get('peak_rss_kib') or 1, 1), 1)}x less. "
               f"Targets: init < 20 ms → {ok(rs['init_ms_p50'] < 20)}; ≥ 10x → {ok(ratio >= 10)}.")
     others = [r for r in cold if r.get("language") == "rust" and not r.get("missing")]
+    sized = [r for r in others if r.get("binary_bytes")]
+    if sized:
+        largest = max(sized, key=lambda r: r["binary_bytes"])
+        w(f"- Every Rust function at most 10 MiB → {ok(len(sized) == len(others) and largest['binary_bytes'] <= 10 * 1048576)} "
+          f"(largest: {largest['name']}, {largest['binary_bytes'] / 1048576:.1f} MiB, `{largest['binary']}`).")
     if others:
         w(f"- Every Rust function's init under 20 ms → {ok(all(measured(r) and r['init_ms_p50'] < 20 for r in others))} "
           f"(slowest: {max(r['init_ms_p50'] for r in others):.1f} ms"

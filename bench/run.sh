@@ -264,7 +264,7 @@ for bin in "${LAMBDA_BINS[@]}"; do
   if [[ -z "$path" ]]; then record "{\"bench\":\"cold_start\",\"name\":\"$bin\",\"missing\":true}"; continue; fi
   fn=${bin#sluice-}
   r=$($BENCH cold-start --name "$bin" --event "$EV/$fn.json" --runs "$RUNS" "${ENV_ARGS[@]}" -- "$ROOT/$path") || { log "cold start of $bin failed"; continue; }
-  record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['binary']='$path'; d['language']='rust'; d['function']='$fn'; print(json.dumps(d))")"
+  record "$(echo "$r" | python3 -c "import json,sys; d=json.load(sys.stdin); d['binary']='$path'; d['binary_bytes']=$(stat -c %s "$path"); d['language']='rust'; d['function']='$fn'; print(json.dumps(d))")"
 done
 for fn in ingest process; do
   r=$($BENCH cold-start --name "python-$fn" --event "$EV/$fn.json" --runs "$RUNS" --cwd "$ROOT/bench/python" "${ENV_ARGS[@]}" \
