@@ -392,19 +392,26 @@ async fn sdk_config_honours_aws_endpoint_url() {
         return;
     }
     let m = moto().await;
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sdk_config_honours_aws_endpoint_url", "--nocapture"])
-        .env(CHILD, "1")
-        .env("AWS_ENDPOINT_URL", m.endpoint())
+    let mut child = child_test("sdk_config_honours_aws_endpoint_url", CHILD, m);
+    child
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    let status = child.status().unwrap();
+    assert!(status.success(), "the child check failed: {status}");
+}
+
+/// The environment is process-global, so a check of what reads it runs `test` again in a child
+/// process of this test binary, marked by `child`, with moto's endpoint and test credentials set.
+fn child_test(test: &str, child: &str, m: &Moto) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture"])
+        .env(child, "1")
+        .env("AWS_ENDPOINT_URL", m.endpoint())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env(sluice_aws::testing::MOTO_URL_VAR, m.endpoint())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the child check failed: {status}");
+        .env(sluice_aws::testing::MOTO_URL_VAR, m.endpoint());
+    cmd
 }
 
 /// `lambda_sdk_config()` reads what the Lambda runtime sets (region, the role's credentials with
@@ -429,24 +436,14 @@ async fn lambda_sdk_config_reads_the_lambda_runtimes_variables() {
         return;
     }
     let m = moto().await;
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lambda_sdk_config_reads_the_lambda_runtimes_variables",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .env("AWS_ENDPOINT_URL", m.endpoint())
+    let mut child = child_test("lambda_sdk_config_reads_the_lambda_runtimes_variables", CHILD, m);
+    child
         .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_SESSION_TOKEN", "testing")
         .env("AWS_PROFILE", "no-such-profile")
         .env("AWS_CONFIG_FILE", "/nonexistent/config")
-        .env_remove("AWS_MAX_ATTEMPTS")
-        .env(sluice_aws::testing::MOTO_URL_VAR, m.endpoint())
-        .status()
-        .unwrap();
+        .env_remove("AWS_MAX_ATTEMPTS");
+    let status = child.status().unwrap();
     assert!(status.success(), "the child check failed: {status}");
 }
 

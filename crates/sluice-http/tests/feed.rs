@@ -189,6 +189,26 @@ async fn i3_erasure_requests_are_checked_before_anything_changes() {
         .await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
     }
+    // The media-type rule is the ingest route's (`body::require_json`): no Content-Type, a
+    // compressed body or two Content-Type headers are refused as there.
+    let body = r#"{"subject":"u"}"#;
+    let without_type = req("POST", "/v1/erasures").header("authorization", bearer(&h.acme));
+    let gzipped = req("POST", "/v1/erasures")
+        .header("authorization", bearer(&h.acme))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip");
+    let two_types = req("POST", "/v1/erasures")
+        .header("authorization", bearer(&h.acme))
+        .header("content-type", "application/json")
+        .header("content-type", "text/plain");
+    for (what, builder, status) in [
+        ("no type", without_type, 415),
+        ("gzip", gzipped, 415),
+        ("two types", two_types, 400),
+    ] {
+        let r = send(&app, builder.body(Body::from(body)).unwrap()).await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text());
+    }
     let big = format!(r#"{{"subject":"{}"}}"#, "x".repeat(5000));
     let r = send(
         &app,

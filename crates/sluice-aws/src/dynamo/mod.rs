@@ -114,50 +114,35 @@ pub(crate) async fn get_item(
     Ok(out.item().cloned())
 }
 
-/// Every item of `table`, following `LastEvaluatedKey`: for the small tables only operators
-/// list (keys, sources), never on a request path.
+/// Every item of `table`, page after page (the SDK's paginator follows `LastEvaluatedKey`): for
+/// the small tables only operators list (keys, sources), never on a request path.
 pub(crate) async fn scan_all(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<Vec<Item>, crate::error::Failure> {
-    let mut items = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let out = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| crate::error::Failure::classify("DynamoDB", "Scan", &e))?;
-        items.extend(out.items().iter().cloned());
-        match out.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => return Ok(items),
-        }
-    }
+    client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| crate::error::Failure::classify("DynamoDB", "Scan", &e))
 }
 
-/// Every item a query returns, following `LastEvaluatedKey` page after page.
+/// Every item a query returns, page after page (the SDK's paginator follows `LastEvaluatedKey`).
 pub(crate) async fn query_all(
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
 ) -> Result<Vec<Item>, crate::error::Failure> {
-    let mut items = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let out = query
-            .clone()
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| crate::error::Failure::classify("DynamoDB", "Query", &e))?;
-        items.extend(out.items().iter().cloned());
-        match out.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => return Ok(items),
-        }
-    }
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| crate::error::Failure::classify("DynamoDB", "Query", &e))
 }
 
 /// An item that is not what Sluice writes (T-3).
